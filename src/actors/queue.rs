@@ -1,0 +1,253 @@
+//! The queue actor: owns one [`QueueState`] and is the only thing that touches it.
+//! Its messages sit next to their handlers.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::clock::now_ms;
+use crate::job::Job;
+use crate::queue_state::{Change, Counters, QueueState};
+
+/// Mailbox capacity: well above actix' default of 16 so bursts of requests to one
+/// queue do not make senders wait.
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+/// Why a queue refused or could not answer a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("no job")]
+    Empty,
+    #[error("queue is closed")]
+    Closed,
+    #[error("job already exists")]
+    Duplicate,
+    /// The queue was deleted after its address was looked up; look it up again.
+    #[error("queue was deleted")]
+    Gone,
+}
+
+/// The answer of a queue message.
+pub type QueueResult<T> = Result<T, QueueError>;
+
+/// One queue's actor.
+pub struct QueueActor {
+    state: QueueState,
+    /// Set by [`Purge`]: from then on every message answers [`QueueError::Gone`].
+    retired: bool,
+    /// The armed wake-up for the earliest delayed job, and the time it is for.
+    timer: Option<(u64, SpawnHandle)>,
+}
+
+impl QueueActor {
+    pub fn new() -> Self {
+        QueueActor {
+            state: QueueState::default(),
+            retired: false,
+            timer: None,
+        }
+    }
+
+    /// The one place a queue actor changes its state.
+    fn commit(&mut self, change: Change, ctx: &mut Context<Self>) -> Vec<Job> {
+        let out = self.state.apply(change);
+        self.arm_timer(ctx);
+        out
+    }
+
+    /// Keeps exactly one timer armed, for the earliest delayed job, so a due job moves
+    /// to the head on time without any periodic scan.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self.state.next_due_ms();
+        if self.timer.as_ref().map(|(due, _)| *due) == next {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(due) = next {
+            let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+            let handle = ctx.run_later(wait, |actor, ctx| {
+                actor.timer = None;
+                actor.promote_due(ctx);
+                actor.arm_timer(ctx);
+            });
+            self.timer = Some((due, handle));
+        }
+    }
+
+    /// Moves every due delayed job to the head.
+    fn promote_due(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        if self.state.has_due(now) {
+            self.commit(Change::Promoted { now_ms: now }, ctx);
+        }
+    }
+}
+
+impl Default for QueueActor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// Adds jobs (POST, PUT and batch POST).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Enqueue {
+    pub jobs: Vec<Job>,
+    /// Epoch milliseconds before which the jobs may not be fetched.
+    pub due_ms: Option<u64>,
+    /// A worker's failure report (PUT): count one failed job as well.
+    pub failed: bool,
+}
+
+impl Handler<Enqueue> for QueueActor {
+    type Result = QueueResult<()>;
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for job in &msg.jobs {
+            if let Some(key) = &job.uniq {
+                if self.state.holds_uniq(key) || !seen.insert(key.clone()) {
+                    return Err(QueueError::Duplicate);
+                }
+            }
+        }
+        if msg.failed {
+            self.commit(Change::FailureCounted, ctx);
+        }
+        let due_ms = msg.due_ms.filter(|due| *due > now_ms());
+        self.commit(
+            Change::Enqueued {
+                jobs: msg.jobs,
+                due_ms,
+            },
+            ctx,
+        );
+        Ok(())
+    }
+}
+
+/// Takes up to `max` jobs from the head. The reply travels on the caller's own channel:
+/// if the caller has gone by the time the jobs are ready, the send fails and the jobs
+/// go back to the head instead of vanishing with a discarded actix reply.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fetch {
+    pub max: usize,
+    pub reply: oneshot::Sender<QueueResult<Vec<Job>>>,
+}
+
+impl Handler<Fetch> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) {
+        let answer = if self.retired {
+            Err(QueueError::Gone)
+        } else {
+            self.promote_due(ctx);
+            if !self.state.is_open() {
+                Err(QueueError::Closed)
+            } else if self.state.ready_len() == 0 {
+                Err(QueueError::Empty)
+            } else {
+                Ok(self.commit(Change::Taken { count: msg.max }, ctx))
+            }
+        };
+        if let Err(Ok(jobs)) = msg.reply.send(answer) {
+            tracing::debug!(
+                jobs = jobs.len(),
+                "fetching client left; jobs go back to the head"
+            );
+            self.commit(Change::Returned { jobs }, ctx);
+        }
+    }
+}
+
+/// Reads the queue's counters.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Counters>")]
+pub struct GetCounters;
+
+impl Handler<GetCounters> for QueueActor {
+    type Result = QueueResult<Counters>;
+
+    fn handle(&mut self, _: GetCounters, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        self.promote_due(ctx);
+        Ok(self.state.counters())
+    }
+}
+
+/// Lists the ready jobs' bodies in queue order (`/status/NAME?with_desc=1`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<Bytes>>")]
+pub struct ListReady;
+
+impl Handler<ListReady> for QueueActor {
+    type Result = QueueResult<Vec<Bytes>>;
+
+    fn handle(&mut self, _: ListReady, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        self.promote_due(ctx);
+        Ok(self.state.ready_bodies())
+    }
+}
+
+/// Opens (`true`) or closes (`false`) the queue for fetching.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetOpen(pub bool);
+
+impl Handler<SetOpen> for QueueActor {
+    type Result = QueueResult<()>;
+
+    fn handle(&mut self, msg: SetOpen, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        if self.state.is_open() != msg.0 {
+            self.commit(Change::OpenSet(msg.0), ctx);
+        }
+        Ok(())
+    }
+}
+
+/// Drops the queue and everything in it. The actor then answers every message with
+/// [`QueueError::Gone`] (so a request that raced the delete retries on the queue's new
+/// incarnation) and stops.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Purge;
+
+impl Handler<Purge> for QueueActor {
+    type Result = QueueResult<()>;
+
+    fn handle(&mut self, _: Purge, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        self.retired = true;
+        self.commit(Change::Purged, ctx);
+        ctx.stop();
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! The queue directory: finds (or creates) a queue's actor by name.
+//!
+//! Handlers read it concurrently through a read-write lock; only creating or deleting a
+//! queue takes the write side, so finding a queue never funnels traffic through one
+//! mailbox. New queue actors are spread round-robin over the queue arbiters (one per
+//! core).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::actors::queue::{Fetch, QueueActor, QueueError, QueueResult};
+use crate::job::{Job, JobIds};
+use crate::names::QueueName;
+
+/// How often a message is retried when it raced a queue's deletion. One retry almost
+/// always suffices; the bound only keeps a pathological delete storm from spinning.
+const GONE_RETRIES: usize = 16;
+
+/// Every live queue's actor, by name.
+pub struct QueueDirectory {
+    queues: RwLock<HashMap<QueueName, Addr<QueueActor>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    ids: JobIds,
+}
+
+impl QueueDirectory {
+    /// A directory placing new queues on `arbiters` (at least one).
+    pub fn new(arbiters: Vec<ArbiterHandle>, ids: JobIds) -> Self {
+        QueueDirectory {
+            queues: RwLock::new(HashMap::new()),
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            ids,
+        }
+    }
+
+    /// The job id generator shared by all queues.
+    pub fn ids(&self) -> &JobIds {
+        &self.ids
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QueueName, Addr<QueueActor>>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is
+        // still consistent (inserts and removes are single calls).
+        self.queues.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<QueueName, Addr<QueueActor>>> {
+        self.queues.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The queue's actor, if the queue exists.
+    pub fn get(&self, name: &QueueName) -> Option<Addr<QueueActor>> {
+        self.read().get(name).cloned()
+    }
+
+    /// The queue's actor, creating the queue if needed.
+    pub fn get_or_create(&self, name: &QueueName) -> Addr<QueueActor> {
+        if let Some(addr) = self.get(name) {
+            return addr;
+        }
+        let mut map = self.write();
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+                QueueActor::start_in_arbiter(&self.arbiters[i], |_| QueueActor::new())
+            })
+            .clone()
+    }
+
+    /// Removes the queue from the directory, returning its actor.
+    pub fn remove(&self, name: &QueueName) -> Option<Addr<QueueActor>> {
+        self.write().remove(name)
+    }
+
+    /// Every queue's name, sorted.
+    pub fn names(&self) -> Vec<QueueName> {
+        let mut names: Vec<QueueName> = self.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Sends a message to the queue, creating it first if `create`. `None` when the
+    /// queue does not exist and `create` is false. Retries on a queue deleted under
+    /// our feet, so the message lands on the queue's current incarnation.
+    pub async fn ask<M, T>(
+        &self,
+        name: &QueueName,
+        create: bool,
+        make: impl Fn() -> M,
+    ) -> QueueResult<Option<T>>
+    where
+        M: Message<Result = QueueResult<T>> + Send + 'static,
+        T: Send + 'static,
+        QueueActor: Handler<M>,
+        <QueueActor as Actor>::Context: ToEnvelope<QueueActor, M>,
+    {
+        for _ in 0..GONE_RETRIES {
+            let addr = if create {
+                self.get_or_create(name)
+            } else {
+                match self.get(name) {
+                    Some(addr) => addr,
+                    None => return Ok(None),
+                }
+            };
+            match addr.send(make()).await {
+                Ok(Err(QueueError::Gone)) | Err(_) => continue,
+                Ok(result) => return result.map(Some),
+            }
+        }
+        Err(QueueError::Gone)
+    }
+
+    /// Fetches up to `max` jobs from the head of the queue.
+    pub async fn fetch(&self, name: &QueueName, max: usize) -> QueueResult<Vec<Job>> {
+        for _ in 0..GONE_RETRIES {
+            let Some(addr) = self.get(name) else {
+                return Err(QueueError::Empty);
+            };
+            let (reply, answer) = oneshot::channel();
+            if addr.send(Fetch { max, reply }).await.is_err() {
+                continue;
+            }
+            match answer.await {
+                Ok(Err(QueueError::Gone)) | Err(_) => continue,
+                Ok(result) => return result,
+            }
+        }
+        Err(QueueError::Gone)
+    }
+}

@@ -1,0 +1,102 @@
+//! Every error a request can meet, and the one place each becomes an HTTP response:
+//! `{"error": MESSAGE}` with the protocol's status code.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::actors::queue::QueueError;
+use crate::names::NameError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("queue name is missing")]
+    QueueNameMissing,
+    #[error("invalid queue name: {0}")]
+    BadQueueName(NameError),
+    #[error("content-type must be set to application/json")]
+    ContentType,
+    #[error("job is missing")]
+    JobMissing,
+    #[error("content is missing")]
+    ContentMissing,
+    #[error("invalid JSON: {0}")]
+    BadJson(String),
+    #[error("body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("no job")]
+    NoJob,
+    #[error("queue is closed")]
+    QueueClosed,
+    #[error("job already exists")]
+    Duplicate,
+    #[error("jobs should be an array of job")]
+    JobsNotArray,
+    #[error("{0} is not supported in batch mode")]
+    NotInBatchMode(&'static str),
+    #[error("status must be \"start\" or \"stop\", not {0}")]
+    BadStatus(String),
+    #[error("worker_id is missing")]
+    WorkerIdMissing,
+    #[error("invalid worker_id: {0}")]
+    BadWorkerId(NameError),
+    #[error("worker not found")]
+    WorkerNotFound,
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("not found")]
+    NotFound,
+    #[error("the queue is being deleted by concurrent requests; retry")]
+    QueueBusy,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Empty => ApiError::NoJob,
+            QueueError::Closed => ApiError::QueueClosed,
+            QueueError::Duplicate => ApiError::Duplicate,
+            QueueError::Gone => ApiError::QueueBusy,
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::Internal(format!("actor unavailable: {e}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::QueueNameMissing
+            | ApiError::NoJob
+            | ApiError::QueueClosed
+            | ApiError::WorkerNotFound
+            | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::QueueBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
+        }
+        if let ApiError::Internal(_) = self {
+            tracing::error!(error = %self, "request failed");
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}

@@ -1,0 +1,44 @@
+//! `/control/NAME`: open or close a queue for fetching.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::input::{queue_name, read_body};
+use super::AppState;
+use crate::actors::queue::{GetCounters, SetOpen};
+use crate::error::ApiError;
+
+/// `GET /control/NAME`: status 1 when open, 0 when closed (a new queue is open).
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    let open = state
+        .queues
+        .ask(&name, false, || GetCounters)
+        .await?
+        .is_none_or(|c| c.open);
+    Ok(HttpResponse::Ok().json(json!({ "queue": name.as_str(), "status": u8::from(open) })))
+}
+
+/// `POST /control/NAME` with `{"status":"start"|"stop"}`. No Content-Type check here,
+/// as in the original.
+pub async fn set(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    if body.is_empty() {
+        return Err(ApiError::ContentMissing);
+    }
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let status = value.get("status").cloned().unwrap_or(Value::Null);
+    let open = match status.as_str() {
+        Some("start") => true,
+        Some("stop") => false,
+        _ => return Err(ApiError::BadStatus(status.to_string())),
+    };
+    state.queues.ask(&name, true, || SetOpen(open)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "queue": name.as_str(), "response": "updated" })))
+}

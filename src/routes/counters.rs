@@ -1,0 +1,25 @@
+//! `/j/NAME`: a queue's counters.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::input::queue_name;
+use super::AppState;
+use crate::actors::queue::GetCounters;
+use crate::error::ApiError;
+
+/// `GET /j/NAME`: ready, failed and processed counts (zeros for an unknown queue).
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    let c = state
+        .queues
+        .ask(&name, false, || GetCounters)
+        .await?
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(json!({
+        "queue_name": name.as_str(),
+        "job_count": c.ready,
+        "job_failed": c.failed,
+        "job_processed": c.processed,
+    })))
+}

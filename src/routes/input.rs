@@ -1,0 +1,174 @@
+//! Reading and checking what a request carries: the queue name in the path, the body
+//! (size-limited, JSON-checked), the worker id and the query parameters.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::names::{QueueName, WorkerId};
+
+/// Header carrying the worker id (the protocol's final form).
+pub const WORKER_HEADER: &str = "X-presque-workerid";
+
+/// Largest `batch_size` accepted by `GET /qb`.
+pub const MAX_BATCH_SIZE: usize = 1000;
+
+/// `batch_size` when the query does not give one.
+pub const DEFAULT_BATCH_SIZE: usize = 10;
+
+/// The queue name from the `{name}` path segment.
+pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
+    let raw = req.match_info().get("name").unwrap_or("");
+    if raw.is_empty() {
+        return Err(ApiError::QueueNameMissing);
+    }
+    QueueName::parse(raw).map_err(ApiError::BadQueueName)
+}
+
+/// Refuses a request whose Content-Type is not JSON (a charset suffix is fine).
+pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::ContentType)
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length,
+/// when the client announces it).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Checks that `body` is one complete JSON value in UTF-8, without building it.
+pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    std::str::from_utf8(body).map_err(|e| ApiError::BadJson(format!("not UTF-8: {e}")))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| ApiError::BadJson(e.to_string()))
+}
+
+/// The worker id from the `X-presque-workerid` header, if present.
+pub fn worker_header(req: &HttpRequest) -> Result<Option<WorkerId>, ApiError> {
+    match req.headers().get(WORKER_HEADER) {
+        None => Ok(None),
+        Some(value) => {
+            let raw = value.to_str().map_err(|_| {
+                ApiError::BadQuery(format!("{WORKER_HEADER} must be visible ASCII"))
+            })?;
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            WorkerId::parse(raw)
+                .map(Some)
+                .map_err(ApiError::BadWorkerId)
+        }
+    }
+}
+
+/// Parses the query string into `T` (whose fields are optional strings, checked by
+/// the caller so each gets a precise message).
+pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))
+}
+
+/// `delayed=EPOCH_SECONDS` as epoch milliseconds (rounded up, so a job is never
+/// fetchable before its time).
+pub fn delayed_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let secs: f64 = raw.trim().parse().map_err(|_| {
+        ApiError::BadQuery(format!(
+            "delayed must be a number of epoch seconds, not {raw:?}"
+        ))
+    })?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(ApiError::BadQuery(format!(
+            "delayed must be a non-negative number of epoch seconds, not {raw:?}"
+        )));
+    }
+    // f64 -> u64 saturates, so absurdly far futures clamp rather than wrap.
+    Ok(Some((secs * 1000.0).ceil() as u64))
+}
+
+/// `batch_size`: an integer from 1 to [`MAX_BATCH_SIZE`], default [`DEFAULT_BATCH_SIZE`].
+pub fn batch_size(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_BATCH_SIZE);
+    };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadQuery(format!(
+            "batch_size must be an integer from 1 to {MAX_BATCH_SIZE}, not {raw:?}"
+        ))),
+    }
+}
+
+/// Whether a flag-like query value (`with_desc=1`) is set.
+pub fn flag(raw: Option<&str>) -> bool {
+    raw.is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delayed_parses_numbers_only() {
+        assert_eq!(delayed_ms(None).ok(), Some(None));
+        assert_eq!(delayed_ms(Some("12")).ok(), Some(Some(12_000)));
+        assert_eq!(delayed_ms(Some("1.0001")).ok(), Some(Some(1_001)));
+        assert!(delayed_ms(Some("soon")).is_err());
+        assert!(delayed_ms(Some("-1")).is_err());
+        assert!(delayed_ms(Some("NaN")).is_err());
+        assert!(delayed_ms(Some("inf")).is_err());
+    }
+
+    #[test]
+    fn batch_size_bounds() {
+        assert_eq!(batch_size(None).ok(), Some(10));
+        assert_eq!(batch_size(Some("1")).ok(), Some(1));
+        assert_eq!(batch_size(Some("1000")).ok(), Some(1000));
+        assert!(batch_size(Some("0")).is_err());
+        assert!(batch_size(Some("1001")).is_err());
+        assert!(batch_size(Some("2.5")).is_err());
+        assert!(batch_size(Some("x")).is_err());
+    }
+
+    #[test]
+    fn json_check() {
+        assert!(check_json(br#"{"a":[1,2,{"b":null}]}"#).is_ok());
+        assert!(check_json(b"\"x\"").is_ok());
+        assert!(check_json(b"{\"a\":").is_err());
+        assert!(check_json(b"{} {}").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! HTTP routes, one module per route group, wired in [`configure`]. Handlers stay
+//! thin: parse the request, send one message, map the reply.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{web, HttpRequest};
+
+use crate::actors::registry::WorkerRegistry;
+use crate::directory::QueueDirectory;
+use crate::error::ApiError;
+
+mod batch;
+mod control;
+mod counters;
+mod dashboard;
+pub mod input;
+mod queue;
+mod status;
+mod workers;
+
+/// What every handler can reach: the actors' addresses and request limits.
+pub struct AppState {
+    pub queues: Arc<QueueDirectory>,
+    pub registry: Addr<WorkerRegistry>,
+    pub max_body_bytes: usize,
+}
+
+/// Adds every route to an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/q/{name:.*}")
+            .route(web::get().to(queue::fetch))
+            .route(web::post().to(queue::create))
+            .route(web::put().to(queue::fail))
+            .route(web::delete().to(queue::purge))
+            .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+    )
+    .service(
+        web::resource("/qb/{name:.*}")
+            .route(web::get().to(batch::fetch))
+            .route(web::post().to(batch::create))
+            .route(web::put().to(batch::put_refused))
+            .route(web::delete().to(batch::delete_refused))
+            .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+    )
+    .service(
+        web::resource("/j/{name:.*}")
+            .route(web::get().to(counters::get))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource(["/status", "/status/"])
+            .route(web::get().to(status::list))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/status/{name:.*}")
+            .route(web::get().to(status::one))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/control/{name:.*}")
+            .route(web::get().to(control::get))
+            .route(web::post().to(control::set))
+            .default_service(web::to(not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource(["/w", "/w/"])
+            .route(web::get().to(workers::stats))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/w/{name:.*}")
+            .route(web::get().to(workers::stats))
+            .route(web::post().to(workers::register))
+            .route(web::delete().to(workers::unregister))
+            .default_service(web::to(not_allowed("GET, POST, DELETE"))),
+    )
+    .service(
+        web::resource("/")
+            .route(web::get().to(dashboard::page))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+}
+
+/// A handler answering 405 with the route's allowed methods.
+fn not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<Result<actix_web::HttpResponse, ApiError>> + Clone {
+    move |req: HttpRequest| {
+        std::future::ready(Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        }))
+    }
+}
+
+/// The answer for paths no route knows.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,112 @@
+//! `/q/NAME`: one job at a time (fetch, create, report a failure, purge the queue).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::input::{
+    check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
+};
+use super::AppState;
+use crate::actors::queue::{Enqueue, Purge};
+use crate::actors::registry::CountWork;
+use crate::error::ApiError;
+use crate::job::Job;
+use crate::names::WorkerId;
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    delayed: Option<String>,
+    uniq: Option<String>,
+}
+
+/// `GET /q/NAME`: the job at the head, as posted.
+#[tracing::instrument(name = "fetch", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    let worker = worker_header(&req)?;
+    let jobs = state.queues.fetch(&name, 1).await?;
+    count_work(&state, worker, jobs.len() as u64, 0);
+    let job = jobs.into_iter().next().ok_or(ApiError::NoJob)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(job.body))
+}
+
+/// `POST /q/NAME`: a new job.
+#[tracing::instrument(name = "create", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    enqueue(req, payload, state, false).await
+}
+
+/// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again.
+#[tracing::instrument(name = "fail", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+pub async fn fail(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    enqueue(req, payload, state, true).await
+}
+
+async fn enqueue(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    failed: bool,
+) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    let params: CreateQuery = query(&req)?;
+    let due_ms = delayed_ms(params.delayed.as_deref())?;
+    let worker = worker_header(&req)?;
+    require_json(&req)?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    if body.is_empty() {
+        return Err(ApiError::JobMissing);
+    }
+    check_json(&body)?;
+    let job = Job {
+        id: state.queues.ids().next(),
+        body,
+        uniq: params.uniq.filter(|k| !k.is_empty()).map(Into::into),
+    };
+    state
+        .queues
+        .ask(&name, true, || Enqueue {
+            jobs: vec![job.clone()],
+            due_ms,
+            failed,
+        })
+        .await?;
+    if failed {
+        count_work(&state, worker, 0, 1);
+    }
+    Ok(HttpResponse::Created().finish())
+}
+
+/// `DELETE /q/NAME`: the queue and everything in it goes.
+#[tracing::instrument(name = "purge", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let name = queue_name(&req)?;
+    if let Some(addr) = state.queues.remove(&name) {
+        // Gone means a concurrent DELETE purged it first: the outcome is the same.
+        let _ = addr.send(Purge).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Credits a worker named in the request with processed or failed jobs.
+pub(super) fn count_work(state: &AppState, worker: Option<WorkerId>, processed: u64, failed: u64) {
+    if let Some(worker) = worker {
+        if processed + failed > 0 {
+            state.registry.do_send(CountWork {
+                worker,
+                processed,
+                failed,
+            });
+        }
+    }
+}

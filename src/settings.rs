@@ -1,0 +1,205 @@
+//! Settings: the typed form of `config.toml`, and how the file, environment variables
+//! and command-line flags combine (flags over env over file over built-in defaults).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// The repository's `config.toml`, compiled in: documentation of every key and, by a
+/// unit test, proof that [`Settings::default`] matches it.
+pub const EMBEDDED_CONFIG: &str = include_str!("../config.toml");
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            workers: 0,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Directory holding presque's data.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            data_dir: PathBuf::from("snapshots"),
+        }
+    }
+}
+
+/// Command-line flags (and the environment variables clap reads for them).
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "presque",
+    version,
+    about = "A local HTTP/JSON job queue server"
+)]
+pub struct Cli {
+    /// Configuration file. Without it, ./config.toml is read if present.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, overriding [server] bind.
+    #[arg(long, value_name = "HOST:PORT", env = "PRESQUE_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Data directory (created if missing), overriding [storage] data_dir.
+    #[arg(long, value_name = "DIR", env = "PRESQUE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Parses a TOML document; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SettingsError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| SettingsError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The settings for this process: `--config` (or ./config.toml if present, or the
+    /// built-in defaults), then env and flags on top (clap has already folded the
+    /// environment into `cli`, flags winning).
+    pub fn load(cli: &Cli) -> Result<Self, SettingsError> {
+        let mut settings = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let local = Path::new("config.toml");
+                if local.is_file() {
+                    Self::from_file(local)?
+                } else {
+                    Settings::default()
+                }
+            }
+        };
+        if let Some(bind) = cli.bind {
+            settings.server.bind = bind;
+        }
+        if let Some(dir) = &cli.data_dir {
+            settings.storage.data_dir = dir.clone();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.server.max_body_bytes == 0 {
+            return Err(SettingsError::Invalid(
+                "[server] max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(SettingsError::Invalid(
+                "[storage] data_dir must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// HTTP worker threads to run: `workers`, or one per core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_is_the_default() {
+        let parsed = Settings::from_toml(EMBEDDED_CONFIG, Path::new("config.toml"));
+        assert_eq!(parsed.ok(), Some(Settings::default()));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Settings::from_toml("[server]\nbindd = \"1.2.3.4:5\"\n", Path::new("x.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("bindd"), "{err}");
+        let err = Settings::from_toml("[sever]\n", Path::new("x.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let s = Settings::from_toml("[server]\nworkers = 3\n", Path::new("x.toml"));
+        let s = s.ok().unwrap_or_default();
+        assert_eq!(s.server.workers, 3);
+        assert_eq!(s.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.storage.data_dir, PathBuf::from("snapshots"));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let cli = Cli {
+            config: None,
+            bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: Some(PathBuf::from("/tmp/x")),
+        };
+        let s = Settings::load(&cli).ok().unwrap_or_default();
+        assert_eq!(s.server.bind.port(), 0);
+        assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
+    }
+}
