@@ -47,6 +47,10 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct QueueState {
     ready: VecDeque<Job>,
+    /// How many jobs at the front of `ready` were put there ahead of the FIFO order
+    /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
+    /// due jobs keep their due-time order among themselves.
+    head_len: usize,
     /// Keyed by (due time, id) so equal due times keep their creation order.
     delayed: BTreeMap<(u64, JobId), Job>,
     uniq: HashSet<Arc<str>>,
@@ -59,6 +63,7 @@ impl Default for QueueState {
     fn default() -> Self {
         QueueState {
             ready: VecDeque::new(),
+            head_len: 0,
             delayed: BTreeMap::new(),
             uniq: HashSet::new(),
             processed: 0,
@@ -92,15 +97,16 @@ impl QueueState {
                     .delayed
                     .split_off(&(now_ms.saturating_add(1), JobId(0)));
                 let due = std::mem::replace(&mut self.delayed, later);
-                // Reverse so the earliest-due job ends up at the very head.
-                for (_, job) in due.into_iter().rev() {
-                    self.ready.push_front(job);
+                for (_, job) in due {
+                    self.ready.insert(self.head_len, job);
+                    self.head_len += 1;
                 }
                 Vec::new()
             }
             Change::Taken { count } => {
                 let count = count.min(self.ready.len());
                 let taken: Vec<Job> = self.ready.drain(..count).collect();
+                self.head_len = self.head_len.saturating_sub(count);
                 for job in &taken {
                     if let Some(key) = &job.uniq {
                         self.uniq.remove(key);
@@ -111,6 +117,7 @@ impl QueueState {
             }
             Change::Returned { jobs } => {
                 self.processed = self.processed.saturating_sub(jobs.len() as u64);
+                self.head_len += jobs.len();
                 for job in jobs.into_iter().rev() {
                     if let Some(key) = &job.uniq {
                         self.uniq.insert(key.clone());
@@ -250,6 +257,29 @@ mod tests {
         q.apply(Change::Promoted { now_ms: 2_000 });
         assert_eq!(q.next_due_ms(), Some(3_000));
         assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn later_promotions_queue_behind_earlier_ones() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        q.apply(Change::Enqueued {
+            jobs: vec![job(3, None)],
+            due_ms: Some(1_000),
+        });
+        q.apply(Change::Enqueued {
+            jobs: vec![job(4, None)],
+            due_ms: Some(2_000),
+        });
+        q.apply(Change::Promoted { now_ms: 1_000 });
+        q.apply(Change::Promoted { now_ms: 2_000 });
+        assert_eq!(ids(&q.apply(Change::Taken { count: 1 })), vec![3]);
+        q.apply(Change::Enqueued {
+            jobs: vec![job(5, None)],
+            due_ms: Some(3_000),
+        });
+        q.apply(Change::Promoted { now_ms: 3_000 });
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![4, 5, 1, 2]);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `/qb/NAME`: jobs in batches. Fetched jobs come back as an array of JSON-text
 //! strings, as the original served them.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::input::{
-    batch_size, delayed_ms, query, queue_name, read_body, require_json, worker_header,
+    batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
 };
 use super::queue::count_work;
 use super::AppState;
@@ -23,12 +25,6 @@ struct FetchQuery {
 struct CreateQuery {
     delayed: Option<String>,
     uniq: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct BatchBody<'a> {
-    #[serde(borrow)]
-    jobs: Option<&'a RawValue>,
 }
 
 /// `GET /qb/NAME?batch_size=N`: up to N jobs from the head.
@@ -71,15 +67,12 @@ pub async fn create(
     if body.is_empty() {
         return Err(ApiError::JobMissing);
     }
-    let parsed: BatchBody<'_> = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::JobsNotArray
-        } else {
-            ApiError::BadJson(e.to_string())
-        }
-    })?;
-    let raw_jobs: Vec<&RawValue> = parsed
-        .jobs
+    check_json(&body)?;
+    // A map, not a derived struct: serde would also accept `[[...]]` for a struct.
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_slice(&body).map_err(|_| ApiError::JobsNotArray)?;
+    let raw_jobs: Vec<&RawValue> = fields
+        .get("jobs")
         .and_then(|jobs| serde_json::from_str(jobs.get()).ok())
         .ok_or(ApiError::JobsNotArray)?;
     let jobs: Vec<Job> = raw_jobs

@@ -19,13 +19,18 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 /// `batch_size` when the query does not give one.
 pub const DEFAULT_BATCH_SIZE: usize = 10;
 
-/// The queue name from the `{name}` path segment.
+/// The queue name from the `{name}` path segment. actix leaves `%2F`, `%25` and `%2B`
+/// encoded in path segments; decoding the rest here means `a%2Fb` is seen (and
+/// refused) as `a/b` rather than accepted as a name that merely looks safe.
 pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
     let raw = req.match_info().get("name").unwrap_or("");
     if raw.is_empty() {
         return Err(ApiError::QueueNameMissing);
     }
-    QueueName::parse(raw).map_err(ApiError::BadQueueName)
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadQuery("queue name is not valid UTF-8".into()))?;
+    QueueName::parse(&decoded).map_err(ApiError::BadQueueName)
 }
 
 /// Refuses a request whose Content-Type is not JSON (a charset suffix is fine).

@@ -66,12 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(not_allowed("GET, POST"))),
     )
     .service(
-        web::resource(["/w", "/w/"])
-            .route(web::get().to(workers::stats))
-            .default_service(web::to(not_allowed("GET"))),
-    )
-    .service(
-        web::resource("/w/{name:.*}")
+        web::resource(["/w", "/w/{name:.*}"])
             .route(web::get().to(workers::stats))
             .route(web::post().to(workers::register))
             .route(web::delete().to(workers::unregister))

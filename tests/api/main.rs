@@ -1,1 +1,11 @@
-fn main() {}
+//! Integration tests: the real server, started on port 0 with a temporary data
+//! directory (or the real binary as a child process), spoken to over HTTP.
+
+mod batch;
+mod concurrency;
+mod errors;
+mod helpers;
+mod process;
+mod queue;
+mod status;
+mod workers;

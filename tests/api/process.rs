@@ -1,0 +1,158 @@
+//! The real binary: settings precedence, start-up errors, graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn wait_exit(server: &mut ServerProcess, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = server.child.kill();
+            panic!("server did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn blocking_client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[actix_web::test]
+async fn sigterm_and_sigint_shut_down_cleanly() {
+    for sig in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = start_binary(
+            dir.path(),
+            &["--bind", "127.0.0.1:0", "--data-dir", "d"],
+            &[],
+        );
+        let r = blocking_client()
+            .post(format!("{}/q/x", server.address))
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        signal(&server.child, sig);
+        assert_eq!(
+            wait_exit(&mut server, Duration::from_secs(30)),
+            Some(0),
+            "SIG{sig}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn logs_one_line_with_the_address_and_creates_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(
+        dir.path(),
+        &["--bind", "127.0.0.1:0", "--data-dir", "nested/data"],
+        &[],
+    );
+    assert!(server.address.starts_with("http://127.0.0.1:"));
+    assert!(dir.path().join("nested/data").is_dir());
+    let r = blocking_client()
+        .get(format!("{}/status/", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    signal(&server.child, "TERM");
+    wait_exit(&mut server, Duration::from_secs(30));
+}
+
+#[actix_web::test]
+async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[server]\nbind = \"127.0.0.1:1\"\nmax_body_bytes = 10\n[storage]\ndata_dir = \"from-file\"\n",
+    )
+    .unwrap();
+    // Env overrides the file's bind; the file's body limit still applies.
+    let mut server = start_binary(dir.path(), &[], &[("PRESQUE_BIND", "127.0.0.1:0")]);
+    assert!(dir.path().join("from-file").is_dir());
+    let r = blocking_client()
+        .post(format!("{}/q/x", server.address))
+        .header("Content-Type", "application/json")
+        .body("{\"long\":\"enough\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    signal(&server.child, "TERM");
+    wait_exit(&mut server, Duration::from_secs(30));
+
+    // A flag beats the environment (which here names a port that cannot be bound).
+    let mut server = start_binary(
+        dir.path(),
+        &["--bind", "127.0.0.1:0", "--data-dir", "from-flag"],
+        &[
+            ("PRESQUE_BIND", "256.0.0.1:1"),
+            ("PRESQUE_DATA_DIR", "from-env"),
+        ],
+    );
+    assert!(dir.path().join("from-flag").is_dir());
+    assert!(!dir.path().join("from-env").exists());
+    signal(&server.child, "TERM");
+    wait_exit(&mut server, Duration::from_secs(30));
+}
+
+#[actix_web::test]
+async fn explicit_config_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("custom.toml");
+    std::fs::write(&config, "[storage]\ndata_dir = \"custom-data\"\n").unwrap();
+    let mut server = start_binary(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(dir.path().join("custom-data").is_dir());
+    signal(&server.child, "TERM");
+    wait_exit(&mut server, Duration::from_secs(30));
+}
+
+#[test]
+fn unknown_config_key_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[server]\nbnid = \"127.0.0.1:0\"\n").unwrap();
+    let (code, stderr) =
+        run_binary_expect_exit(dir.path(), &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("bnid"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_binary_expect_exit(dir.path(), &["--config", "nope.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("nope.toml"), "{stderr}");
+}
+
+#[test]
+fn unbindable_address_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run_binary_expect_exit(dir.path(), &["--bind", &addr, "--data-dir", "d"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
