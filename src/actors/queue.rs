@@ -178,7 +178,8 @@ impl Handler<Fetch> for QueueActor {
     }
 }
 
-/// Reads the queue's counters.
+/// Reads the queue's counters. Reads change nothing: due jobs are moved by the timer
+/// (and by fetches), so what reads see proves the timer keeps time.
 #[derive(Message)]
 #[rtype(result = "QueueResult<Counters>")]
 pub struct GetCounters;
@@ -186,11 +187,10 @@ pub struct GetCounters;
 impl Handler<GetCounters> for QueueActor {
     type Result = QueueResult<Counters>;
 
-    fn handle(&mut self, _: GetCounters, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
-        self.promote_due(ctx);
         Ok(self.state.counters())
     }
 }
@@ -203,11 +203,10 @@ pub struct ListReady;
 impl Handler<ListReady> for QueueActor {
     type Result = QueueResult<Vec<Bytes>>;
 
-    fn handle(&mut self, _: ListReady, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: ListReady, _: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
-        self.promote_due(ctx);
         Ok(self.state.ready_bodies())
     }
 }
@@ -249,5 +248,114 @@ impl Handler<Purge> for QueueActor {
         self.commit(Change::Purged, ctx);
         ctx.stop();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobId;
+
+    fn job(id: u64) -> Job {
+        Job {
+            id: JobId(id),
+            body: Bytes::from(id.to_string()),
+            uniq: Some(format!("k{id}").into()),
+        }
+    }
+
+    async fn enqueue(addr: &Addr<QueueActor>, jobs: Vec<Job>, due_ms: Option<u64>) {
+        let sent = addr
+            .send(Enqueue {
+                jobs,
+                due_ms,
+                failed: false,
+            })
+            .await;
+        assert_eq!(sent.ok(), Some(Ok(())));
+    }
+
+    async fn fetch(addr: &Addr<QueueActor>, max: usize) -> QueueResult<Vec<Job>> {
+        let (reply, answer) = oneshot::channel();
+        if addr.send(Fetch { max, reply }).await.is_err() {
+            return Err(QueueError::Gone);
+        }
+        answer.await.unwrap_or(Err(QueueError::Gone))
+    }
+
+    #[actix::test]
+    async fn a_fetch_whose_caller_left_puts_the_jobs_back_at_the_head() {
+        let addr = QueueActor::new().start();
+        enqueue(&addr, vec![job(1), job(2), job(3)], None).await;
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        assert!(addr.send(Fetch { max: 2, reply }).await.is_ok());
+        let counters = addr.send(GetCounters).await.ok().and_then(Result::ok);
+        assert_eq!(counters.map(|c| (c.ready, c.processed)), Some((3, 0)));
+        // The returned job still holds its uniq key.
+        let dup = addr
+            .send(Enqueue {
+                jobs: vec![job(1)],
+                due_ms: None,
+                failed: false,
+            })
+            .await;
+        assert_eq!(dup.ok(), Some(Err(QueueError::Duplicate)));
+        let ids: Vec<u64> = fetch(&addr, 3)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|j| j.id.0)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[actix::test]
+    async fn the_timer_promotes_a_due_job_within_50ms() {
+        let addr = QueueActor::new().start();
+        let due = now_ms() + 200;
+        enqueue(&addr, vec![job(1)], Some(due)).await;
+        loop {
+            let c = addr.send(GetCounters).await.ok().and_then(Result::ok);
+            let ready = c.map_or(0, |c| c.ready);
+            let now = now_ms();
+            if ready == 1 {
+                assert!(now >= due, "promoted {} ms early", due - now);
+                assert!(now <= due + 50, "promoted {} ms late", now - due);
+                break;
+            }
+            assert!(now <= due + 50, "not promoted {} ms after due", now - due);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn an_earlier_job_rearms_the_timer() {
+        let addr = QueueActor::new().start();
+        enqueue(&addr, vec![job(1)], Some(now_ms() + 60_000)).await;
+        let due = now_ms() + 100;
+        enqueue(&addr, vec![job(2)], Some(due)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let c = addr.send(GetCounters).await.ok().and_then(Result::ok);
+        assert_eq!(c.map(|c| (c.ready, c.delayed)), Some((1, 1)));
+    }
+
+    #[actix::test]
+    async fn closed_and_empty_queues_refuse_fetches() {
+        let addr = QueueActor::new().start();
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Empty));
+        enqueue(&addr, vec![job(1)], None).await;
+        assert_eq!(addr.send(SetOpen(false)).await.ok(), Some(Ok(())));
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Closed));
+    }
+
+    #[actix::test]
+    async fn a_purged_queue_answers_gone() {
+        let addr = QueueActor::new().start();
+        enqueue(&addr, vec![job(1)], None).await;
+        assert_eq!(addr.send(Purge).await.ok(), Some(Ok(())));
+        let after = addr.send(GetCounters).await;
+        assert!(matches!(after, Ok(Err(QueueError::Gone)) | Err(_)));
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Gone));
     }
 }
