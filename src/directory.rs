@@ -6,7 +6,7 @@
 //! core).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 use actix::dev::ToEnvelope;
@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use crate::actors::queue::{Fetch, QueueActor, QueueError, QueueResult};
 use crate::job::{Job, JobIds};
 use crate::names::QueueName;
+use crate::storage::log::Log;
+use crate::storage::recovery::RecoveredQueue;
 
 /// How often a message is retried when it raced a queue's deletion. One retry almost
 /// always suffices; the bound only keeps a pathological delete storm from spinning.
@@ -27,17 +29,59 @@ pub struct QueueDirectory {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     ids: JobIds,
+    /// The next queue incarnation number. Only advanced under the write lock, together
+    /// with the insertion, so a snapshot that reads it and then lists the queues sees
+    /// every incarnation numbered below it that still exists.
+    next_incarnation: AtomicU64,
+    log: Log,
 }
 
 impl QueueDirectory {
     /// A directory placing new queues on `arbiters` (at least one).
-    pub fn new(arbiters: Vec<ArbiterHandle>, ids: JobIds) -> Self {
+    pub fn new(arbiters: Vec<ArbiterHandle>, ids: JobIds, next_incarnation: u64, log: Log) -> Self {
         QueueDirectory {
             queues: RwLock::new(HashMap::new()),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             ids,
+            next_incarnation: AtomicU64::new(next_incarnation),
+            log,
         }
+    }
+
+    fn next_arbiter(&self) -> &ArbiterHandle {
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        &self.arbiters[i]
+    }
+
+    /// Starts the actor of a queue brought back by recovery.
+    pub fn insert_recovered(&self, queue: RecoveredQueue) {
+        let log = self.log.clone();
+        let name = queue.name.clone();
+        let addr = QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
+            QueueActor::recovered(queue.name, queue.incarnation, queue.seq, queue.state, log)
+        });
+        self.write().insert(name, addr);
+    }
+
+    /// The highest incarnation number handed out so far.
+    pub fn incarnation_watermark(&self) -> u64 {
+        self.next_incarnation
+            .load(Ordering::SeqCst)
+            .saturating_sub(1)
+    }
+
+    /// The next incarnation number to be handed out.
+    pub fn next_incarnation(&self) -> u64 {
+        self.next_incarnation.load(Ordering::SeqCst)
+    }
+
+    /// Every queue and its actor.
+    pub fn entries(&self) -> Vec<(QueueName, Addr<QueueActor>)> {
+        self.read()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect()
     }
 
     /// The job id generator shared by all queues.
@@ -68,8 +112,11 @@ impl QueueDirectory {
         let mut map = self.write();
         map.entry(name.clone())
             .or_insert_with(|| {
-                let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
-                QueueActor::start_in_arbiter(&self.arbiters[i], |_| QueueActor::new())
+                let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
+                let (name, log) = (name.clone(), self.log.clone());
+                QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
+                    QueueActor::new(name, incarnation, log)
+                })
             })
             .clone()
     }

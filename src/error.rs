@@ -54,6 +54,8 @@ pub enum ApiError {
     QueueBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
 }
 
 impl From<QueueError> for ApiError {
@@ -63,7 +65,14 @@ impl From<QueueError> for ApiError {
             QueueError::Closed => ApiError::QueueClosed,
             QueueError::Duplicate => ApiError::Duplicate,
             QueueError::Gone => ApiError::QueueBusy,
+            QueueError::Storage(message) => ApiError::Storage(message),
         }
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ApiError::Storage(e.to_string())
     }
 }
 
@@ -84,7 +93,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueBusy => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -94,7 +103,7 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
         }
-        if let ApiError::Internal(_) = self {
+        if let ApiError::Internal(_) | ApiError::Storage(_) = self {
             tracing::error!(error = %self, "request failed");
         }
         response.json(serde_json::json!({ "error": self.to_string() }))

@@ -4,9 +4,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A job's identity, unique within the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A job's identity, unique within the server and stable across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct JobId(pub u64);
 
 /// One job. The body is kept as the posted bytes (already validated as JSON) so a
@@ -32,6 +36,56 @@ impl JobIds {
     /// A fresh id.
     pub fn next(&self) -> JobId {
         JobId(self.0.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id the next call to [`JobIds::next`] will hand out.
+    pub fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+// On disk a job is the tuple (id, body as a CBOR byte string, uniq key or null): the
+// body stays the posted bytes, never an array of integers.
+impl Serialize for Job {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(3)?;
+        tuple.serialize_element(&self.id.0)?;
+        tuple.serialize_element(serde_bytes::Bytes::new(&self.body))?;
+        tuple.serialize_element(&self.uniq.as_deref())?;
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Job {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct JobVisitor;
+
+        impl<'de> Visitor<'de> for JobVisitor {
+            type Value = Job;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a job as (id, body bytes, uniq)")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Job, A::Error> {
+                let id: u64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let body: serde_bytes::ByteBuf = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let uniq: Option<String> = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                Ok(Job {
+                    id: JobId(id),
+                    body: Bytes::from(body.into_vec()),
+                    uniq: uniq.map(Arc::from),
+                })
+            }
+        }
+
+        deserializer.deserialize_tuple(3, JobVisitor)
     }
 }
 

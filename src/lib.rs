@@ -11,9 +11,11 @@ pub mod error;
 pub mod job;
 pub mod names;
 pub mod queue_state;
+pub mod registry_state;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;
 
 pub use settings::Settings;

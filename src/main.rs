@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("server error: {e}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

@@ -6,15 +6,18 @@
 //! `uniq`, closed queue, nothing ready) are read-only methods the actor calls first, so
 //! `apply` itself never fails and replaying never diverges.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use imbl::{OrdMap, Vector};
+use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobId};
 
-/// A change to a queue. Deterministic given the state it applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A change to a queue. Deterministic given the state it applies to, so the log can
+/// record it and recovery can replay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// Jobs appended at the tail, or (with `due_ms`) held until that time.
     Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
@@ -42,17 +45,30 @@ pub struct Counters {
     pub open: bool,
 }
 
+/// Everything a queue holds, as persistent collections: cloning it is O(1), which is
+/// how a snapshot takes a consistent image without stalling the queue. `uniq` keys are
+/// not stored: they are exactly the keys of the waiting jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueImage {
+    pub ready: Vector<Job>,
+    pub head_len: usize,
+    pub delayed: OrdMap<(u64, JobId), Job>,
+    pub processed: u64,
+    pub failed: u64,
+    pub open: bool,
+}
+
 /// A queue: ready jobs in FIFO order, delayed jobs by due time, live `uniq` keys,
 /// counters and the open flag.
 #[derive(Debug)]
 pub struct QueueState {
-    ready: VecDeque<Job>,
+    ready: Vector<Job>,
     /// How many jobs at the front of `ready` were put there ahead of the FIFO order
     /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
     /// due jobs keep their due-time order among themselves.
     head_len: usize,
     /// Keyed by (due time, id) so equal due times keep their creation order.
-    delayed: BTreeMap<(u64, JobId), Job>,
+    delayed: OrdMap<(u64, JobId), Job>,
     uniq: HashSet<Arc<str>>,
     processed: u64,
     failed: u64,
@@ -62,9 +78,9 @@ pub struct QueueState {
 impl Default for QueueState {
     fn default() -> Self {
         QueueState {
-            ready: VecDeque::new(),
+            ready: Vector::new(),
             head_len: 0,
-            delayed: BTreeMap::new(),
+            delayed: OrdMap::new(),
             uniq: HashSet::new(),
             processed: 0,
             failed: 0,
@@ -93,19 +109,28 @@ impl QueueState {
                 Vec::new()
             }
             Change::Promoted { now_ms } => {
-                let later = self
+                while let Some(key) = self
                     .delayed
-                    .split_off(&(now_ms.saturating_add(1), JobId(0)));
-                let due = std::mem::replace(&mut self.delayed, later);
-                for (_, job) in due {
-                    self.ready.insert(self.head_len, job);
-                    self.head_len += 1;
+                    .get_min()
+                    .map(|(key, _)| *key)
+                    .filter(|(due, _)| *due <= now_ms)
+                {
+                    if let Some(job) = self.delayed.remove(&key) {
+                        self.ready.insert(self.head_len, job);
+                        self.head_len += 1;
+                    }
                 }
                 Vec::new()
             }
             Change::Taken { count } => {
                 let count = count.min(self.ready.len());
-                let taken: Vec<Job> = self.ready.drain(..count).collect();
+                let mut taken = Vec::with_capacity(count);
+                while taken.len() < count {
+                    match self.ready.pop_front() {
+                        Some(job) => taken.push(job),
+                        None => break,
+                    }
+                }
                 self.head_len = self.head_len.saturating_sub(count);
                 for job in &taken {
                     if let Some(key) = &job.uniq {
@@ -158,7 +183,47 @@ impl QueueState {
 
     /// The due time of the earliest delayed job.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.delayed.keys().next().map(|(due, _)| *due)
+        self.delayed.get_min().map(|((due, _), _)| *due)
+    }
+
+    /// A consistent image of the queue, in O(1).
+    pub fn image(&self) -> QueueImage {
+        QueueImage {
+            ready: self.ready.clone(),
+            head_len: self.head_len,
+            delayed: self.delayed.clone(),
+            processed: self.processed,
+            failed: self.failed,
+            open: self.open,
+        }
+    }
+
+    /// The queue an image was taken of.
+    pub fn from_image(image: QueueImage) -> Self {
+        let uniq = image
+            .ready
+            .iter()
+            .chain(image.delayed.values())
+            .filter_map(|job| job.uniq.clone())
+            .collect();
+        QueueState {
+            head_len: image.head_len.min(image.ready.len()),
+            ready: image.ready,
+            delayed: image.delayed,
+            uniq,
+            processed: image.processed,
+            failed: image.failed,
+            open: image.open,
+        }
+    }
+
+    /// The highest job id held, if any (recovery restarts the id counter above it).
+    pub fn max_job_id(&self) -> Option<u64> {
+        self.ready
+            .iter()
+            .chain(self.delayed.values())
+            .map(|job| job.id.0)
+            .max()
     }
 
     /// Whether some delayed job is due at `now_ms`.
@@ -292,6 +357,40 @@ mod tests {
         assert!(q.holds_uniq("a"));
         assert_eq!(q.counters().processed, 0);
         assert_eq!(ids(&q.apply(Change::Taken { count: 3 })), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn image_round_trips_through_cbor() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, Some("a")), job(2, None)]);
+        q.apply(Change::Enqueued {
+            jobs: vec![job(3, Some("d"))],
+            due_ms: Some(9_000),
+        });
+        q.apply(Change::FailureCounted);
+        q.apply(Change::OpenSet(false));
+        let image = q.image();
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&image, &mut bytes).is_ok());
+        let back: QueueImage = ciborium::from_reader(&bytes[..])
+            .ok()
+            .unwrap_or_else(|| QueueState::default().image());
+        assert_eq!(back, image);
+        let restored = QueueState::from_image(back);
+        assert!(restored.holds_uniq("a") && restored.holds_uniq("d"));
+        assert_eq!(restored.counters(), q.counters());
+        assert_eq!(restored.max_job_id(), Some(3));
+    }
+
+    #[test]
+    fn image_is_isolated_from_later_changes() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        let image = q.image();
+        q.apply(Change::Taken { count: 2 });
+        enqueue(&mut q, vec![job(3, None)]);
+        assert_eq!(image.ready.len(), 2);
+        assert_eq!(image.ready[0].id, JobId(1));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+pub use crate::storage::log::FsyncPolicy;
+
 /// The repository's `config.toml`, compiled in: documentation of every key and, by a
 /// unit test, proof that [`Settings::default`] matches it.
 pub const EMBEDDED_CONFIG: &str = include_str!("../config.toml");
@@ -47,12 +49,22 @@ impl Default for ServerSettings {
 pub struct StorageSettings {
     /// Directory holding presque's data.
     pub data_dir: PathBuf,
+    /// Seconds between snapshots.
+    pub snapshot_interval_secs: u64,
+    /// When the log reaches stable storage.
+    pub fsync: FsyncPolicy,
+    /// Start even if recovery must drop unreadable data (flag only, never in a file).
+    #[serde(skip)]
+    pub accept_data_loss: bool,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             data_dir: PathBuf::from("snapshots"),
+            snapshot_interval_secs: 60,
+            fsync: FsyncPolicy::EverySec,
+            accept_data_loss: false,
         }
     }
 }
@@ -74,6 +86,13 @@ pub struct Cli {
     /// Data directory (created if missing), overriding [storage] data_dir.
     #[arg(long, value_name = "DIR", env = "PRESQUE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Log fsync policy, overriding [storage] fsync.
+    #[arg(long, value_enum, env = "PRESQUE_FSYNC")]
+    pub fsync: Option<FsyncPolicy>,
+    /// Start even when recovery finds damaged data it cannot read; that data is lost
+    /// (the damaged files are kept aside with a .corrupt suffix).
+    #[arg(long)]
+    pub accept_data_loss: bool,
 }
 
 /// Why settings could not be loaded.
@@ -131,6 +150,10 @@ impl Settings {
         if let Some(dir) = &cli.data_dir {
             settings.storage.data_dir = dir.clone();
         }
+        if let Some(fsync) = cli.fsync {
+            settings.storage.fsync = fsync;
+        }
+        settings.storage.accept_data_loss = cli.accept_data_loss;
         settings.validate()?;
         Ok(settings)
     }
@@ -139,6 +162,11 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return Err(SettingsError::Invalid(
                 "[server] max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.storage.snapshot_interval_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "[storage] snapshot_interval_secs must be at least 1".into(),
             ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -197,9 +225,34 @@ mod tests {
             config: None,
             bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: Some(PathBuf::from("/tmp/x")),
+            fsync: Some(FsyncPolicy::Always),
+            accept_data_loss: true,
         };
         let s = Settings::load(&cli).ok().unwrap_or_default();
         assert_eq!(s.server.bind.port(), 0);
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.storage.fsync, FsyncPolicy::Always);
+        assert!(s.storage.accept_data_loss);
+    }
+
+    #[test]
+    fn fsync_values() {
+        for (text, policy) in [
+            ("always", FsyncPolicy::Always),
+            ("everysec", FsyncPolicy::EverySec),
+            ("no", FsyncPolicy::No),
+        ] {
+            let s =
+                Settings::from_toml(&format!("[storage]\nfsync = \"{text}\"\n"), Path::new("x"));
+            assert_eq!(s.ok().map(|s| s.storage.fsync), Some(policy));
+        }
+        let err = Settings::from_toml("[storage]\nfsync = \"sometimes\"\n", Path::new("x"));
+        assert!(err
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("sometimes"));
+        let err = Settings::from_toml("[storage]\naccept_data_loss = true\n", Path::new("x"));
+        assert!(err.is_err());
     }
 }

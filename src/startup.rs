@@ -1,8 +1,12 @@
-//! Building and running the server: the actors, the arbiters they live on and the
-//! HTTP server in front of them. Tests use this to start the real server on port 0.
+//! Building and running the server: recovery, the log, the actors (queues spread over
+//! one arbiter per core), the snapshot actor and the HTTP server in front of them.
+//! Tests use this to start the real server on port 0.
 
+use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
@@ -10,25 +14,73 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::actors::registry::WorkerRegistry;
+use crate::actors::snapshot::{SnapshotActor, TakeSnapshot};
 use crate::directory::QueueDirectory;
 use crate::job::JobIds;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
+use crate::storage::log::Log;
+use crate::storage::recovery::recover;
 
 /// A built, listening server, not yet driven.
 pub struct Application {
     address: SocketAddr,
     server: Server,
     arbiters: Vec<Arbiter>,
+    snapshots: Addr<SnapshotActor>,
+    log: Log,
+    /// Held for the process' lifetime: one server per data directory.
+    _lock: File,
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for shutdown signals; stop the server with SIGKILL");
+            std::future::pending().await
+        }
+    }
+}
+
+/// Takes the data directory's lock file, so two servers never share one directory.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("data directory {} is not writable", dir.display()))?;
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => anyhow::anyhow!(
+            "data directory {} is in use by another presque process",
+            dir.display()
+        ),
+        std::fs::TryLockError::Error(e) => {
+            anyhow::anyhow!("cannot lock {}: {e}", path.display())
+        }
+    })?;
+    Ok(file)
 }
 
 impl Application {
-    /// Creates the data directory, binds the listener, starts the actors (queues spread
-    /// over one arbiter per core) and the HTTP workers. Must run inside an actix system.
+    /// Recovers the data directory, binds the listener, starts the log, the actors and
+    /// the HTTP workers. Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let data_dir = &settings.storage.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let storage = &settings.storage;
+        let dir = storage.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let lock = lock_data_dir(&dir)?;
 
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
@@ -36,11 +88,57 @@ impl Application {
             .local_addr()
             .context("cannot read the bound address")?;
 
+        let started = Instant::now();
+        let recovered = recover(&dir, storage.accept_data_loss)?;
+        let log = Log::start(&dir, recovered.next_segment, storage.fsync)?;
+
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
-        let registry = WorkerRegistry::start_in_arbiter(&handles[0], |_| WorkerRegistry::default());
-        let queues = Arc::new(QueueDirectory::new(handles, JobIds::default()));
+        let registry = {
+            let (state, seq, log) = (recovered.registry, recovered.registry_seq, log.clone());
+            WorkerRegistry::start_in_arbiter(&handles[0], move |_| {
+                WorkerRegistry::new(state, seq, log)
+            })
+        };
+        let queues = Arc::new(QueueDirectory::new(
+            handles,
+            JobIds::starting_at(recovered.next_job_id),
+            recovered.next_incarnation,
+            log.clone(),
+        ));
+        let (queue_count, mut job_count) = (recovered.queues.len(), 0);
+        for queue in recovered.queues {
+            let c = queue.state.counters();
+            job_count += c.ready + c.delayed;
+            queues.insert_recovered(queue);
+        }
+        tracing::info!(
+            queues = queue_count,
+            jobs = job_count,
+            log_records = recovered.records_replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            data_dir = %dir.display(),
+            "recovered"
+        );
+
+        let snapshots = SnapshotActor::new(
+            dir.clone(),
+            queues.clone(),
+            registry.clone(),
+            log.clone(),
+            Duration::from_secs(storage.snapshot_interval_secs),
+            recovered.last_generation,
+            recovered.fallback,
+        )
+        .start();
+        if recovered.lost_data {
+            // Seal what was recovered, so the damage is not met again next start.
+            snapshots
+                .send(TakeSnapshot)
+                .await
+                .context("snapshot actor unavailable")??;
+        }
 
         let state = web::Data::new(AppState {
             queues,
@@ -54,6 +152,9 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.worker_threads())
+        // Signals are ours: actix-server would stop the whole actix system on one,
+        // before the final snapshot could be taken.
+        .disable_signals()
         .listen(listener)
         .context("cannot start the HTTP server")?
         .run();
@@ -63,6 +164,9 @@ impl Application {
             address,
             server,
             arbiters,
+            snapshots,
+            log,
+            _lock: lock,
         })
     }
 
@@ -82,13 +186,30 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (or a stop through [`Application::handle`]): stops
-    /// accepting, lets in-flight requests finish, then stops the actors.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+    /// accepting, lets in-flight requests finish, writes a final snapshot, flushes the
+    /// log, then stops the actors. An error means the final snapshot or log flush
+    /// failed (the log still holds what it could write).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        tokio::select! {
+            result = &mut server => result.context("HTTP server failed")?,
+            signal = shutdown_signal() => {
+                tracing::info!(%signal, "shutting down: finishing in-flight requests");
+                // The command is sent at once; the server future, polled below, carries
+                // it out (awaiting the returned future first would deadlock).
+                drop(handle.stop(true));
+                server.await.context("HTTP server failed")?;
+            }
+        }
+        let snapshot = self.snapshots.send(TakeSnapshot).await;
+        let flushed = self.log.shutdown().await;
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
+        snapshot.context("snapshot actor unavailable")??;
+        flushed?;
         tracing::info!("presque stopped");
-        result
+        Ok(())
     }
 }

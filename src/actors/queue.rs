@@ -1,7 +1,7 @@
 //! The queue actor: owns one [`QueueState`] and is the only thing that touches it.
 //! Its messages sit next to their handlers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -9,14 +9,18 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::job::Job;
+use crate::names::QueueName;
 use crate::queue_state::{Change, Counters, QueueState};
+use crate::storage::format::{LogRecordRef, QueueSnapshot};
+use crate::storage::log::{Durable, Log};
+use crate::storage::StorageError;
 
 /// Mailbox capacity: well above actix' default of 16 so bursts of requests to one
 /// queue do not make senders wait.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
 /// Why a queue refused or could not answer a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
     #[error("no job")]
     Empty,
@@ -27,6 +31,15 @@ pub enum QueueError {
     /// The queue was deleted after its address was looked up; look it up again.
     #[error("queue was deleted")]
     Gone,
+    /// The change could not be logged, so it was not made (or not acknowledged).
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<StorageError> for QueueError {
+    fn from(e: StorageError) -> Self {
+        QueueError::Storage(e.to_string())
+    }
 }
 
 /// The answer of a queue message.
@@ -34,6 +47,14 @@ pub type QueueResult<T> = Result<T, QueueError>;
 
 /// One queue's actor.
 pub struct QueueActor {
+    name: QueueName,
+    /// This incarnation of the queue (a deleted and re-created queue is a new one).
+    incarnation: u64,
+    /// Number of the last change logged.
+    seq: u64,
+    /// Whether the log has been told this incarnation exists.
+    announced: bool,
+    log: Log,
     state: QueueState,
     /// Set by [`Purge`]: from then on every message answers [`QueueError::Gone`].
     retired: bool,
@@ -42,19 +63,60 @@ pub struct QueueActor {
 }
 
 impl QueueActor {
-    pub fn new() -> Self {
+    /// A new, empty queue.
+    pub fn new(name: QueueName, incarnation: u64, log: Log) -> Self {
         QueueActor {
+            name,
+            incarnation,
+            seq: 0,
+            announced: false,
+            log,
             state: QueueState::default(),
             retired: false,
             timer: None,
         }
     }
 
-    /// The one place a queue actor changes its state.
-    fn commit(&mut self, change: Change, ctx: &mut Context<Self>) -> Vec<Job> {
+    /// A queue brought back by recovery.
+    pub fn recovered(
+        name: QueueName,
+        incarnation: u64,
+        seq: u64,
+        state: QueueState,
+        log: Log,
+    ) -> Self {
+        QueueActor {
+            seq,
+            announced: true,
+            state,
+            ..QueueActor::new(name, incarnation, log)
+        }
+    }
+
+    /// The one place a queue actor changes its state: the change is logged, then
+    /// applied. A change the log refuses is not applied.
+    fn commit(
+        &mut self,
+        change: Change,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Vec<Job>, Durable), StorageError> {
+        if !self.announced {
+            self.log.append(&LogRecordRef::QueueCreated {
+                queue: self.incarnation,
+                name: self.name.as_str(),
+            })?;
+            self.announced = true;
+        }
+        let seq = self.seq + 1;
+        let durable = self.log.append(&LogRecordRef::Queue {
+            queue: self.incarnation,
+            seq,
+            change: &change,
+        })?;
+        self.seq = seq;
         let out = self.state.apply(change);
         self.arm_timer(ctx);
-        out
+        Ok((out, durable))
     }
 
     /// Keeps exactly one timer armed, for the earliest delayed job, so a due job moves
@@ -82,15 +144,43 @@ impl QueueActor {
     fn promote_due(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         if self.state.has_due(now) {
-            self.commit(Change::Promoted { now_ms: now }, ctx);
+            if let Err(e) = self.commit(Change::Promoted { now_ms: now }, ctx) {
+                tracing::error!(queue = %self.name, error = %e, "cannot promote due jobs");
+            }
+        }
+    }
+
+    /// Hands jobs to a fetcher; if it has gone, they go back to the head.
+    fn deliver(
+        &mut self,
+        jobs: Vec<Job>,
+        reply: oneshot::Sender<QueueResult<Vec<Job>>>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
+            tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back to the head");
+            self.give_back(jobs, ctx);
+        }
+    }
+
+    fn give_back(&mut self, jobs: Vec<Job>, ctx: &mut Context<Self>) {
+        if let Err(e) = self.commit(Change::Returned { jobs }, ctx) {
+            tracing::error!(queue = %self.name, error = %e, "cannot return undelivered jobs to the queue");
         }
     }
 }
 
-impl Default for QueueActor {
-    fn default() -> Self {
-        Self::new()
-    }
+/// A handler answer that waits until its change is durable (under `fsync = "always"`;
+/// otherwise it is ready at once).
+fn when_durable<T: 'static>(durable: Durable, value: T) -> ResponseFuture<QueueResult<T>> {
+    Box::pin(async move {
+        durable.wait().await?;
+        Ok(value)
+    })
+}
+
+fn answer<T: 'static>(result: QueueResult<T>) -> ResponseFuture<QueueResult<T>> {
+    Box::pin(std::future::ready(result))
 }
 
 impl Actor for QueueActor {
@@ -98,6 +188,9 @@ impl Actor for QueueActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        // A recovered queue may hold jobs that came due while the server was down.
+        self.promote_due(ctx);
+        self.arm_timer(ctx);
     }
 }
 
@@ -113,38 +206,43 @@ pub struct Enqueue {
 }
 
 impl Handler<Enqueue> for QueueActor {
-    type Result = QueueResult<()>;
+    type Result = ResponseFuture<QueueResult<()>>;
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
-            return Err(QueueError::Gone);
+            return answer(Err(QueueError::Gone));
         }
         let mut seen = std::collections::HashSet::new();
         for job in &msg.jobs {
             if let Some(key) = &job.uniq {
                 if self.state.holds_uniq(key) || !seen.insert(key.clone()) {
-                    return Err(QueueError::Duplicate);
+                    return answer(Err(QueueError::Duplicate));
                 }
             }
         }
         if msg.failed {
-            self.commit(Change::FailureCounted, ctx);
+            if let Err(e) = self.commit(Change::FailureCounted, ctx) {
+                return answer(Err(e.into()));
+            }
         }
         let due_ms = msg.due_ms.filter(|due| *due > now_ms());
-        self.commit(
+        match self.commit(
             Change::Enqueued {
                 jobs: msg.jobs,
                 due_ms,
             },
             ctx,
-        );
-        Ok(())
+        ) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 
 /// Takes up to `max` jobs from the head. The reply travels on the caller's own channel:
-/// if the caller has gone by the time the jobs are ready, the send fails and the jobs
-/// go back to the head instead of vanishing with a discarded actix reply.
+/// if the caller has gone by the time the jobs are ready (and, under `fsync =
+/// "always"`, durably taken), the send fails and the jobs go back to the head instead
+/// of vanishing with a discarded actix reply.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fetch {
@@ -156,24 +254,39 @@ impl Handler<Fetch> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) {
-        let answer = if self.retired {
-            Err(QueueError::Gone)
+        let refusal = if self.retired {
+            Some(QueueError::Gone)
         } else {
             self.promote_due(ctx);
             if !self.state.is_open() {
-                Err(QueueError::Closed)
+                Some(QueueError::Closed)
             } else if self.state.ready_len() == 0 {
-                Err(QueueError::Empty)
+                Some(QueueError::Empty)
             } else {
-                Ok(self.commit(Change::Taken { count: msg.max }, ctx))
+                None
             }
         };
-        if let Err(Ok(jobs)) = msg.reply.send(answer) {
-            tracing::debug!(
-                jobs = jobs.len(),
-                "fetching client left; jobs go back to the head"
-            );
-            self.commit(Change::Returned { jobs }, ctx);
+        if let Some(refusal) = refusal {
+            let _ = msg.reply.send(Err(refusal));
+            return;
+        }
+        match self.commit(Change::Taken { count: msg.max }, ctx) {
+            Err(e) => {
+                let _ = msg.reply.send(Err(e.into()));
+            }
+            Ok((jobs, Durable::Now)) => self.deliver(jobs, msg.reply, ctx),
+            Ok((jobs, durable)) => {
+                let reply = msg.reply;
+                ctx.spawn(durable.wait().into_actor(self).map(
+                    move |synced, actor, ctx| match synced {
+                        Ok(()) => actor.deliver(jobs, reply, ctx),
+                        Err(e) => {
+                            actor.give_back(jobs, ctx);
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    },
+                ));
+            }
         }
     }
 }
@@ -217,16 +330,19 @@ impl Handler<ListReady> for QueueActor {
 pub struct SetOpen(pub bool);
 
 impl Handler<SetOpen> for QueueActor {
-    type Result = QueueResult<()>;
+    type Result = ResponseFuture<QueueResult<()>>;
 
     fn handle(&mut self, msg: SetOpen, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
-            return Err(QueueError::Gone);
+            return answer(Err(QueueError::Gone));
         }
-        if self.state.is_open() != msg.0 {
-            self.commit(Change::OpenSet(msg.0), ctx);
+        if self.state.is_open() == msg.0 {
+            return answer(Ok(()));
         }
-        Ok(())
+        match self.commit(Change::OpenSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 
@@ -238,16 +354,44 @@ impl Handler<SetOpen> for QueueActor {
 pub struct Purge;
 
 impl Handler<Purge> for QueueActor {
-    type Result = QueueResult<()>;
+    type Result = ResponseFuture<QueueResult<()>>;
 
     fn handle(&mut self, _: Purge, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
-            return Err(QueueError::Gone);
+            return answer(Err(QueueError::Gone));
         }
-        self.retired = true;
-        self.commit(Change::Purged, ctx);
-        ctx.stop();
-        Ok(())
+        match self.commit(Change::Purged, ctx) {
+            Ok((_, durable)) => {
+                self.retired = true;
+                ctx.stop();
+                when_durable(durable, ())
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// A consistent image of the queue for a snapshot, taken in O(1), and how long the
+/// actor spent on it (the queue's stall).
+#[derive(Message)]
+#[rtype(result = "Option<(QueueSnapshot, Duration)>")]
+pub struct TakeImage;
+
+impl Handler<TakeImage> for QueueActor {
+    type Result = Option<(QueueSnapshot, Duration)>;
+
+    fn handle(&mut self, _: TakeImage, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return None;
+        }
+        let start = Instant::now();
+        let snapshot = QueueSnapshot {
+            incarnation: self.incarnation,
+            name: self.name.as_str().to_owned(),
+            seq: self.seq,
+            image: self.state.image(),
+        };
+        Some((snapshot, start.elapsed()))
     }
 }
 
@@ -255,6 +399,15 @@ impl Handler<Purge> for QueueActor {
 mod tests {
     use super::*;
     use crate::job::JobId;
+    use crate::storage::log::FsyncPolicy;
+
+    /// A queue actor logging to a throw-away directory (kept alive by the guard).
+    fn start_queue() -> (Addr<QueueActor>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::No).expect("log");
+        let name = QueueName::parse("q").expect("name");
+        (QueueActor::new(name, 1, log).start(), dir)
+    }
 
     fn job(id: u64) -> Job {
         Job {
@@ -285,7 +438,7 @@ mod tests {
 
     #[actix::test]
     async fn a_fetch_whose_caller_left_puts_the_jobs_back_at_the_head() {
-        let addr = QueueActor::new().start();
+        let (addr, _dir) = start_queue();
         enqueue(&addr, vec![job(1), job(2), job(3)], None).await;
         let (reply, answer) = oneshot::channel();
         drop(answer);
@@ -312,7 +465,7 @@ mod tests {
 
     #[actix::test]
     async fn the_timer_promotes_a_due_job_within_50ms() {
-        let addr = QueueActor::new().start();
+        let (addr, _dir) = start_queue();
         let due = now_ms() + 200;
         enqueue(&addr, vec![job(1)], Some(due)).await;
         loop {
@@ -331,7 +484,7 @@ mod tests {
 
     #[actix::test]
     async fn an_earlier_job_rearms_the_timer() {
-        let addr = QueueActor::new().start();
+        let (addr, _dir) = start_queue();
         enqueue(&addr, vec![job(1)], Some(now_ms() + 60_000)).await;
         let due = now_ms() + 100;
         enqueue(&addr, vec![job(2)], Some(due)).await;
@@ -342,7 +495,7 @@ mod tests {
 
     #[actix::test]
     async fn closed_and_empty_queues_refuse_fetches() {
-        let addr = QueueActor::new().start();
+        let (addr, _dir) = start_queue();
         assert_eq!(fetch(&addr, 1).await, Err(QueueError::Empty));
         enqueue(&addr, vec![job(1)], None).await;
         assert_eq!(addr.send(SetOpen(false)).await.ok(), Some(Ok(())));
@@ -351,7 +504,7 @@ mod tests {
 
     #[actix::test]
     async fn a_purged_queue_answers_gone() {
-        let addr = QueueActor::new().start();
+        let (addr, _dir) = start_queue();
         enqueue(&addr, vec![job(1)], None).await;
         assert_eq!(addr.send(Purge).await.ok(), Some(Ok(())));
         let after = addr.send(GetCounters).await;

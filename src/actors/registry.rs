@@ -1,29 +1,51 @@
-//! The worker registry actor: which workers exist, the queues each is registered on,
-//! their processed/failed counts and when they started.
+//! The worker registry actor: owns the [`RegistryState`] (workers, their queues,
+//! counters, start times) and logs every change before applying it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::names::{QueueName, WorkerId};
+use crate::registry_state::{RegistryChange, RegistryState, WorkerImage, WorkerRecord};
+use crate::storage::format::LogRecordRef;
+use crate::storage::log::{Durable, Log};
+use crate::storage::StorageError;
 
 /// Mailbox capacity, raised from actix' default of 16 for the same reason as queues'.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
-/// What the registry knows of one worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerRecord {
-    pub started_at: u64,
-    pub processed: u64,
-    pub failed: u64,
-    pub queues: BTreeSet<QueueName>,
+/// The worker registry.
+pub struct WorkerRegistry {
+    state: RegistryState,
+    seq: u64,
+    log: Log,
 }
 
-/// The worker registry.
-#[derive(Default)]
-pub struct WorkerRegistry {
-    workers: BTreeMap<WorkerId, WorkerRecord>,
-    by_queue: HashMap<QueueName, BTreeSet<WorkerId>>,
+impl WorkerRegistry {
+    /// A registry starting from `state`, whose last logged change was `seq`.
+    pub fn new(state: RegistryState, seq: u64, log: Log) -> Self {
+        WorkerRegistry { state, seq, log }
+    }
+
+    /// The one place the registry changes: logged, then applied.
+    fn commit(&mut self, change: RegistryChange) -> Result<Durable, StorageError> {
+        let seq = self.seq + 1;
+        let durable = self.log.append(&LogRecordRef::Registry {
+            seq,
+            change: &change,
+        })?;
+        self.seq = seq;
+        self.state.apply(&change);
+        Ok(durable)
+    }
+
+    fn commit_and_wait(
+        &mut self,
+        change: RegistryChange,
+    ) -> ResponseFuture<Result<(), StorageError>> {
+        let committed = self.commit(change);
+        Box::pin(async move { committed?.wait().await })
+    }
 }
 
 impl Actor for WorkerRegistry {
@@ -36,7 +58,7 @@ impl Actor for WorkerRegistry {
 
 /// Registers a worker on a queue, resetting its counters and start time.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), StorageError>")]
 pub struct Register {
     pub worker: WorkerId,
     pub queue: QueueName,
@@ -44,58 +66,39 @@ pub struct Register {
 }
 
 impl Handler<Register> for WorkerRegistry {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), StorageError>>;
 
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        let record = self
-            .workers
-            .entry(msg.worker.clone())
-            .or_insert_with(|| WorkerRecord {
-                started_at: msg.now_secs,
-                processed: 0,
-                failed: 0,
-                queues: BTreeSet::new(),
-            });
-        record.started_at = msg.now_secs;
-        record.processed = 0;
-        record.failed = 0;
-        record.queues.insert(msg.queue.clone());
-        self.by_queue
-            .entry(msg.queue)
-            .or_default()
-            .insert(msg.worker);
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        self.commit_and_wait(RegistryChange::Registered {
+            worker: msg.worker.as_str().to_owned(),
+            queue: msg.queue.as_str().to_owned(),
+            now_secs: msg.now_secs,
+        })
     }
 }
 
 /// Unregisters a worker from a queue. A worker left on no queue is forgotten, counters
 /// and all.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), StorageError>")]
 pub struct Unregister {
     pub worker: WorkerId,
     pub queue: QueueName,
 }
 
 impl Handler<Unregister> for WorkerRegistry {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), StorageError>>;
 
-    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        if let Some(set) = self.by_queue.get_mut(&msg.queue) {
-            set.remove(&msg.worker);
-            if set.is_empty() {
-                self.by_queue.remove(&msg.queue);
-            }
-        }
-        if let Some(record) = self.workers.get_mut(&msg.worker) {
-            record.queues.remove(&msg.queue);
-            if record.queues.is_empty() {
-                self.workers.remove(&msg.worker);
-            }
-        }
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) -> Self::Result {
+        self.commit_and_wait(RegistryChange::Unregistered {
+            worker: msg.worker.as_str().to_owned(),
+            queue: msg.queue.as_str().to_owned(),
+        })
     }
 }
 
-/// Adds to a registered worker's counters (unregistered ids are not tracked).
+/// Adds to a registered worker's counters (unregistered ids are not tracked). Sent
+/// without waiting: the counters are statistics, not jobs.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CountWork {
@@ -108,9 +111,16 @@ impl Handler<CountWork> for WorkerRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: CountWork, _: &mut Context<Self>) {
-        if let Some(record) = self.workers.get_mut(&msg.worker) {
-            record.processed += msg.processed;
-            record.failed += msg.failed;
+        if !self.state.is_registered(&msg.worker) {
+            return;
+        }
+        let change = RegistryChange::Counted {
+            worker: msg.worker.as_str().to_owned(),
+            processed: msg.processed,
+            failed: msg.failed,
+        };
+        if let Err(e) = self.commit(change) {
+            tracing::error!(worker = %msg.worker, error = %e, "cannot count a worker's jobs");
         }
     }
 }
@@ -124,7 +134,7 @@ impl Handler<GetWorker> for WorkerRegistry {
     type Result = Option<WorkerRecord>;
 
     fn handle(&mut self, msg: GetWorker, _: &mut Context<Self>) -> Self::Result {
-        self.workers.get(&msg.0).cloned()
+        self.state.worker(&msg.0).cloned()
     }
 }
 
@@ -137,10 +147,7 @@ impl Handler<QueueWorkers> for WorkerRegistry {
     type Result = Vec<WorkerId>;
 
     fn handle(&mut self, msg: QueueWorkers, _: &mut Context<Self>) -> Self::Result {
-        self.by_queue
-            .get(&msg.0)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
+        self.state.queue_workers(&msg.0)
     }
 }
 
@@ -153,6 +160,21 @@ impl Handler<AllWorkers> for WorkerRegistry {
     type Result = Vec<WorkerId>;
 
     fn handle(&mut self, _: AllWorkers, _: &mut Context<Self>) -> Self::Result {
-        self.workers.keys().cloned().collect()
+        self.state.all_workers()
+    }
+}
+
+/// The registry's image for a snapshot: (last change number, workers, time taken).
+#[derive(Message)]
+#[rtype(result = "(u64, Vec<WorkerImage>, Duration)")]
+pub struct TakeRegistryImage;
+
+impl Handler<TakeRegistryImage> for WorkerRegistry {
+    type Result = MessageResult<TakeRegistryImage>;
+
+    fn handle(&mut self, _: TakeRegistryImage, _: &mut Context<Self>) -> Self::Result {
+        let start = std::time::Instant::now();
+        let image = self.state.image();
+        MessageResult((self.seq, image, start.elapsed()))
     }
 }

@@ -53,7 +53,7 @@ pub async fn register(
             queue,
             now_secs: now_secs(),
         })
-        .await?;
+        .await??;
     Ok(HttpResponse::Created().finish())
 }
 
@@ -73,7 +73,7 @@ pub async fn unregister(
             }
         }
     };
-    state.registry.send(Unregister { worker, queue }).await?;
+    state.registry.send(Unregister { worker, queue }).await??;
     Ok(HttpResponse::NoContent().finish())
 }
 

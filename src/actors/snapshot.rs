@@ -1,0 +1,182 @@
+//! The snapshot actor: every `snapshot_interval_secs` (and at shutdown) it writes one
+//! snapshot file holding every queue and the worker registry, then drops the log
+//! segments no snapshot still needs.
+//!
+//! Consistency with the log: the log is rotated first, so every record written before
+//! the rotation is covered by the images taken after it; records after the rotation
+//! carry sequence numbers that tell replay whether an image already includes them.
+//! Images are O(1) clones of persistent collections (the queues never stall for a
+//! copy); encoding and writing happen on the blocking pool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::queue::TakeImage;
+use super::registry::{TakeRegistryImage, WorkerRegistry};
+use crate::clock::now_ms;
+use crate::directory::QueueDirectory;
+use crate::storage::format::SnapshotData;
+use crate::storage::log::Log;
+use crate::storage::snapshot::{prune, write_snapshot};
+use crate::storage::StorageError;
+
+/// What one snapshot did.
+#[derive(Debug, Clone)]
+pub struct SnapshotReport {
+    pub generation: u64,
+    pub path: PathBuf,
+    pub log_start: u64,
+    pub queues: usize,
+    pub jobs: usize,
+    pub bytes: usize,
+    /// The longest time one queue's actor spent producing its image.
+    pub longest_stall: Duration,
+    /// Time to encode and write the file (off the actors).
+    pub write_time: Duration,
+}
+
+/// Takes snapshots, one at a time.
+pub struct SnapshotActor {
+    dir: PathBuf,
+    queues: Arc<QueueDirectory>,
+    registry: Addr<WorkerRegistry>,
+    log: Log,
+    interval: Duration,
+    /// The newest generation number used (written or attempted).
+    generation: u64,
+    /// The newest complete snapshot as (generation, log_start): the fallback the next
+    /// snapshot's pruning must keep usable.
+    fallback: Option<(u64, u64)>,
+}
+
+impl SnapshotActor {
+    pub fn new(
+        dir: PathBuf,
+        queues: Arc<QueueDirectory>,
+        registry: Addr<WorkerRegistry>,
+        log: Log,
+        interval: Duration,
+        generation: u64,
+        fallback: Option<(u64, u64)>,
+    ) -> Self {
+        SnapshotActor {
+            dir,
+            queues,
+            registry,
+            log,
+            interval,
+            generation,
+            fallback,
+        }
+    }
+}
+
+impl Actor for SnapshotActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |_, ctx| {
+            ctx.notify(TakeSnapshot);
+        });
+    }
+}
+
+/// Takes a snapshot now.
+#[derive(Message)]
+#[rtype(result = "Result<SnapshotReport, StorageError>")]
+pub struct TakeSnapshot;
+
+impl Handler<TakeSnapshot> for SnapshotActor {
+    // Atomic: the actor handles nothing else until this snapshot is done.
+    type Result = AtomicResponse<Self, Result<SnapshotReport, StorageError>>;
+
+    fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        self.generation += 1;
+        let generation = self.generation;
+        let keep = self.fallback;
+        let (dir, queues, registry, log) = (
+            self.dir.clone(),
+            self.queues.clone(),
+            self.registry.clone(),
+            self.log.clone(),
+        );
+        let work = async move {
+            let log_start = log.rotate().await?;
+            let incarnation_watermark = queues.incarnation_watermark();
+            let mut images = Vec::new();
+            let mut longest_stall = Duration::ZERO;
+            for (_, addr) in queues.entries() {
+                // None or an error: the queue was deleted meanwhile; it has no image.
+                if let Ok(Some((image, stall))) = addr.send(TakeImage).await {
+                    longest_stall = longest_stall.max(stall);
+                    images.push(image);
+                }
+            }
+            let (registry_seq, workers, stall) =
+                registry.send(TakeRegistryImage).await.map_err(|e| {
+                    StorageError::LogFailed(format!("worker registry unavailable: {e}"))
+                })?;
+            longest_stall = longest_stall.max(stall);
+            let jobs = images
+                .iter()
+                .map(|q| q.image.ready.len() + q.image.delayed.len())
+                .sum();
+            let data = SnapshotData {
+                generation,
+                log_start,
+                incarnation_watermark,
+                next_incarnation: queues.next_incarnation(),
+                next_job_id: queues.ids().peek(),
+                created_at_ms: now_ms(),
+                queues: images,
+                registry_seq,
+                workers,
+            };
+            let queue_count = data.queues.len();
+            let started = Instant::now();
+            let (path, bytes) = tokio::task::spawn_blocking(move || {
+                let written = write_snapshot(&dir, &data)?;
+                // Keep the previous good snapshot and the log it needs: if this new
+                // one is ever unreadable, that pair still recovers everything.
+                let (keep_from, keep_log_from) = keep.unwrap_or((generation, 1));
+                prune(&dir, keep_from, keep_log_from);
+                Ok::<_, StorageError>(written)
+            })
+            .await
+            .map_err(|e| StorageError::Encode(format!("snapshot writer panicked: {e}")))??;
+            Ok(SnapshotReport {
+                generation,
+                path,
+                log_start,
+                queues: queue_count,
+                jobs,
+                bytes,
+                longest_stall,
+                write_time: started.elapsed(),
+            })
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, actor, _| {
+            match &result {
+                Ok(report) => {
+                    actor.fallback = Some((report.generation, report.log_start));
+                    tracing::info!(
+                        generation = report.generation,
+                        queues = report.queues,
+                        jobs = report.jobs,
+                        bytes = report.bytes,
+                        write_ms = report.write_time.as_millis() as u64,
+                        longest_stall_us = report.longest_stall.as_micros() as u64,
+                        "snapshot written"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "snapshot failed; the log still holds every change")
+                }
+            }
+            result
+        })))
+    }
+}

@@ -1,0 +1,250 @@
+//! The worker registry's state and the only code that changes it, built like
+//! [`crate::queue_state`]: every mutation is a [`RegistryChange`] passed to
+//! [`RegistryState::apply`], which the log records and recovery replays.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{QueueName, WorkerId};
+
+/// A change to the registry. Names are plain strings so the log can carry them;
+/// [`RegistryState::apply`] validates them again when replaying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryChange {
+    /// A worker registered on a queue: counters reset, `started_at` set.
+    Registered {
+        worker: String,
+        queue: String,
+        now_secs: u64,
+    },
+    /// A worker left a queue; a worker on no queue is forgotten.
+    Unregistered { worker: String, queue: String },
+    /// Jobs a registered worker fetched or reported failed.
+    Counted {
+        worker: String,
+        processed: u64,
+        failed: u64,
+    },
+}
+
+/// What the registry knows of one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRecord {
+    pub started_at: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub queues: BTreeSet<QueueName>,
+}
+
+/// One worker as stored in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerImage {
+    pub id: String,
+    pub started_at: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub queues: Vec<String>,
+}
+
+/// Every registered worker and the queues each is on.
+#[derive(Debug, Default, Clone)]
+pub struct RegistryState {
+    workers: BTreeMap<WorkerId, WorkerRecord>,
+    by_queue: HashMap<QueueName, BTreeSet<WorkerId>>,
+}
+
+impl RegistryState {
+    /// Applies one change. Names that fail validation (only possible in a damaged
+    /// file, since requests are checked) leave the state untouched.
+    pub fn apply(&mut self, change: &RegistryChange) {
+        match change {
+            RegistryChange::Registered {
+                worker,
+                queue,
+                now_secs,
+            } => {
+                let (Ok(worker), Ok(queue)) = (WorkerId::parse(worker), QueueName::parse(queue))
+                else {
+                    return;
+                };
+                let record = self
+                    .workers
+                    .entry(worker.clone())
+                    .or_insert_with(|| WorkerRecord {
+                        started_at: *now_secs,
+                        processed: 0,
+                        failed: 0,
+                        queues: BTreeSet::new(),
+                    });
+                record.started_at = *now_secs;
+                record.processed = 0;
+                record.failed = 0;
+                record.queues.insert(queue.clone());
+                self.by_queue.entry(queue).or_default().insert(worker);
+            }
+            RegistryChange::Unregistered { worker, queue } => {
+                let (Ok(worker), Ok(queue)) = (WorkerId::parse(worker), QueueName::parse(queue))
+                else {
+                    return;
+                };
+                if let Some(set) = self.by_queue.get_mut(&queue) {
+                    set.remove(&worker);
+                    if set.is_empty() {
+                        self.by_queue.remove(&queue);
+                    }
+                }
+                if let Some(record) = self.workers.get_mut(&worker) {
+                    record.queues.remove(&queue);
+                    if record.queues.is_empty() {
+                        self.workers.remove(&worker);
+                    }
+                }
+            }
+            RegistryChange::Counted {
+                worker,
+                processed,
+                failed,
+            } => {
+                let Ok(worker) = WorkerId::parse(worker) else {
+                    return;
+                };
+                if let Some(record) = self.workers.get_mut(&worker) {
+                    record.processed += processed;
+                    record.failed += failed;
+                }
+            }
+        }
+    }
+
+    /// Whether `worker` is registered (only registered workers' counts are kept).
+    pub fn is_registered(&self, worker: &WorkerId) -> bool {
+        self.workers.contains_key(worker)
+    }
+
+    pub fn worker(&self, worker: &WorkerId) -> Option<&WorkerRecord> {
+        self.workers.get(worker)
+    }
+
+    /// The workers on a queue, sorted.
+    pub fn queue_workers(&self, queue: &QueueName) -> Vec<WorkerId> {
+        self.by_queue
+            .get(queue)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every registered worker, sorted.
+    pub fn all_workers(&self) -> Vec<WorkerId> {
+        self.workers.keys().cloned().collect()
+    }
+
+    /// The registry as stored in a snapshot.
+    pub fn image(&self) -> Vec<WorkerImage> {
+        self.workers
+            .iter()
+            .map(|(id, r)| WorkerImage {
+                id: id.as_str().to_owned(),
+                started_at: r.started_at,
+                processed: r.processed,
+                failed: r.failed,
+                queues: r.queues.iter().map(|q| q.as_str().to_owned()).collect(),
+            })
+            .collect()
+    }
+
+    /// The registry a snapshot describes; entries with invalid names are skipped.
+    pub fn from_image(image: &[WorkerImage]) -> Self {
+        let mut state = RegistryState::default();
+        for w in image {
+            let Ok(id) = WorkerId::parse(&w.id) else {
+                continue;
+            };
+            let queues: BTreeSet<QueueName> = w
+                .queues
+                .iter()
+                .filter_map(|q| QueueName::parse(q).ok())
+                .collect();
+            for q in &queues {
+                state
+                    .by_queue
+                    .entry(q.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            state.workers.insert(
+                id,
+                WorkerRecord {
+                    started_at: w.started_at,
+                    processed: w.processed,
+                    failed: w.failed,
+                    queues,
+                },
+            );
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(worker: &str, queue: &str) -> RegistryChange {
+        RegistryChange::Registered {
+            worker: worker.into(),
+            queue: queue.into(),
+            now_secs: 7,
+        }
+    }
+
+    #[test]
+    fn register_count_unregister() {
+        let mut s = RegistryState::default();
+        s.apply(&reg("w", "q1"));
+        s.apply(&reg("w", "q2"));
+        s.apply(&RegistryChange::Counted {
+            worker: "w".into(),
+            processed: 3,
+            failed: 1,
+        });
+        let w = WorkerId::parse("w").ok();
+        let record = w.as_ref().and_then(|w| s.worker(w)).cloned();
+        assert_eq!(
+            record.map(|r| (r.processed, r.failed, r.started_at)),
+            Some((3, 1, 7))
+        );
+        s.apply(&RegistryChange::Unregistered {
+            worker: "w".into(),
+            queue: "q1".into(),
+        });
+        assert_eq!(s.all_workers().len(), 1);
+        s.apply(&RegistryChange::Unregistered {
+            worker: "w".into(),
+            queue: "q2".into(),
+        });
+        assert!(s.all_workers().is_empty());
+    }
+
+    #[test]
+    fn unregistered_workers_are_not_counted() {
+        let mut s = RegistryState::default();
+        s.apply(&RegistryChange::Counted {
+            worker: "ghost".into(),
+            processed: 1,
+            failed: 0,
+        });
+        assert!(s.all_workers().is_empty());
+    }
+
+    #[test]
+    fn image_round_trip() {
+        let mut s = RegistryState::default();
+        s.apply(&reg("a", "q"));
+        s.apply(&reg("b", "q"));
+        let back = RegistryState::from_image(&s.image());
+        assert_eq!(back.image(), s.image());
+        let q = QueueName::parse("q").ok();
+        assert_eq!(q.map(|q| back.queue_workers(&q).len()), Some(2));
+    }
+}

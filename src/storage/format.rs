@@ -1,0 +1,363 @@
+//! On-disk formats.
+//!
+//! **Log segment** `log-NNNNNNNNNNNNNNNNNNNN.presque`: a 20-byte header (magic
+//! `PRSQLOG\0`, format version as u32 LE, segment number as u64 LE), then records, each
+//! framed as payload length (u32 LE), CRC-32 of the payload (u32 LE), and the payload:
+//! one CBOR-encoded [`LogRecord`].
+//!
+//! **Snapshot** `snapshot-NNNNNNNNNNNNNNNNNNNN.presque`: a 24-byte header (magic
+//! `PRSQSNAP`, format version as u32 LE, payload length as u64 LE, CRC-32 of the payload
+//! as u32 LE), then the payload: one CBOR-encoded [`SnapshotData`].
+//!
+//! Job bodies are CBOR byte strings holding the posted bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue_state::{Change, QueueImage};
+use crate::registry_state::{RegistryChange, WorkerImage};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const LOG_MAGIC: &[u8; 8] = b"PRSQLOG\0";
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSQSNAP";
+pub const LOG_HEADER_LEN: usize = 20;
+pub const SNAPSHOT_HEADER_LEN: usize = 24;
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub enum LogRecord {
+    /// A queue incarnation came to be (its first change follows).
+    QueueCreated { queue: u64, name: String },
+    /// The `seq`-th change of queue incarnation `queue`.
+    Queue {
+        queue: u64,
+        seq: u64,
+        change: Change,
+    },
+    /// The `seq`-th change of the worker registry.
+    Registry { seq: u64, change: RegistryChange },
+}
+
+/// [`LogRecord`]'s borrowing twin, for encoding without cloning job bodies. Serde
+/// encodes both identically (same variant and field names).
+#[derive(Serialize)]
+pub enum LogRecordRef<'a> {
+    QueueCreated {
+        queue: u64,
+        name: &'a str,
+    },
+    Queue {
+        queue: u64,
+        seq: u64,
+        change: &'a Change,
+    },
+    Registry {
+        seq: u64,
+        change: &'a RegistryChange,
+    },
+}
+
+/// One queue in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    /// The queue incarnation (a deleted and re-created queue is a new incarnation).
+    pub incarnation: u64,
+    pub name: String,
+    /// The last change the image includes; replay skips records at or below it.
+    pub seq: u64,
+    pub image: QueueImage,
+}
+
+/// Everything a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotData {
+    pub generation: u64,
+    /// The first log segment this snapshot does not cover: recovery replays from it.
+    pub log_start: u64,
+    /// Incarnations numbered up to here that have no image here had been deleted when
+    /// the snapshot was taken; their later records are ignored at replay.
+    pub incarnation_watermark: u64,
+    pub next_incarnation: u64,
+    pub next_job_id: u64,
+    pub created_at_ms: u64,
+    pub queues: Vec<QueueSnapshot>,
+    pub registry_seq: u64,
+    pub workers: Vec<WorkerImage>,
+}
+
+/// Frames a record: length, checksum, CBOR payload.
+pub fn encode_record(record: &LogRecordRef<'_>) -> Result<Vec<u8>, String> {
+    let mut frame = vec![0u8; FRAME_HEADER_LEN];
+    ciborium::into_writer(record, &mut frame).map_err(|e| e.to_string())?;
+    let payload_len = u32::try_from(frame.len() - FRAME_HEADER_LEN)
+        .map_err(|_| "record larger than 4 GiB".to_owned())?;
+    let crc = crc32fast::hash(&frame[FRAME_HEADER_LEN..]);
+    frame[0..4].copy_from_slice(&payload_len.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(frame)
+}
+
+/// What reading one frame at some offset found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete frame with a matching checksum: its payload and total length.
+    Whole { payload: &'a [u8], len: usize },
+    /// The data ends inside the frame (a torn write at the end of a file).
+    Truncated,
+    /// A complete frame whose checksum does not match.
+    BadChecksum { len: usize },
+}
+
+/// Reads the frame at the start of `data`.
+pub fn read_frame(data: &[u8]) -> Frame<'_> {
+    if data.len() < FRAME_HEADER_LEN {
+        return Frame::Truncated;
+    }
+    let payload_len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    let Some(end) = FRAME_HEADER_LEN.checked_add(payload_len) else {
+        return Frame::Truncated;
+    };
+    if data.len() < end {
+        return Frame::Truncated;
+    }
+    let payload = &data[FRAME_HEADER_LEN..end];
+    if crc32fast::hash(payload) != crc {
+        return Frame::BadChecksum { len: end };
+    }
+    Frame::Whole { payload, len: end }
+}
+
+/// Decodes a record payload.
+pub fn decode_record(payload: &[u8]) -> Result<LogRecord, String> {
+    ciborium::from_reader(payload).map_err(|e| e.to_string())
+}
+
+/// A log segment's header.
+pub fn log_header(segment: u64) -> [u8; LOG_HEADER_LEN] {
+    let mut header = [0u8; LOG_HEADER_LEN];
+    header[..8].copy_from_slice(LOG_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..20].copy_from_slice(&segment.to_le_bytes());
+    header
+}
+
+/// What is wrong with a file header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("file is shorter than its header")]
+    Short,
+    #[error("not a presque file (bad magic bytes)")]
+    BadMagic,
+    #[error("format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version { found: u32 },
+}
+
+fn check_magic_and_version(data: &[u8], magic: &[u8; 8], len: usize) -> Result<(), HeaderError> {
+    if data.len() < len {
+        return Err(HeaderError::Short);
+    }
+    if &data[..8] != magic {
+        return Err(HeaderError::BadMagic);
+    }
+    let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
+    if version != FORMAT_VERSION {
+        return Err(HeaderError::Version { found: version });
+    }
+    Ok(())
+}
+
+/// Checks a log segment's header; returns the segment number it records.
+pub fn parse_log_header(data: &[u8]) -> Result<u64, HeaderError> {
+    check_magic_and_version(data, LOG_MAGIC, LOG_HEADER_LEN)?;
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&data[12..20]);
+    Ok(u64::from_le_bytes(n))
+}
+
+/// What is wrong with a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotDecodeError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("payload is truncated: header says {expected} bytes, file holds {found}")]
+    Truncated { expected: u64, found: u64 },
+    #[error("checksum mismatch in the payload (bytes {start}..{end})")]
+    Checksum { start: usize, end: usize },
+    #[error("payload cannot be decoded at byte {offset}: {message}")]
+    Decode { offset: usize, message: String },
+}
+
+/// Encodes a whole snapshot file.
+pub fn encode_snapshot(data: &SnapshotData) -> Result<Vec<u8>, String> {
+    let mut file = vec![0u8; SNAPSHOT_HEADER_LEN];
+    ciborium::into_writer(data, &mut file).map_err(|e| e.to_string())?;
+    let payload_len = (file.len() - SNAPSHOT_HEADER_LEN) as u64;
+    let crc = crc32fast::hash(&file[SNAPSHOT_HEADER_LEN..]);
+    file[..8].copy_from_slice(SNAPSHOT_MAGIC);
+    file[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    file[12..20].copy_from_slice(&payload_len.to_le_bytes());
+    file[20..24].copy_from_slice(&crc.to_le_bytes());
+    Ok(file)
+}
+
+/// Decodes a whole snapshot file.
+pub fn decode_snapshot(file: &[u8]) -> Result<SnapshotData, SnapshotDecodeError> {
+    check_magic_and_version(file, SNAPSHOT_MAGIC, SNAPSHOT_HEADER_LEN)?;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&file[12..20]);
+    let expected = u64::from_le_bytes(len);
+    let crc = u32::from_le_bytes([file[20], file[21], file[22], file[23]]);
+    let payload = &file[SNAPSHOT_HEADER_LEN..];
+    if payload.len() as u64 != expected {
+        return Err(SnapshotDecodeError::Truncated {
+            expected,
+            found: payload.len() as u64,
+        });
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(SnapshotDecodeError::Checksum {
+            start: SNAPSHOT_HEADER_LEN,
+            end: file.len(),
+        });
+    }
+    ciborium::from_reader(payload).map_err(|e| {
+        let offset = match &e {
+            ciborium::de::Error::Syntax(at) => SNAPSHOT_HEADER_LEN + at,
+            ciborium::de::Error::Semantic(Some(at), _) => SNAPSHOT_HEADER_LEN + at,
+            _ => SNAPSHOT_HEADER_LEN,
+        };
+        SnapshotDecodeError::Decode {
+            offset,
+            message: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Job, JobId};
+    use proptest::prelude::*;
+
+    fn sample_change() -> Change {
+        Change::Enqueued {
+            jobs: vec![Job {
+                id: JobId(9),
+                body: bytes::Bytes::from_static(b"{\"a\":1}"),
+                uniq: Some("k".into()),
+            }],
+            due_ms: Some(5),
+        }
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let change = sample_change();
+        let frame = encode_record(&LogRecordRef::Queue {
+            queue: 3,
+            seq: 4,
+            change: &change,
+        });
+        let frame = frame.unwrap_or_default();
+        let Frame::Whole { payload, len } = read_frame(&frame) else {
+            panic!("frame not read back");
+        };
+        assert_eq!(len, frame.len());
+        assert_eq!(
+            decode_record(payload),
+            Ok(LogRecord::Queue {
+                queue: 3,
+                seq: 4,
+                change
+            })
+        );
+    }
+
+    #[test]
+    fn job_body_is_a_cbor_byte_string() {
+        let change = sample_change();
+        let frame = encode_record(&LogRecordRef::Queue {
+            queue: 1,
+            seq: 1,
+            change: &change,
+        })
+        .unwrap_or_default();
+        // 0x47 = CBOR byte string of length 7, followed by the posted bytes.
+        let needle = b"\x47{\"a\":1}";
+        assert!(frame.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn truncated_and_corrupt_frames_are_told_apart() {
+        let change = sample_change();
+        let frame = encode_record(&LogRecordRef::Queue {
+            queue: 1,
+            seq: 1,
+            change: &change,
+        })
+        .unwrap_or_default();
+        for cut in 0..frame.len() {
+            assert_eq!(read_frame(&frame[..cut]), Frame::Truncated, "cut at {cut}");
+        }
+        let mut flipped = frame.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert_eq!(
+            read_frame(&flipped),
+            Frame::BadChecksum { len: frame.len() }
+        );
+    }
+
+    #[test]
+    fn snapshot_version_and_checksum_are_checked() {
+        let data = SnapshotData {
+            generation: 1,
+            log_start: 2,
+            incarnation_watermark: 0,
+            next_incarnation: 1,
+            next_job_id: 1,
+            created_at_ms: 0,
+            queues: vec![],
+            registry_seq: 0,
+            workers: vec![],
+        };
+        let file = encode_snapshot(&data).unwrap_or_default();
+        assert_eq!(decode_snapshot(&file), Ok(data));
+        let mut v2 = file.clone();
+        v2[8] = 2;
+        assert_eq!(
+            decode_snapshot(&v2),
+            Err(SnapshotDecodeError::Header(HeaderError::Version {
+                found: 2
+            }))
+        );
+        let mut flipped = file.clone();
+        flipped[30] ^= 1;
+        assert!(matches!(
+            decode_snapshot(&flipped),
+            Err(SnapshotDecodeError::Checksum { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_as_snapshot(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_snapshot(&data);
+            let mut with_header = SNAPSHOT_MAGIC.to_vec();
+            with_header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            with_header.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            with_header.extend_from_slice(&crc32fast::hash(&data).to_le_bytes());
+            with_header.extend_from_slice(&data);
+            let _ = decode_snapshot(&with_header);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_as_log_record(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = read_frame(&data);
+            let _ = decode_record(&data);
+            let _ = parse_log_header(&data);
+        }
+    }
+}
