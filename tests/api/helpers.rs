@@ -144,6 +144,8 @@ pub fn now_secs_f64() -> f64 {
 pub struct ServerProcess {
     pub child: Child,
     pub address: String,
+    /// What the server printed up to its "listening" line (recovery reports).
+    pub startup_lines: Vec<String>,
     /// Keeps the stderr reader thread alive: were it to stop reading, the server
     /// would block or die writing its logs.
     #[allow(dead_code)]
@@ -158,6 +160,7 @@ pub fn start_binary(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerP
         .current_dir(cwd)
         .env_remove("PRESQUE_BIND")
         .env_remove("PRESQUE_DATA_DIR")
+        .env_remove("PRESQUE_FSYNC")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -176,6 +179,7 @@ pub fn start_binary(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerP
         }
     });
     let mut address = String::new();
+    let mut startup_lines = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while address.is_empty() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -185,34 +189,46 @@ pub fn start_binary(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerP
                     let rest = &line[at + "listening on ".len()..];
                     address = rest.split_whitespace().next().unwrap_or("").to_owned();
                 }
+                startup_lines.push(line);
             }
             Err(_) => {
                 let _ = child.kill();
-                panic!("presque did not report its address");
+                panic!(
+                    "presque did not report its address; it said:\n{}",
+                    startup_lines.join("\n")
+                );
             }
         }
     }
     ServerProcess {
         child,
         address,
+        startup_lines,
         stderr_lines: rx,
     }
 }
 
 /// Runs the binary expecting it to fail at start; returns (exit code, stderr).
 pub fn run_binary_expect_exit(cwd: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_presque"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presque"))
         .args(args)
         .current_dir(cwd)
         .env_remove("PRESQUE_BIND")
         .env_remove("PRESQUE_DATA_DIR")
+        .env_remove("PRESQUE_FSYNC")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run presque");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    // A server that unexpectedly starts would never exit: bound the wait.
+    let code = wait_for_exit(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let output = (code, stderr);
+    output
 }
 
 /// Sends a signal to a child process with the system's `kill`.
@@ -223,4 +239,48 @@ pub fn signal(child: &Child, name: &str) {
         .status()
         .expect("kill");
     assert!(status.success());
+}
+
+impl ServerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns what it printed after starting.
+    pub fn stop(mut self) -> Vec<String> {
+        signal(&self.child, "TERM");
+        let code = wait_for_exit(&mut self.child, Duration::from_secs(60));
+        let lines = self.rest_of_stderr();
+        assert_eq!(code, Some(0), "graceful stop failed:\n{}", lines.join("\n"));
+        lines
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    fn rest_of_stderr(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+/// Waits for a child to exit; kills it and panics past `limit`.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("server did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -5,6 +5,7 @@ mod batch;
 mod concurrency;
 mod errors;
 mod helpers;
+mod persistence;
 mod process;
 mod queue;
 mod status;

@@ -1,22 +1,8 @@
 //! The real binary: settings precedence, start-up errors, graceful shutdown.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
-
-fn wait_exit(server: &mut ServerProcess, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            return status.code();
-        }
-        if start.elapsed() > limit {
-            let _ = server.child.kill();
-            panic!("server did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn blocking_client() -> reqwest::Client {
     reqwest::Client::new()
@@ -41,7 +27,7 @@ async fn sigterm_and_sigint_shut_down_cleanly() {
         assert_eq!(r.status(), 201);
         signal(&server.child, sig);
         assert_eq!(
-            wait_exit(&mut server, Duration::from_secs(30)),
+            wait_for_exit(&mut server.child, Duration::from_secs(30)),
             Some(0),
             "SIG{sig}"
         );
@@ -65,7 +51,7 @@ async fn logs_one_line_with_the_address_and_creates_the_data_dir() {
         .unwrap();
     assert_eq!(r.status(), 200);
     signal(&server.child, "TERM");
-    wait_exit(&mut server, Duration::from_secs(30));
+    wait_for_exit(&mut server.child, Duration::from_secs(30));
 }
 
 #[actix_web::test]
@@ -88,7 +74,7 @@ async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
         .unwrap();
     assert_eq!(r.status(), 413);
     signal(&server.child, "TERM");
-    wait_exit(&mut server, Duration::from_secs(30));
+    wait_for_exit(&mut server.child, Duration::from_secs(30));
 
     // A flag beats the environment (which here names a port that cannot be bound).
     let mut server = start_binary(
@@ -102,7 +88,7 @@ async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
     assert!(dir.path().join("from-flag").is_dir());
     assert!(!dir.path().join("from-env").exists());
     signal(&server.child, "TERM");
-    wait_exit(&mut server, Duration::from_secs(30));
+    wait_for_exit(&mut server.child, Duration::from_secs(30));
 }
 
 #[actix_web::test]
@@ -122,7 +108,7 @@ async fn explicit_config_file_is_used() {
     );
     assert!(dir.path().join("custom-data").is_dir());
     signal(&server.child, "TERM");
-    wait_exit(&mut server, Duration::from_secs(30));
+    wait_for_exit(&mut server.child, Duration::from_secs(30));
 }
 
 #[test]

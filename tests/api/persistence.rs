@@ -1,0 +1,612 @@
+//! Durability: the real binary, stopped gracefully or killed with SIGKILL, restarted
+//! on the same data directory; damaged files; an unusable data directory.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+/// A data directory with a config file, and the binary started on it.
+struct Node {
+    dir: TempDir,
+}
+
+impl Node {
+    fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("presque.toml"), config).unwrap();
+        Node { dir }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start(&self, extra: &[&str]) -> ServerProcess {
+        let config = self.dir.path().join("presque.toml");
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ];
+        args.extend_from_slice(extra);
+        start_binary(self.dir.path(), &args, &[])
+    }
+
+    fn start_expecting_failure(&self, extra: &[&str]) -> String {
+        let config = self.dir.path().join("presque.toml");
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stderr) = run_binary_expect_exit(self.dir.path(), &args);
+        assert_eq!(
+            code,
+            Some(1),
+            "expected a refusal to start; stderr:\n{stderr}"
+        );
+        stderr
+    }
+
+    fn files(&self, prefix: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.data())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_str().unwrap();
+                name.starts_with(prefix) && name.ends_with(".presque")
+            })
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+const ALWAYS: &str = "[storage]\nfsync = \"always\"\nsnapshot_interval_secs = 3600\n";
+
+async fn post(client: &Client, server: &ServerProcess, path: &str, body: &str) -> StatusCode {
+    client
+        .post(server.url(path))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn get_text(client: &Client, server: &ServerProcess, path: &str) -> (StatusCode, String) {
+    let r = client.get(server.url(path)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn drain(client: &Client, server: &ServerProcess, queue: &str) -> Vec<String> {
+    let mut jobs = Vec::new();
+    loop {
+        let (status, body) = get_text(client, server, &format!("/q/{queue}")).await;
+        if status != StatusCode::OK {
+            return jobs;
+        }
+        jobs.push(body);
+    }
+}
+
+/// Everything the read routes answer, for before/after comparisons.
+async fn observe(client: &Client, server: &ServerProcess) -> Vec<(String, String)> {
+    let paths = [
+        "/status/",
+        "/status/emails?with_desc=1",
+        "/status/closed?with_desc=1",
+        "/status/later?with_desc=1",
+        "/j/emails",
+        "/j/closed",
+        "/j/later",
+        "/control/emails",
+        "/control/closed",
+        "/w/",
+        "/w/?worker_id=w1",
+        "/w/?worker_id=w2",
+        "/w/?queue_name=emails",
+    ];
+    let mut seen = Vec::new();
+    for path in paths {
+        let (status, body) = get_text(client, server, path).await;
+        seen.push((path.to_owned(), format!("{status} {body}")));
+    }
+    seen
+}
+
+#[actix_web::test]
+async fn graceful_restart_keeps_every_route_the_same() {
+    let node = Node::new("");
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..5 {
+        post(&client, &server, "/q/emails", &format!("{{\"n\":{i}}}")).await;
+    }
+    post(&client, &server, "/q/emails?uniq=key", "{\"uniq\":true}").await;
+    post(&client, &server, "/qb/emails", "{\"jobs\":[\"b1\",\"b2\"]}").await;
+    let later = now_secs_f64() + 3600.0;
+    post(
+        &client,
+        &server,
+        &format!("/q/later?delayed={later}&uniq=dkey"),
+        "{\"later\":1}",
+    )
+    .await;
+    post(&client, &server, "/q/closed", "[1]").await;
+    client
+        .post(server.url("/control/closed"))
+        .body("{\"status\":\"stop\"}")
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(server.url("/w/emails"))
+        .header("X-presque-workerid", "w1")
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(server.url("/w/emails"))
+        .body("{\"worker_id\":\"w2\"}")
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(server.url("/q/emails"))
+        .header("X-presque-workerid", "w1")
+        .send()
+        .await
+        .unwrap();
+    client
+        .put(server.url("/q/emails"))
+        .header("Content-Type", "application/json")
+        .header("X-presque-workerid", "w2")
+        .body("{\"failed\":1}")
+        .send()
+        .await
+        .unwrap();
+    let before = observe(&client, &server).await;
+    let lines = server.stop();
+    assert!(
+        lines.iter().any(|l| l.contains("snapshot written")),
+        "{lines:?}"
+    );
+
+    let server = node.start(&[]);
+    let after = observe(&client, &server).await;
+    assert_eq!(before, after);
+    // uniq keys survived (ready and delayed), and order is kept.
+    assert_eq!(
+        post(&client, &server, "/q/emails?uniq=key", "{}").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(&client, &server, "/q/later?uniq=dkey", "{}").await,
+        StatusCode::BAD_REQUEST
+    );
+    let jobs = drain(&client, &server, "emails").await;
+    assert_eq!(
+        jobs,
+        [
+            "{\"n\":1}",
+            "{\"n\":2}",
+            "{\"n\":3}",
+            "{\"n\":4}",
+            "{\"uniq\":true}",
+            "\"b1\"",
+            "\"b2\"",
+            "{\"failed\":1}"
+        ]
+    );
+    server.stop();
+}
+
+#[actix_web::test]
+async fn sigkill_with_only_a_log_loses_nothing() {
+    let node = Node::new(ALWAYS);
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..50 {
+        assert_eq!(
+            post(&client, &server, "/q/a", &i.to_string()).await,
+            StatusCode::CREATED
+        );
+    }
+    for _ in 0..10 {
+        get_text(&client, &server, "/q/a").await;
+    }
+    client
+        .post(server.url("/control/b"))
+        .body("{\"status\":\"stop\"}")
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(server.url("/w/a"))
+        .header("X-presque-workerid", "w")
+        .send()
+        .await
+        .unwrap();
+    assert!(node.files("snapshot-").is_empty());
+    server.kill9();
+
+    let server = node.start(&[]);
+    let (_, j) = get_text(&client, &server, "/j/a").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&j).unwrap(),
+        json!({"queue_name": "a", "job_count": 40, "job_failed": 0, "job_processed": 10})
+    );
+    let (_, c) = get_text(&client, &server, "/control/b").await;
+    assert_eq!(serde_json::from_str::<Value>(&c).unwrap()["status"], 0);
+    let (_, w) = get_text(&client, &server, "/w/").await;
+    assert_eq!(w, "[\"w\"]");
+    let jobs = drain(&client, &server, "a").await;
+    let expected: Vec<String> = (10..50).map(|i| i.to_string()).collect();
+    assert_eq!(jobs, expected);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn sigkill_under_load_with_fsync_always() {
+    let node = Node::new(ALWAYS);
+    let server = Arc::new(node.start(&[]));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let fetched = Arc::new(Mutex::new(Vec::new()));
+    let interrupted_fetches = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let producers = (0..4).map(|p| {
+        let (server, acked, stop) = (server.clone(), acked.clone(), stop.clone());
+        async move {
+            let client = Client::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) && i < 100_000 {
+                let body = format!("\"{p}-{i}\"");
+                let sent = client
+                    .post(server.url("/q/load"))
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        acked.lock().unwrap().insert(body);
+                    }
+                    _ => break,
+                }
+                i += 1;
+            }
+        }
+    });
+    let consumers = (0..4).map(|_| {
+        let (server, fetched, stop, interrupted) = (
+            server.clone(),
+            fetched.clone(),
+            stop.clone(),
+            interrupted_fetches.clone(),
+        );
+        async move {
+            let client = Client::new();
+            while !stop.load(Ordering::SeqCst) {
+                let sent = client.get(server.url("/q/load")).send().await;
+                let body = match sent {
+                    Ok(r) if r.status() == StatusCode::OK => r.text().await,
+                    Ok(_) => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                };
+                match body {
+                    Ok(body) => fetched.lock().unwrap().push(body),
+                    Err(_) => {
+                        // The kill cut this fetch short: its job may be gone unseen.
+                        interrupted.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let killer = {
+        let (server, stop) = (server.clone(), stop.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // SAFETY of the test: the process is ours; kill -9 it mid-traffic.
+            signal(&server.child, "KILL");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    tokio::join!(
+        futures_util::future::join_all(producers),
+        futures_util::future::join_all(consumers),
+        killer
+    );
+    let mut old = Arc::try_unwrap(server).ok().expect("sole owner");
+    let _ = old.child.wait();
+
+    let server = node.start(&[]);
+    let client = Client::new();
+    let remaining = drain(&client, &server, "load").await;
+    server.stop();
+
+    let acked = acked.lock().unwrap().clone();
+    let fetched = fetched.lock().unwrap().clone();
+    eprintln!(
+        "acked {}, fetched {}, remaining {}, interrupted fetches {}",
+        acked.len(),
+        fetched.len(),
+        remaining.len(),
+        interrupted_fetches.load(Ordering::SeqCst)
+    );
+    assert!(
+        acked.len() > 100,
+        "too little traffic to mean anything: {}",
+        acked.len()
+    );
+    let fetched_set: HashSet<&String> = fetched.iter().collect();
+    assert_eq!(
+        fetched_set.len(),
+        fetched.len(),
+        "a job was delivered twice before the crash"
+    );
+    let remaining_set: HashSet<&String> = remaining.iter().collect();
+    assert_eq!(
+        remaining_set.len(),
+        remaining.len(),
+        "a job is queued twice"
+    );
+    let redelivered: Vec<&&String> = remaining_set.intersection(&fetched_set).collect();
+    assert!(
+        redelivered.is_empty(),
+        "acknowledged fetches delivered again: {redelivered:?}"
+    );
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|j| !fetched_set.contains(j) && !remaining_set.contains(j))
+        .collect();
+    // Only a fetch cut short by the kill may have taken a job its client never saw.
+    assert!(
+        lost.len() <= interrupted_fetches.load(Ordering::SeqCst),
+        "acknowledged jobs lost: {lost:?}"
+    );
+}
+
+#[actix_web::test]
+async fn log_rotates_across_snapshots_and_recovers_after_sigkill() {
+    let node = Node::new("[storage]\nfsync = \"everysec\"\nsnapshot_interval_secs = 1\n");
+    let client = Client::new();
+    let server = node.start(&[]);
+    let mut expected = Vec::new();
+    for round in 0..8 {
+        for i in 0..20 {
+            let body = format!("[{round},{i}]");
+            assert_eq!(
+                post(&client, &server, "/q/r", &body).await,
+                StatusCode::CREATED
+            );
+            expected.push(body);
+        }
+        // Fetch one per round so snapshots and log both carry removals.
+        let (status, body) = get_text(&client, &server, "/q/r").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, expected.remove(0));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    // Several snapshots ran; old segments and snapshots were deleted.
+    let snapshots = node.files("snapshot-");
+    let segments = node.files("log-");
+    assert!(
+        !snapshots.is_empty() && snapshots.len() <= 2,
+        "{snapshots:?}"
+    );
+    assert!(segments.len() <= 4, "log not pruned: {segments:?}");
+    // everysec: wait out the fsync window so the kill tests the files, not luck.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill9();
+
+    let server = node.start(&[]);
+    assert_eq!(drain(&client, &server, "r").await, expected);
+    server.stop();
+}
+
+fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 20;
+    while at + 8 <= segment.len() {
+        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, 8 + len));
+        at += 8 + len;
+    }
+    out
+}
+
+async fn fill_and_kill(node: &Node, jobs: usize) {
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..jobs {
+        assert_eq!(
+            post(&client, &server, "/q/t", &i.to_string()).await,
+            StatusCode::CREATED
+        );
+    }
+    server.kill9();
+}
+
+#[actix_web::test]
+async fn a_torn_last_record_is_dropped_with_a_warning() {
+    let node = Node::new(ALWAYS);
+    fill_and_kill(&node, 5).await;
+    let segment = node.files("log-").pop().unwrap();
+    let mut data = std::fs::read(&segment).unwrap();
+    // A record that claims 100 bytes but stops after 10: a crash mid-write.
+    data.extend_from_slice(&100u32.to_le_bytes());
+    data.extend_from_slice(&0u32.to_le_bytes());
+    data.extend_from_slice(&[0xa5; 10]);
+    std::fs::write(&segment, &data).unwrap();
+
+    let server = node.start(&[]);
+    assert!(
+        server
+            .startup_lines
+            .iter()
+            .any(|l| l.contains("torn last log record")),
+        "{:?}",
+        server.startup_lines
+    );
+    let client = Client::new();
+    let jobs = drain(&client, &server, "t").await;
+    assert_eq!(jobs, ["0", "1", "2", "3", "4"]);
+    server.kill9();
+    // The torn bytes were cut off: the next start is clean.
+    let server = node.start(&[]);
+    assert!(!server.startup_lines.iter().any(|l| l.contains("torn")));
+    server.stop();
+}
+
+#[actix_web::test]
+async fn a_corrupt_record_mid_log_refuses_to_start_unless_loss_is_accepted() {
+    let node = Node::new(ALWAYS);
+    fill_and_kill(&node, 6).await;
+    let segment = node.files("log-").remove(0);
+    let mut data = std::fs::read(&segment).unwrap();
+    let all = frames(&data);
+    // Records: QueueCreated, then one Enqueued per job. Damage the 4th job's record.
+    let (at, len) = all[4];
+    data[at + len - 1] ^= 0x01;
+    std::fs::write(&segment, &data).unwrap();
+
+    let stderr = node.start_expecting_failure(&[]);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(stderr.contains(name), "{stderr}");
+    assert!(
+        stderr.contains(&format!("at byte {at}: checksum mismatch")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--accept-data-loss"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let server = node.start(&["--accept-data-loss"]);
+    let client = Client::new();
+    let jobs = drain(&client, &server, "t").await;
+    assert_eq!(jobs, ["0", "1", "2"]);
+    post(&client, &server, "/q/t", "\"after\"").await;
+    server.stop();
+    // The damaged segment was kept aside, and the next start needs no flag.
+    assert!(node.data().join(format!("{name}.corrupt")).exists());
+    let server = node.start(&[]);
+    assert_eq!(drain(&client, &server, "t").await, ["\"after\""]);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn a_damaged_snapshot_falls_back_when_that_loses_nothing() {
+    let node = Node::new("");
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..10 {
+        post(&client, &server, "/q/s", &i.to_string()).await;
+    }
+    server.stop();
+    let snapshot = node.files("snapshot-").pop().unwrap();
+    let mut data = std::fs::read(&snapshot).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x10;
+    std::fs::write(&snapshot, &data).unwrap();
+
+    let server = node.start(&[]);
+    let said = server.startup_lines.join("\n");
+    assert!(said.contains("checksum mismatch"), "{said}");
+    assert!(said.contains("nothing was lost"), "{said}");
+    let jobs = drain(&client, &server, "s").await;
+    let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(jobs, expected);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn an_unknown_format_version_is_refused_with_a_clear_message() {
+    let node = Node::new("");
+    let client = Client::new();
+    let server = node.start(&[]);
+    post(&client, &server, "/q/v", "1").await;
+    server.stop();
+    // The only snapshot claims a future format, and the log before it is gone.
+    let snapshot = node.files("snapshot-").pop().unwrap();
+    let mut data = std::fs::read(&snapshot).unwrap();
+    data[8..12].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&snapshot, &data).unwrap();
+    std::fs::remove_file(node.files("log-").remove(0)).unwrap();
+
+    let stderr = node.start_expecting_failure(&[]);
+    assert!(
+        stderr.contains("format version 99 is not supported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(snapshot.file_name().unwrap().to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn delayed_jobs_due_during_downtime_are_ready_at_once() {
+    let node = Node::new(ALWAYS);
+    let client = Client::new();
+    let server = node.start(&[]);
+    let due = now_secs_f64() + 1.0;
+    post(&client, &server, &format!("/q/d?delayed={due}"), "\"due\"").await;
+    server.kill9();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let server = node.start(&[]);
+    let (status, s) = get_text(&client, &server, "/status/d").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&s).unwrap()["size"], 1);
+    assert_eq!(get_text(&client, &server, "/q/d").await.1, "\"due\"");
+    server.stop();
+}
+
+#[test]
+fn an_unusable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "not a directory").unwrap();
+    let (code, stderr) =
+        run_binary_expect_exit(dir.path(), &["--bind", "127.0.0.1:0", "--data-dir", "file"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cannot create data directory file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn two_servers_cannot_share_a_data_dir() {
+    let node = Node::new("");
+    let server = node.start(&[]);
+    let stderr = node.start_expecting_failure(&[]);
+    assert!(
+        stderr.contains("is in use by another presque process"),
+        "{stderr}"
+    );
+    server.stop();
+}
