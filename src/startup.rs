@@ -12,6 +12,7 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::actors::registry::WorkerRegistry;
 use crate::actors::snapshot::{SnapshotActor, TakeSnapshot};
@@ -29,24 +30,31 @@ pub struct Application {
     arbiters: Vec<Arbiter>,
     snapshots: Addr<SnapshotActor>,
     log: Log,
+    signals: ShutdownSignals,
     /// Held for the process' lifetime: one server per data directory.
     _lock: File,
 }
 
-/// Resolves on SIGTERM or SIGINT, naming it.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot listen for shutdown signals; stop the server with SIGKILL");
-            std::future::pending().await
+/// SIGTERM and SIGINT, listened for from before the server says it is listening, so
+/// a signal sent right after start is never fatal.
+struct ShutdownSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Resolves on the first of them, naming it.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }
@@ -159,6 +167,7 @@ impl Application {
         .context("cannot start the HTTP server")?
         .run();
 
+        let signals = ShutdownSignals::install()?;
         tracing::info!(%address, "presque listening on http://{address}");
         Ok(Application {
             address,
@@ -166,6 +175,7 @@ impl Application {
             arbiters,
             snapshots,
             log,
+            signals,
             _lock: lock,
         })
     }
@@ -191,10 +201,11 @@ impl Application {
     /// failed (the log still holds what it could write).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let mut signals = self.signals;
         let mut server = std::pin::pin!(self.server);
         tokio::select! {
             result = &mut server => result.context("HTTP server failed")?,
-            signal = shutdown_signal() => {
+            signal = signals.recv() => {
                 tracing::info!(%signal, "shutting down: finishing in-flight requests");
                 // The command is sent at once; the server future, polled below, carries
                 // it out (awaiting the returned future first would deadlock).

@@ -227,8 +227,7 @@ pub fn run_binary_expect_exit(cwd: &Path, args: &[&str]) -> (Option<i32>, String
     if let Some(mut pipe) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
     }
-    let output = (code, stderr);
-    output
+    (code, stderr)
 }
 
 /// Sends a signal to a child process with the system's `kill`.

@@ -266,21 +266,23 @@ async fn sigkill_with_only_a_log_loses_nothing() {
 #[actix_web::test]
 async fn sigkill_under_load_with_fsync_always() {
     let node = Node::new(ALWAYS);
-    let server = Arc::new(node.start(&[]));
+    // Shared by the traffic tasks (one thread); the Mutex makes the Arc honest.
+    let server = Arc::new(Mutex::new(node.start(&[])));
+    let address = server.lock().unwrap().address.clone();
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let fetched = Arc::new(Mutex::new(Vec::new()));
     let interrupted_fetches = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
 
     let producers = (0..4).map(|p| {
-        let (server, acked, stop) = (server.clone(), acked.clone(), stop.clone());
+        let (url, acked, stop) = (format!("{address}/q/load"), acked.clone(), stop.clone());
         async move {
             let client = Client::new();
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) && i < 100_000 {
                 let body = format!("\"{p}-{i}\"");
                 let sent = client
-                    .post(server.url("/q/load"))
+                    .post(&url)
                     .header("Content-Type", "application/json")
                     .body(body.clone())
                     .send()
@@ -296,8 +298,8 @@ async fn sigkill_under_load_with_fsync_always() {
         }
     });
     let consumers = (0..4).map(|_| {
-        let (server, fetched, stop, interrupted) = (
-            server.clone(),
+        let (url, fetched, stop, interrupted) = (
+            format!("{address}/q/load"),
             fetched.clone(),
             stop.clone(),
             interrupted_fetches.clone(),
@@ -305,7 +307,7 @@ async fn sigkill_under_load_with_fsync_always() {
         async move {
             let client = Client::new();
             while !stop.load(Ordering::SeqCst) {
-                let sent = client.get(server.url("/q/load")).send().await;
+                let sent = client.get(&url).send().await;
                 let body = match sent {
                     Ok(r) if r.status() == StatusCode::OK => r.text().await,
                     Ok(_) => {
@@ -330,7 +332,7 @@ async fn sigkill_under_load_with_fsync_always() {
         async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             // SAFETY of the test: the process is ours; kill -9 it mid-traffic.
-            signal(&server.child, "KILL");
+            signal(&server.lock().unwrap().child, "KILL");
             tokio::time::sleep(Duration::from_millis(200)).await;
             stop.store(true, Ordering::SeqCst);
         }
@@ -340,8 +342,7 @@ async fn sigkill_under_load_with_fsync_always() {
         futures_util::future::join_all(consumers),
         killer
     );
-    let mut old = Arc::try_unwrap(server).ok().expect("sole owner");
-    let _ = old.child.wait();
+    let _ = server.lock().unwrap().child.wait();
 
     let server = node.start(&[]);
     let client = Client::new();
