@@ -443,3 +443,99 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         records_replayed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::format::{encode_record, log_header, LogRecordRef};
+    use proptest::prelude::*;
+
+    fn valid_segment() -> Vec<u8> {
+        let mut data = log_header(1).to_vec();
+        let created = LogRecordRef::QueueCreated {
+            queue: 1,
+            name: "q",
+        };
+        data.extend(encode_record(&created).unwrap_or_default());
+        for i in 0..3u64 {
+            let change = Change::Enqueued {
+                jobs: vec![crate::job::Job {
+                    id: crate::job::JobId(i + 1),
+                    body: bytes::Bytes::from(format!("{{\"n\":{i}}}")),
+                    uniq: None,
+                }],
+                due_ms: None,
+            };
+            let record = LogRecordRef::Queue {
+                queue: 1,
+                seq: i + 1,
+                change: &change,
+            };
+            data.extend(encode_record(&record).unwrap_or_default());
+        }
+        data
+    }
+
+    fn recover_bytes(segment: &[u8]) -> Result<usize, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("log-00000000000000000001.presque"), segment)
+            .map_err(|e| e.to_string())?;
+        recover(dir.path(), false)
+            .map(|r| r.queues.iter().map(|q| q.state.ready_len()).sum())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_valid_segment_replays() {
+        assert_eq!(recover_bytes(&valid_segment()), Ok(3));
+    }
+
+    #[test]
+    fn a_huge_claimed_byte_string_is_an_error_not_an_allocation() {
+        // A Job tuple whose body claims 2^62 bytes.
+        let mut payload = vec![0x83, 0x01, 0x5b];
+        payload.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        payload.extend_from_slice(b"abc");
+        let record = [0xa1, 0x65]
+            .iter()
+            .copied()
+            .chain(*b"Queue")
+            .chain([0xa3, 0x65])
+            .chain(*b"queue")
+            .chain([0x01, 0x63])
+            .chain(*b"seq")
+            .chain([0x01, 0x66])
+            .chain(*b"change")
+            .chain([0xa1, 0x68])
+            .chain(*b"Enqueued")
+            .chain([0xa2, 0x64])
+            .chain(*b"jobs")
+            .chain([0x81])
+            .chain(payload)
+            .collect::<Vec<u8>>();
+        let err = crate::storage::format::decode_record(&record);
+        assert!(err.is_err(), "{err:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_segments_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = recover_bytes(&data);
+            let mut with_header = log_header(1).to_vec();
+            with_header.extend_from_slice(&data);
+            let _ = recover_bytes(&with_header);
+        }
+
+        #[test]
+        fn damaged_valid_segments_never_panic(at in 0usize..200, bit in 0u8..8, cut in 0usize..250) {
+            let mut data = valid_segment();
+            let at = at % data.len();
+            data[at] ^= 1 << bit;
+            let _ = recover_bytes(&data);
+            let cut = cut.min(data.len());
+            let _ = recover_bytes(&data[..cut]);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Durability benchmark: `cargo bench --bench durability`.
+//!
+//! Runs the release binary as a child process and measures, in one run:
+//! - enqueue throughput (32 keep-alive connections, 100-byte jobs) under each fsync
+//!   policy, interleaved over several rounds, reported as medians and as ratios of
+//!   each other (the machine is shared: only same-run ratios mean much);
+//! - with 1,000,000 jobs of 100 bytes: snapshot write time, the longest stall of a
+//!   queue actor while its image is taken, recovery time from that snapshot, and
+//!   recovery time from the log alone (SIGKILL before any snapshot).
+//!
+//! Figures come from the server's own log lines where they are internal
+//! ("snapshot written", "recovered"), and from wall clock otherwise.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CONNECTIONS: usize = 32;
+const ROUND_SECS: f64 = 3.0;
+const ROUNDS: usize = 3;
+const BIG_JOBS: usize = 1_000_000;
+const BATCH: usize = 1_000;
+
+struct Server {
+    child: Child,
+    address: String,
+    lines: Receiver<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn start(data_dir: &std::path::Path, fsync: &str) -> (Server, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presque"))
+        .args(["--bind", "127.0.0.1:0", "--fsync", fsync])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start presque");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("server did not start: {seen:?}"));
+        if let Some(at) = line.find("listening on http://") {
+            let address = line[at + "listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let server = Server {
+                child,
+                address,
+                lines: rx,
+                _dir: None,
+            };
+            // Recovery lines came before "listening": keep them readable.
+            for l in seen {
+                server_line_cache().lock().unwrap().push(l);
+            }
+            return (server, started.elapsed());
+        }
+        seen.push(line);
+    }
+}
+
+fn server_line_cache() -> &'static std::sync::Mutex<Vec<String>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The value of `key=NUMBER` in the newest cached line containing `marker`.
+fn field(marker: &str, key: &str) -> Option<f64> {
+    let lines = server_line_cache().lock().unwrap();
+    let line = lines.iter().rev().find(|l| l.contains(marker))?;
+    let at = line.find(&format!("{key}="))?;
+    line[at + key.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl Server {
+    fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let elapsed = started.elapsed();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            server_line_cache().lock().unwrap().push(line);
+        }
+        elapsed
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn job(n: usize) -> String {
+    let head = format!("{{\"n\":{n},\"pad\":\"");
+    let pad = 100 - head.len() - 2;
+    format!("{head}{}\"}}", "x".repeat(pad))
+}
+
+/// Enqueue requests per second over `CONNECTIONS` connections for `ROUND_SECS`.
+async fn enqueue_rate(address: &str) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(ROUND_SECS);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("client");
+    let url = format!("{address}/q/bench");
+    let workers = (0..CONNECTIONS).map(|c| {
+        let (client, url, done) = (client.clone(), url.clone(), done.clone());
+        async move {
+            let mut n = c;
+            while Instant::now() < deadline {
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(job(n))
+                    .send()
+                    .await
+                    .expect("POST");
+                assert_eq!(r.status(), 201);
+                done.fetch_add(1, Ordering::Relaxed);
+                n += CONNECTIONS;
+            }
+        }
+    });
+    let started = Instant::now();
+    futures_util::future::join_all(workers).await;
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn fill_big_queue(address: &str) {
+    let client = reqwest::Client::new();
+    for b in 0..BIG_JOBS / BATCH {
+        let jobs: Vec<String> = (0..BATCH).map(|i| job(b * BATCH + i)).collect();
+        let body = format!("{{\"jobs\":[{}]}}", jobs.join(","));
+        let r = client
+            .post(format!("{address}/qb/big"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /qb");
+        assert_eq!(r.status(), 201);
+    }
+}
+
+async fn ready_count(address: &str) -> u64 {
+    let v: serde_json::Value = reqwest::get(format!("{address}/j/big"))
+        .await
+        .expect("GET /j")
+        .json()
+        .await
+        .expect("JSON");
+    v["job_count"].as_u64().unwrap_or(0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would too: only run on bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!("presque durability benchmark ({CONNECTIONS} connections, 100-byte jobs)");
+        let policies = ["always", "everysec", "no"];
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
+        for round in 0..ROUNDS {
+            for (i, policy) in policies.iter().enumerate() {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let (server, _) = start(dir.path(), policy);
+                let rate = enqueue_rate(&server.address).await;
+                server.stop();
+                println!("  round {round}: fsync={policy:<8} {rate:>9.0} enqueues/s");
+                rates[i].push(rate);
+            }
+        }
+        let medians: Vec<f64> = rates.into_iter().map(median).collect();
+        let no = medians[2];
+        println!();
+        println!("| fsync | enqueues/s (median of {ROUNDS}) | ratio to `no` |");
+        println!("| --- | ---: | ---: |");
+        for (policy, rate) in policies.iter().zip(&medians) {
+            println!("| {policy} | {rate:.0} | {:.2} |", rate / no);
+        }
+
+        println!();
+        println!("1,000,000 jobs of 100 bytes (fsync=no while filling):");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (server, _) = start(dir.path(), "no");
+        let fill = Instant::now();
+        fill_big_queue(&server.address).await;
+        let fill_time = fill.elapsed();
+        let shutdown = server.stop();
+        let write_ms = field("snapshot written", "write_ms").unwrap_or(f64::NAN);
+        let stall_us = field("snapshot written", "longest_stall_us").unwrap_or(f64::NAN);
+        let bytes = field("snapshot written", "bytes").unwrap_or(f64::NAN);
+        let (server, start_time) = start(dir.path(), "no");
+        let recovered_ms = field("recovered", "elapsed_ms").unwrap_or(f64::NAN);
+        let count = ready_count(&server.address).await;
+        assert_eq!(count, BIG_JOBS as u64, "jobs lost across the restart");
+        server.kill9();
+
+        // Log only: fill a fresh directory, SIGKILL before any snapshot.
+        let log_dir = tempfile::tempdir().expect("temp dir");
+        let (server, _) = start(log_dir.path(), "no");
+        fill_big_queue(&server.address).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.kill9();
+        let (server, log_start_time) = start(log_dir.path(), "no");
+        let log_recovered_ms = field("recovered", "elapsed_ms").unwrap_or(f64::NAN);
+        let count = ready_count(&server.address).await;
+        assert_eq!(count, BIG_JOBS as u64, "jobs lost across the SIGKILL");
+        server.stop();
+
+        println!("| measure | value |");
+        println!("| --- | ---: |");
+        println!("| fill via /qb (1,000 jobs per request) | {:.2} s |", fill_time.as_secs_f64());
+        println!("| snapshot size | {:.1} MB |", bytes / 1e6);
+        println!("| snapshot encode + write + fsync | {write_ms:.0} ms |");
+        println!("| longest queue stall while its image is taken | {stall_us:.0} µs |");
+        println!("| graceful shutdown (final snapshot included) | {:.2} s |", shutdown.as_secs_f64());
+        println!("| recovery from the snapshot | {recovered_ms:.0} ms (process start to listening: {:.2} s) |", start_time.as_secs_f64());
+        println!("| recovery from the log alone | {log_recovered_ms:.0} ms (process start to listening: {:.2} s) |", log_start_time.as_secs_f64());
+    });
+}
