@@ -28,7 +28,6 @@ struct Server {
     child: Child,
     address: String,
     lines: Receiver<String>,
-    _dir: Option<tempfile::TempDir>,
 }
 
 fn start(data_dir: &std::path::Path, fsync: &str) -> (Server, Duration) {
@@ -54,9 +53,11 @@ fn start(data_dir: &std::path::Path, fsync: &str) -> (Server, Duration) {
     });
     let mut seen = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("server did not start: {seen:?}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start: {seen:?}");
+        };
         if let Some(at) = line.find("listening on http://") {
             let address = line[at + "listening on ".len()..]
                 .split_whitespace()
@@ -67,7 +68,6 @@ fn start(data_dir: &std::path::Path, fsync: &str) -> (Server, Duration) {
                 child,
                 address,
                 lines: rx,
-                _dir: None,
             };
             // Recovery lines came before "listening": keep them readable.
             for l in seen {
