@@ -86,13 +86,46 @@ impl Durable {
     }
 }
 
+/// Whether the log can still be written, shared by the writer and every handle. Once
+/// a write or fsync fails, every later change is refused: a change that cannot be
+/// logged must not be acknowledged.
+#[derive(Default)]
+struct Health {
+    failed: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn check(&self) -> Result<(), StorageError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let reason = self
+            .reason
+            .lock()
+            .map(|r| r.clone().unwrap_or_default())
+            .unwrap_or_default();
+        Err(StorageError::LogFailed(reason))
+    }
+
+    fn note(&self, result: &Result<(), StorageError>) {
+        if let Err(e) = result {
+            if let Ok(mut reason) = self.reason.lock() {
+                reason.get_or_insert_with(|| e.to_string());
+            }
+            if !self.failed.swap(true, Ordering::AcqRel) {
+                tracing::error!(error = %e, "the log cannot be written; refusing further changes");
+            }
+        }
+    }
+}
+
 /// A handle on the log; cheap to clone.
 #[derive(Clone)]
 pub struct Log {
     tx: SyncSender<Command>,
     policy: FsyncPolicy,
-    failure: Arc<Mutex<Option<String>>>,
-    failed: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Log {
@@ -104,8 +137,7 @@ impl Log {
     ) -> Result<Self, StorageError> {
         let segment = open_segment(dir, first_segment)?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
-        let failure = Arc::new(Mutex::new(None));
-        let failed = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let mut writer = Writer {
             dir: dir.to_path_buf(),
             number: first_segment,
@@ -113,42 +145,22 @@ impl Log {
             policy,
             dirty: false,
             last_sync: Instant::now(),
-            failure: failure.clone(),
-            failed: failed.clone(),
+            health: health.clone(),
         };
         std::thread::Builder::new()
             .name("presque-log".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io("cannot start the log writer for", dir, e))?;
-        Ok(Log {
-            tx,
-            policy,
-            failure,
-            failed,
-        })
+        Ok(Log { tx, policy, health })
     }
 
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
     }
 
-    /// Refuses new changes once a write or fsync has failed: a change that cannot be
-    /// logged must not be acknowledged.
-    pub fn check(&self) -> Result<(), StorageError> {
-        if self.failed.load(Ordering::Acquire) {
-            let message = self
-                .failure
-                .lock()
-                .map(|f| f.clone().unwrap_or_default())
-                .unwrap_or_default();
-            return Err(StorageError::LogFailed(message));
-        }
-        Ok(())
-    }
-
-    /// Appends one record.
+    /// Appends one record; refused once the log has failed.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
-        self.check()?;
+        self.health.check()?;
         let frame = encode_record(record).map_err(StorageError::Encode)?;
         let (done, durable) = if self.policy == FsyncPolicy::Always {
             let (tx, rx) = oneshot::channel();
@@ -216,8 +228,7 @@ struct Writer {
     policy: FsyncPolicy,
     dirty: bool,
     last_sync: Instant,
-    failure: Arc<Mutex<Option<String>>>,
-    failed: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -233,13 +244,13 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {
                     if self.dirty {
                         let result = self.sync();
-                        self.note(&result);
+                        self.health.note(&result);
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let result = self.sync();
-                    self.note(&result);
+                    self.health.note(&result);
                     return;
                 }
             };
@@ -259,7 +270,7 @@ impl Writer {
     /// Writes a batch; returns true when told to shut down.
     fn handle_batch(&mut self, batch: Vec<Command>) -> bool {
         let mut waiters = Vec::new();
-        let mut result: Result<(), StorageError> = self.check();
+        let mut result: Result<(), StorageError> = self.health.check();
         let mut stop = None;
         for command in batch {
             match command {
@@ -294,7 +305,7 @@ impl Writer {
             };
             result = if must_sync { self.sync() } else { self.flush() };
         }
-        self.note(&result);
+        self.health.note(&result);
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
@@ -304,29 +315,6 @@ impl Writer {
                 true
             }
             None => false,
-        }
-    }
-
-    fn check(&self) -> Result<(), StorageError> {
-        if self.failed.load(Ordering::Acquire) {
-            let message = self
-                .failure
-                .lock()
-                .map(|f| f.clone().unwrap_or_default())
-                .unwrap_or_default();
-            return Err(StorageError::LogFailed(message));
-        }
-        Ok(())
-    }
-
-    fn note(&self, result: &Result<(), StorageError>) {
-        if let Err(e) = result {
-            if !self.failed.swap(true, Ordering::AcqRel) {
-                tracing::error!(error = %e, "the log cannot be written; refusing further changes");
-                if let Ok(mut failure) = self.failure.lock() {
-                    *failure = Some(e.to_string());
-                }
-            }
         }
     }
 

@@ -190,19 +190,17 @@ impl Replay {
 
     /// One queue per name: the newest incarnation. An older one still present means a
     /// DELETE was under way at the crash (never acknowledged): it is taken as done.
-    fn into_queues(self) -> Vec<RecoveredQueue> {
+    fn take_queues(&mut self) -> Vec<RecoveredQueue> {
         let mut by_name: BTreeMap<String, (u64, QueueReplay)> = BTreeMap::new();
-        for (incarnation, q) in self.queues {
-            match by_name.get(&q.name) {
-                Some((kept, _)) if *kept > incarnation => {
-                    tracing::warn!(queue = %q.name, "dropping a queue whose deletion was under way at the crash");
-                }
-                _ => {
-                    if by_name.contains_key(&q.name) {
-                        tracing::warn!(queue = %q.name, "dropping a queue whose deletion was under way at the crash");
-                    }
-                    by_name.insert(q.name.clone(), (incarnation, q));
-                }
+        for (incarnation, q) in self.queues.drain() {
+            let newer = by_name
+                .get(&q.name)
+                .is_none_or(|(kept, _)| *kept < incarnation);
+            if by_name.contains_key(&q.name) {
+                tracing::warn!(queue = %q.name, "dropping a queue whose deletion was under way at the crash");
+            }
+            if newer {
+                by_name.insert(q.name.clone(), (incarnation, q));
             }
         }
         by_name
@@ -425,22 +423,17 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         .next_back()
         .map_or(1, |n| n + 1)
         .max(log_start);
-    let next_job_id = replay.max_job_id + 1;
-    let next_incarnation = replay.max_incarnation + 1;
-    let records_replayed = replay.records;
-    let registry_seq = replay.registry_seq;
-    let registry = replay.registry.clone();
     Ok(Recovered {
-        queues: replay.into_queues(),
-        registry_seq,
-        registry,
-        next_job_id,
-        next_incarnation,
+        queues: replay.take_queues(),
+        registry_seq: replay.registry_seq,
+        registry: replay.registry,
+        next_job_id: replay.max_job_id + 1,
+        next_incarnation: replay.max_incarnation + 1,
         next_segment,
         last_generation,
         fallback: if lost_data { None } else { fallback },
         lost_data,
-        records_replayed,
+        records_replayed: replay.records,
     })
 }
 
