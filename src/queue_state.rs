@@ -142,12 +142,17 @@ impl QueueState {
             }
             Change::Returned { jobs } => {
                 self.processed = self.processed.saturating_sub(jobs.len() as u64);
-                self.head_len += jobs.len();
-                for job in jobs.into_iter().rev() {
+                for job in jobs {
                     if let Some(key) = &job.uniq {
                         self.uniq.insert(key.clone());
                     }
-                    self.ready.push_front(job);
+                    // Back where it was taken from: ahead of younger jobs at the head,
+                    // so several abandoned fetches returning in any order keep FIFO.
+                    let at = (0..self.head_len)
+                        .find(|&i| self.ready.get(i).is_some_and(|j| j.id > job.id))
+                        .unwrap_or(self.head_len);
+                    self.ready.insert(at, job);
+                    self.head_len += 1;
                 }
                 Vec::new()
             }
@@ -391,6 +396,22 @@ mod tests {
         enqueue(&mut q, vec![job(3, None)]);
         assert_eq!(image.ready.len(), 2);
         assert_eq!(image.ready[0].id, JobId(1));
+    }
+
+    #[test]
+    fn jobs_returned_out_of_order_regain_fifo_order() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, (1..=5).map(|i| job(i, None)).collect());
+        let a = q.apply(Change::Taken { count: 1 });
+        let b = q.apply(Change::Taken { count: 1 });
+        let c = q.apply(Change::Taken { count: 1 });
+        q.apply(Change::Returned { jobs: b });
+        q.apply(Change::Returned { jobs: c });
+        q.apply(Change::Returned { jobs: a });
+        assert_eq!(
+            ids(&q.apply(Change::Taken { count: 5 })),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 
     #[test]

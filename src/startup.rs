@@ -163,6 +163,9 @@ impl Application {
         // Signals are ours: actix-server would stop the whole actix system on one,
         // before the final snapshot could be taken.
         .disable_signals()
+        // A client that closes its side has gone: drop its request at once, so a
+        // fetch it abandoned puts its job back instead of writing it to a dead socket.
+        .h1_allow_half_closed(false)
         .listen(listener)
         .context("cannot start the HTTP server")?
         .run();

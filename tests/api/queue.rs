@@ -344,3 +344,41 @@ async fn closed_queue_refuses_fetches_but_accepts_jobs() {
     assert_eq!(app.get("/q/c").await.status(), StatusCode::OK);
     assert_eq!(app.get("/q/c").await.status(), StatusCode::OK);
 }
+
+#[actix_web::test]
+async fn fetches_abandoned_by_their_clients_put_jobs_back_in_order() {
+    use std::io::Write;
+    // Under fsync=always a fetch is answered only after its removal is on disk; a
+    // client that hangs up in that window must not take the job with it.
+    let app = spawn_app_with(|s| s.storage.fsync = presque::settings::FsyncPolicy::Always).await;
+    for i in 0..100 {
+        app.post_json("/q/a", &i.to_string()).await;
+    }
+    let address = app.address.trim_start_matches("http://").to_owned();
+    for _ in 0..50 {
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        socket
+            .write_all(b"GET /q/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        drop(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, j) = app.get_json("/j/a").await;
+    let (ready, processed) = (
+        j["job_count"].as_u64().unwrap(),
+        j["job_processed"].as_u64().unwrap(),
+    );
+    assert_eq!(ready + processed, 100, "{j}");
+    assert!(processed < 50, "no abandoned fetch gave its job back: {j}");
+    // What is left is still in posting order.
+    let mut last = -1;
+    loop {
+        let r = app.get("/q/a").await;
+        if r.status() != StatusCode::OK {
+            break;
+        }
+        let n: i64 = r.text().await.unwrap().parse().unwrap();
+        assert!(n > last, "{n} after {last}");
+        last = n;
+    }
+}
