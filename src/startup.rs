@@ -171,7 +171,11 @@ impl Application {
         .run();
 
         let signals = ShutdownSignals::install()?;
-        tracing::info!(%address, "presque listening on http://{address}");
+        tracing::info!(
+            %address,
+            fsync = ?settings.storage.fsync,
+            "presque listening on http://{address}"
+        );
         Ok(Application {
             address,
             server,

@@ -142,3 +142,26 @@ fn unbindable_address_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[actix_web::test]
+async fn fsync_policy_comes_from_env_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_binary(
+        dir.path(),
+        &["--bind", "127.0.0.1:0", "--data-dir", "d"],
+        &[("PRESQUE_FSYNC", "always")],
+    );
+    let said = server.startup_lines.join("\n");
+    assert!(said.contains("fsync=Always"), "{said}");
+    server.stop();
+    let server = start_binary(
+        dir.path(),
+        &["--bind", "127.0.0.1:0", "--data-dir", "d", "--fsync", "no"],
+        &[("PRESQUE_FSYNC", "always")],
+    );
+    assert!(server.startup_lines.join("\n").contains("fsync=No"));
+    server.stop();
+    let (code, stderr) = run_binary_expect_exit(dir.path(), &["--fsync", "sometimes"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("sometimes"), "{stderr}");
+}
