@@ -6,14 +6,17 @@
 //! core).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
+use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::queue::{Fetch, QueueActor, QueueError, QueueResult};
+use crate::actors::queue::{
+    Fetch, LeaseRequest, QueueActor, QueueConfig, QueueError, QueueResult, ReleaseWaiters,
+};
 use crate::job::{Job, JobIds};
 use crate::names::QueueName;
 use crate::storage::log::Log;
@@ -34,11 +37,28 @@ pub struct QueueDirectory {
     /// every incarnation numbered below it that still exists.
     next_incarnation: AtomicU64,
     log: Log,
+    config: QueueConfig,
+    /// Set at shutdown: fetches no longer park, so in-flight requests end promptly.
+    closing: AtomicBool,
+}
+
+/// What a fetch asks for.
+pub struct FetchRequest {
+    pub max: usize,
+    pub lease: Option<LeaseRequest>,
+    /// How long to wait for a job when none is ready.
+    pub wait: Option<Duration>,
 }
 
 impl QueueDirectory {
     /// A directory placing new queues on `arbiters` (at least one).
-    pub fn new(arbiters: Vec<ArbiterHandle>, ids: JobIds, next_incarnation: u64, log: Log) -> Self {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        ids: JobIds,
+        next_incarnation: u64,
+        log: Log,
+        config: QueueConfig,
+    ) -> Self {
         QueueDirectory {
             queues: RwLock::new(HashMap::new()),
             arbiters,
@@ -46,6 +66,16 @@ impl QueueDirectory {
             ids,
             next_incarnation: AtomicU64::new(next_incarnation),
             log,
+            config,
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops parking fetches and answers every parked one now (shutdown).
+    pub async fn release_waiters(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for (_, addr) in self.entries() {
+            let _ = addr.send(ReleaseWaiters).await;
         }
     }
 
@@ -56,10 +86,17 @@ impl QueueDirectory {
 
     /// Starts the actor of a queue brought back by recovery.
     pub fn insert_recovered(&self, queue: RecoveredQueue) {
-        let log = self.log.clone();
+        let (log, config) = (self.log.clone(), self.config);
         let name = queue.name.clone();
         let addr = QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
-            QueueActor::recovered(queue.name, queue.incarnation, queue.seq, queue.state, log)
+            QueueActor::recovered(
+                queue.name,
+                queue.incarnation,
+                queue.seq,
+                queue.state,
+                log,
+                config,
+            )
         });
         self.write().insert(name, addr);
     }
@@ -113,9 +150,9 @@ impl QueueDirectory {
         map.entry(name.clone())
             .or_insert_with(|| {
                 let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
-                let (name, log) = (name.clone(), self.log.clone());
+                let (name, log, config) = (name.clone(), self.log.clone(), self.config);
                 QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
-                    QueueActor::new(name, incarnation, log)
+                    QueueActor::new(name, incarnation, log, config)
                 })
             })
             .clone()
@@ -165,14 +202,27 @@ impl QueueDirectory {
         Err(QueueError::Gone)
     }
 
-    /// Fetches up to `max` jobs from the head of the queue.
-    pub async fn fetch(&self, name: &QueueName, max: usize) -> QueueResult<Vec<Job>> {
+    /// Fetches (or leases) jobs from the head of the queue. A fetch that may wait
+    /// parks at the queue's actor, creating the queue if needed; the actor answers it
+    /// when a job arrives or when the wait is over.
+    pub async fn fetch(&self, name: &QueueName, request: FetchRequest) -> QueueResult<Vec<Job>> {
+        let wait = request
+            .wait
+            .filter(|w| !w.is_zero() && !self.closing.load(Ordering::SeqCst));
         for _ in 0..GONE_RETRIES {
-            let Some(addr) = self.get(name) else {
-                return Err(QueueError::Empty);
+            let addr = match (wait, self.get(name)) {
+                (_, Some(addr)) => addr,
+                (Some(_), None) => self.get_or_create(name),
+                (None, None) => return Err(QueueError::Empty),
             };
             let (reply, answer) = oneshot::channel();
-            if addr.send(Fetch { max, reply }).await.is_err() {
+            let fetch = Fetch {
+                max: request.max,
+                lease: request.lease.clone(),
+                wait,
+                reply,
+            };
+            if addr.send(fetch).await.is_err() {
                 continue;
             }
             match answer.await {

@@ -56,6 +56,12 @@ pub enum ApiError {
     Internal(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error("job not found")]
+    JobNotFound,
+    #[error("job is not leased (its lease ran out, or it was never leased)")]
+    NotLeased,
+    #[error("too many requests are waiting on this queue (limit {0})")]
+    TooManyWaiters(usize),
 }
 
 impl From<QueueError> for ApiError {
@@ -66,6 +72,9 @@ impl From<QueueError> for ApiError {
             QueueError::Duplicate => ApiError::Duplicate,
             QueueError::Gone => ApiError::QueueBusy,
             QueueError::Storage(message) => ApiError::Storage(message),
+            QueueError::JobNotFound => ApiError::JobNotFound,
+            QueueError::NotLeased => ApiError::NotLeased,
+            QueueError::TooManyWaiters(limit) => ApiError::TooManyWaiters(limit),
         }
     }
 }
@@ -89,7 +98,10 @@ impl ResponseError for ApiError {
             | ApiError::NoJob
             | ApiError::QueueClosed
             | ApiError::WorkerNotFound
+            | ApiError::JobNotFound
             | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotLeased => StatusCode::CONFLICT,
+            ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueBusy => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,16 +1,18 @@
 //! One queue's state and the only code that changes it.
 //!
 //! Every mutation is a [`Change`] passed to [`QueueState::apply`]. That single door is
-//! the seam persistence hangs on: a change can be logged before it is applied, and the
-//! same `apply` replays a log at recovery. Checks that can refuse a request (duplicate
-//! `uniq`, closed queue, nothing ready) are read-only methods the actor calls first, so
-//! `apply` itself never fails and replaying never diverges.
+//! the seam persistence hangs on: a change is logged before it is applied, and the same
+//! `apply` replays the log at recovery. Checks that can refuse a request (duplicate
+//! `uniq`, closed queue, nothing ready, unknown lease) are read-only methods the actor
+//! calls first, and every decision that depends on something outside the state (the
+//! clock, the server's default `max_attempts`) travels inside the change, so `apply`
+//! never fails and replaying never diverges.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use imbl::{OrdMap, Vector};
+use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobId};
@@ -33,202 +35,379 @@ pub enum Change {
     OpenSet(bool),
     /// The queue was deleted: jobs, keys, counters and open flag all go.
     Purged,
+    /// Up to `count` jobs leave the head on lease until `deadline_ms`; each counts as
+    /// processed. They stay in flight until acked, failed or expired.
+    Leased {
+        count: usize,
+        deadline_ms: u64,
+        worker: Option<Arc<str>>,
+    },
+    /// Leased jobs never delivered (the client left) return to the head, as if never
+    /// handed out: no attempt is counted.
+    LeaseReleased { ids: Vec<JobId> },
+    /// A leased job is done: it leaves the queue.
+    Acked { id: JobId },
+    /// A leased job failed: one failure and one attempt are counted, and it goes back
+    /// to the tail (or is delayed until `due_ms`), or to the dead letters once its
+    /// attempts reach `max_attempts`.
+    Failed {
+        id: JobId,
+        due_ms: Option<u64>,
+        max_attempts: u32,
+    },
+    /// A lease now runs until `deadline_ms`.
+    Extended { id: JobId, deadline_ms: u64 },
+    /// Leases whose deadline is at or before `now_ms` run out: each counts an attempt
+    /// and its job goes back to the head, or to the dead letters at `max_attempts`.
+    LeasesExpired { now_ms: u64, max_attempts: u32 },
+    /// The queue's own `max_attempts` (`None`: the server's default).
+    MaxAttemptsSet(Option<u32>),
+    /// Dead jobs (one, or all) go back to the tail with their attempts reset.
+    DeadRetried { id: Option<JobId> },
+    /// Dead jobs (one, or all) are dropped.
+    DeadPurged { id: Option<JobId> },
 }
 
-/// The counters `/j`, `/status` and `/control` report.
+/// The counters the routes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     pub ready: usize,
     pub delayed: usize,
+    pub leased: usize,
+    pub dead: usize,
     pub processed: u64,
     pub failed: u64,
     pub open: bool,
 }
 
-/// Everything a queue holds, as persistent collections: cloning it is O(1), which is
-/// how a snapshot takes a consistent image without stalling the queue. `uniq` keys are
-/// not stored: they are exactly the keys of the waiting jobs.
+/// A job handed out on lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueImage {
-    pub ready: Vector<Job>,
-    pub head_len: usize,
-    pub delayed: OrdMap<(u64, JobId), Job>,
-    pub processed: u64,
-    pub failed: u64,
-    pub open: bool,
+pub struct Lease {
+    pub job: Job,
+    pub deadline_ms: u64,
+    pub worker: Option<Arc<str>>,
 }
 
-/// A queue: ready jobs in FIFO order, delayed jobs by due time, live `uniq` keys,
-/// counters and the open flag.
-#[derive(Debug)]
-pub struct QueueState {
-    ready: Vector<Job>,
-    /// How many jobs at the front of `ready` were put there ahead of the FIFO order
-    /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
-    /// due jobs keep their due-time order among themselves.
-    head_len: usize,
-    /// Keyed by (due time, id) so equal due times keep their creation order.
-    delayed: OrdMap<(u64, JobId), Job>,
-    uniq: HashSet<Arc<str>>,
-    processed: u64,
-    failed: u64,
-    open: bool,
+/// A job that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadJob {
+    pub job: Job,
+    pub attempts: u32,
 }
 
-impl Default for QueueState {
-    fn default() -> Self {
-        QueueState {
-            ready: Vector::new(),
-            head_len: 0,
-            delayed: OrdMap::new(),
-            uniq: HashSet::new(),
-            processed: 0,
-            failed: 0,
-            open: true,
+/// Where a job is and how it has fared (`GET /q/NAME/ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    pub state: JobState,
+    pub attempts: u32,
+    pub lease_deadline_ms: Option<u64>,
+    pub due_ms: Option<u64>,
+    pub worker: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Ready,
+    Delayed,
+    Leased,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Delayed => "delayed",
+            JobState::Leased => "leased",
+            JobState::Dead => "dead",
         }
     }
 }
 
+/// Everything a queue holds, as persistent collections: cloning it is O(1), which is
+/// how a snapshot takes a consistent image without stalling the queue. `uniq` keys are
+/// not stored: they are exactly the keys of the waiting and leased jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueImage {
+    pub ready: Vector<Job>,
+    /// How many jobs at the front of `ready` were put there ahead of the FIFO order
+    /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
+    /// due jobs keep their due-time order among themselves.
+    pub head_len: usize,
+    /// Keyed by (due time, id) so equal due times keep their creation order.
+    pub delayed: OrdMap<(u64, JobId), Job>,
+    pub processed: u64,
+    pub failed: u64,
+    pub open: bool,
+    #[serde(default)]
+    pub leased: OrdMap<JobId, Lease>,
+    /// Failed deliveries so far, for jobs that have had any.
+    #[serde(default)]
+    pub attempts: OrdMap<JobId, u32>,
+    #[serde(default)]
+    pub dead: OrdMap<JobId, DeadJob>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for QueueImage {
+    fn default() -> Self {
+        QueueImage {
+            ready: Vector::new(),
+            head_len: 0,
+            delayed: OrdMap::new(),
+            processed: 0,
+            failed: 0,
+            open: true,
+            leased: OrdMap::new(),
+            attempts: OrdMap::new(),
+            dead: OrdMap::new(),
+            max_attempts: None,
+        }
+    }
+}
+
+/// A queue: its image plus the indexes derived from it.
+#[derive(Debug, Default)]
+pub struct QueueState {
+    q: QueueImage,
+    /// `uniq` keys of waiting and leased jobs.
+    uniq: HashSet<Arc<str>>,
+    /// Lease deadlines in time order, for the expiry timer.
+    deadlines: OrdSet<(u64, JobId)>,
+}
+
 impl QueueState {
     /// Applies one change. The only method that mutates the queue; returns the jobs a
-    /// [`Change::Taken`] removed (empty for every other change).
+    /// [`Change::Taken`] or [`Change::Leased`] handed out (empty for other changes).
     pub fn apply(&mut self, change: Change) -> Vec<Job> {
         match change {
             Change::Enqueued { jobs, due_ms } => {
                 for job in jobs {
-                    if let Some(key) = &job.uniq {
-                        self.uniq.insert(key.clone());
-                    }
+                    self.hold_key(&job);
                     match due_ms {
                         Some(due) => {
-                            self.delayed.insert((due, job.id), job);
+                            self.q.delayed.insert((due, job.id), job);
                         }
-                        None => self.ready.push_back(job),
+                        None => self.q.ready.push_back(job),
                     }
                 }
-                Vec::new()
             }
             Change::Promoted { now_ms } => {
                 while let Some(key) = self
+                    .q
                     .delayed
                     .get_min()
                     .map(|(key, _)| *key)
                     .filter(|(due, _)| *due <= now_ms)
                 {
-                    if let Some(job) = self.delayed.remove(&key) {
-                        self.ready.insert(self.head_len, job);
-                        self.head_len += 1;
+                    if let Some(job) = self.q.delayed.remove(&key) {
+                        self.q.ready.insert(self.q.head_len, job);
+                        self.q.head_len += 1;
                     }
                 }
-                Vec::new()
             }
             Change::Taken { count } => {
-                let count = count.min(self.ready.len());
-                let mut taken = Vec::with_capacity(count);
-                while taken.len() < count {
-                    match self.ready.pop_front() {
-                        Some(job) => taken.push(job),
-                        None => break,
-                    }
-                }
-                self.head_len = self.head_len.saturating_sub(count);
+                let taken = self.pop_head(count);
                 for job in &taken {
-                    if let Some(key) = &job.uniq {
-                        self.uniq.remove(key);
-                    }
+                    self.free_key(job);
+                    self.q.attempts.remove(&job.id);
                 }
-                self.processed += taken.len() as u64;
-                taken
+                return taken;
             }
             Change::Returned { jobs } => {
-                self.processed = self.processed.saturating_sub(jobs.len() as u64);
+                self.q.processed = self.q.processed.saturating_sub(jobs.len() as u64);
                 for job in jobs {
-                    if let Some(key) = &job.uniq {
-                        self.uniq.insert(key.clone());
-                    }
-                    // Back where it was taken from: ahead of younger jobs at the head,
-                    // so several abandoned fetches returning in any order keep FIFO.
-                    let at = (0..self.head_len)
-                        .find(|&i| self.ready.get(i).is_some_and(|j| j.id > job.id))
-                        .unwrap_or(self.head_len);
-                    self.ready.insert(at, job);
-                    self.head_len += 1;
+                    self.hold_key(&job);
+                    self.put_back(job);
                 }
-                Vec::new()
             }
-            Change::FailureCounted => {
-                self.failed += 1;
-                Vec::new()
+            Change::FailureCounted => self.q.failed += 1,
+            Change::OpenSet(open) => self.q.open = open,
+            Change::Purged => *self = QueueState::default(),
+            Change::Leased {
+                count,
+                deadline_ms,
+                worker,
+            } => {
+                let taken = self.pop_head(count);
+                for job in &taken {
+                    self.deadlines.insert((deadline_ms, job.id));
+                    self.q.leased.insert(
+                        job.id,
+                        Lease {
+                            job: job.clone(),
+                            deadline_ms,
+                            worker: worker.clone(),
+                        },
+                    );
+                }
+                return taken;
             }
-            Change::OpenSet(open) => {
-                self.open = open;
-                Vec::new()
+            Change::LeaseReleased { ids } => {
+                for id in ids {
+                    if let Some(lease) = self.end_lease(id) {
+                        self.q.processed = self.q.processed.saturating_sub(1);
+                        self.put_back(lease.job);
+                    }
+                }
             }
-            Change::Purged => {
-                *self = QueueState::default();
-                Vec::new()
+            Change::Acked { id } => {
+                if let Some(lease) = self.end_lease(id) {
+                    self.free_key(&lease.job);
+                    self.q.attempts.remove(&id);
+                }
             }
+            Change::Failed {
+                id,
+                due_ms,
+                max_attempts,
+            } => {
+                if let Some(lease) = self.end_lease(id) {
+                    self.q.failed += 1;
+                    if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+                        match due_ms {
+                            Some(due) => {
+                                self.q.delayed.insert((due, job.id), job);
+                            }
+                            None => self.q.ready.push_back(job),
+                        }
+                    }
+                }
+            }
+            Change::Extended { id, deadline_ms } => {
+                if let Some(lease) = self.q.leased.get_mut(&id) {
+                    self.deadlines.remove(&(lease.deadline_ms, id));
+                    lease.deadline_ms = deadline_ms;
+                    self.deadlines.insert((deadline_ms, id));
+                }
+            }
+            Change::LeasesExpired {
+                now_ms,
+                max_attempts,
+            } => {
+                while let Some(entry) = self
+                    .deadlines
+                    .get_min()
+                    .copied()
+                    .filter(|(deadline, _)| *deadline <= now_ms)
+                {
+                    self.deadlines.remove(&entry);
+                    if let Some(lease) = self.q.leased.remove(&entry.1) {
+                        if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+                            self.put_back(job);
+                        }
+                    }
+                }
+            }
+            Change::MaxAttemptsSet(max) => self.q.max_attempts = max,
+            Change::DeadRetried { id } => {
+                for (id, dead) in self.take_dead(id) {
+                    self.q.attempts.remove(&id);
+                    let mut job = dead.job;
+                    // Its key may have been taken by a newer job meanwhile.
+                    if job.uniq.as_ref().is_some_and(|k| self.uniq.contains(k)) {
+                        job.uniq = None;
+                    }
+                    self.hold_key(&job);
+                    self.q.ready.push_back(job);
+                }
+            }
+            Change::DeadPurged { id } => {
+                for (id, _) in self.take_dead(id) {
+                    self.q.attempts.remove(&id);
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn hold_key(&mut self, job: &Job) {
+        if let Some(key) = &job.uniq {
+            self.uniq.insert(key.clone());
         }
     }
 
-    /// Whether a job holding `key` is still waiting (ready or delayed).
+    fn free_key(&mut self, job: &Job) {
+        if let Some(key) = &job.uniq {
+            self.uniq.remove(key);
+        }
+    }
+
+    fn pop_head(&mut self, count: usize) -> Vec<Job> {
+        let count = count.min(self.q.ready.len());
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count {
+            match self.q.ready.pop_front() {
+                Some(job) => taken.push(job),
+                None => break,
+            }
+        }
+        self.q.head_len = self.q.head_len.saturating_sub(count);
+        self.q.processed += taken.len() as u64;
+        taken
+    }
+
+    /// Back where it was taken from: ahead of younger jobs at the head, so jobs coming
+    /// back in any order keep FIFO order among themselves.
+    fn put_back(&mut self, job: Job) {
+        let at = (0..self.q.head_len)
+            .find(|&i| self.q.ready.get(i).is_some_and(|j| j.id > job.id))
+            .unwrap_or(self.q.head_len);
+        self.q.ready.insert(at, job);
+        self.q.head_len += 1;
+    }
+
+    fn end_lease(&mut self, id: JobId) -> Option<Lease> {
+        let lease = self.q.leased.remove(&id)?;
+        self.deadlines.remove(&(lease.deadline_ms, id));
+        Some(lease)
+    }
+
+    /// Counts a failed delivery; returns the job unless it just died.
+    fn count_attempt(&mut self, job: Job, max_attempts: u32) -> Option<Job> {
+        let attempts = self.q.attempts.get(&job.id).copied().unwrap_or(0) + 1;
+        self.q.attempts.insert(job.id, attempts);
+        if attempts >= max_attempts {
+            self.free_key(&job);
+            self.q.dead.insert(job.id, DeadJob { job, attempts });
+            None
+        } else {
+            Some(job)
+        }
+    }
+
+    fn take_dead(&mut self, id: Option<JobId>) -> Vec<(JobId, DeadJob)> {
+        match id {
+            Some(id) => self
+                .q
+                .dead
+                .remove(&id)
+                .map(|d| (id, d))
+                .into_iter()
+                .collect(),
+            None => std::mem::take(&mut self.q.dead).into_iter().collect(),
+        }
+    }
+
+    /// Whether a job holding `key` is still waiting or leased.
     pub fn holds_uniq(&self, key: &str) -> bool {
         self.uniq.contains(key)
     }
 
     /// Whether fetching is allowed.
     pub fn is_open(&self) -> bool {
-        self.open
+        self.q.open
     }
 
     /// Number of jobs ready to fetch.
     pub fn ready_len(&self) -> usize {
-        self.ready.len()
+        self.q.ready.len()
     }
 
     /// The due time of the earliest delayed job.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.delayed.get_min().map(|((due, _), _)| *due)
-    }
-
-    /// A consistent image of the queue, in O(1).
-    pub fn image(&self) -> QueueImage {
-        QueueImage {
-            ready: self.ready.clone(),
-            head_len: self.head_len,
-            delayed: self.delayed.clone(),
-            processed: self.processed,
-            failed: self.failed,
-            open: self.open,
-        }
-    }
-
-    /// The queue an image was taken of.
-    pub fn from_image(image: QueueImage) -> Self {
-        let uniq = image
-            .ready
-            .iter()
-            .chain(image.delayed.values())
-            .filter_map(|job| job.uniq.clone())
-            .collect();
-        QueueState {
-            head_len: image.head_len.min(image.ready.len()),
-            ready: image.ready,
-            delayed: image.delayed,
-            uniq,
-            processed: image.processed,
-            failed: image.failed,
-            open: image.open,
-        }
-    }
-
-    /// The highest job id held, if any (recovery restarts the id counter above it).
-    pub fn max_job_id(&self) -> Option<u64> {
-        self.ready
-            .iter()
-            .chain(self.delayed.values())
-            .map(|job| job.id.0)
-            .max()
+        self.q.delayed.get_min().map(|((due, _), _)| *due)
     }
 
     /// Whether some delayed job is due at `now_ms`.
@@ -236,19 +415,133 @@ impl QueueState {
         self.next_due_ms().is_some_and(|due| due <= now_ms)
     }
 
+    /// The earliest lease deadline.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.deadlines.get_min().map(|(deadline, _)| *deadline)
+    }
+
+    /// Whether some lease has run out at `now_ms`.
+    pub fn has_expired(&self, now_ms: u64) -> bool {
+        self.next_deadline_ms().is_some_and(|d| d <= now_ms)
+    }
+
+    /// The queue's own `max_attempts` setting, if any.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.q.max_attempts
+    }
+
+    /// The lease on a job, if it is leased.
+    pub fn lease(&self, id: JobId) -> Option<&Lease> {
+        self.q.leased.get(&id)
+    }
+
+    /// Every lease, by job id.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.q.leased.values()
+    }
+
+    /// Whether dead job `id` (or any, with `None`) exists.
+    pub fn has_dead(&self, id: Option<JobId>) -> bool {
+        match id {
+            Some(id) => self.q.dead.contains_key(&id),
+            None => !self.q.dead.is_empty(),
+        }
+    }
+
+    /// The dead jobs, oldest id first.
+    pub fn dead(&self) -> impl Iterator<Item = &DeadJob> {
+        self.q.dead.values()
+    }
+
+    /// Where job `id` is. Ready and delayed jobs are found by a scan: lookups are rare
+    /// and an index would cost every enqueue and fetch.
+    pub fn find(&self, id: JobId) -> Option<JobInfo> {
+        let attempts = self.q.attempts.get(&id).copied().unwrap_or(0);
+        let info = |state, lease_deadline_ms, due_ms, worker| JobInfo {
+            state,
+            attempts,
+            lease_deadline_ms,
+            due_ms,
+            worker,
+        };
+        if let Some(lease) = self.q.leased.get(&id) {
+            return Some(info(
+                JobState::Leased,
+                Some(lease.deadline_ms),
+                None,
+                lease.worker.clone(),
+            ));
+        }
+        if let Some(dead) = self.q.dead.get(&id) {
+            return Some(JobInfo {
+                attempts: dead.attempts,
+                ..info(JobState::Dead, None, None, None)
+            });
+        }
+        if self.q.ready.iter().any(|job| job.id == id) {
+            return Some(info(JobState::Ready, None, None, None));
+        }
+        self.q
+            .delayed
+            .keys()
+            .find(|(_, job)| *job == id)
+            .map(|(due, _)| info(JobState::Delayed, None, Some(*due), None))
+    }
+
     /// The ready jobs' bodies in queue order.
     pub fn ready_bodies(&self) -> Vec<Bytes> {
-        self.ready.iter().map(|job| job.body.clone()).collect()
+        self.q.ready.iter().map(|job| job.body.clone()).collect()
     }
 
     pub fn counters(&self) -> Counters {
         Counters {
-            ready: self.ready.len(),
-            delayed: self.delayed.len(),
-            processed: self.processed,
-            failed: self.failed,
-            open: self.open,
+            ready: self.q.ready.len(),
+            delayed: self.q.delayed.len(),
+            leased: self.q.leased.len(),
+            dead: self.q.dead.len(),
+            processed: self.q.processed,
+            failed: self.q.failed,
+            open: self.q.open,
         }
+    }
+
+    /// A consistent image of the queue, in O(1).
+    pub fn image(&self) -> QueueImage {
+        self.q.clone()
+    }
+
+    /// The queue an image was taken of.
+    pub fn from_image(mut image: QueueImage) -> Self {
+        image.head_len = image.head_len.min(image.ready.len());
+        let uniq = image
+            .ready
+            .iter()
+            .chain(image.delayed.values())
+            .chain(image.leased.values().map(|l| &l.job))
+            .filter_map(|job| job.uniq.clone())
+            .collect();
+        let deadlines = image
+            .leased
+            .iter()
+            .map(|(id, lease)| (lease.deadline_ms, *id))
+            .collect();
+        QueueState {
+            q: image,
+            uniq,
+            deadlines,
+        }
+    }
+
+    /// The highest job id held, if any (recovery restarts the id counter above it).
+    pub fn max_job_id(&self) -> Option<u64> {
+        self.q
+            .ready
+            .iter()
+            .chain(self.q.delayed.values())
+            .map(|job| job.id.0)
+            .chain(self.q.leased.keys().map(|id| id.0))
+            .chain(self.q.dead.keys().map(|id| id.0))
+            .max()
     }
 }
 
@@ -411,6 +704,137 @@ mod tests {
         assert_eq!(
             ids(&q.apply(Change::Taken { count: 5 })),
             vec![1, 2, 3, 4, 5]
+        );
+    }
+
+    fn lease(q: &mut QueueState, count: usize, deadline_ms: u64) -> Vec<u64> {
+        ids(&q.apply(Change::Leased {
+            count,
+            deadline_ms,
+            worker: Some("w".into()),
+        }))
+    }
+
+    #[test]
+    fn a_leased_job_is_in_flight_until_acked() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, Some("k")), job(2, None)]);
+        assert_eq!(lease(&mut q, 1, 1_000), vec![1]);
+        let c = q.counters();
+        assert_eq!((c.ready, c.leased, c.processed), (1, 1, 1));
+        // Its key stays held while it may still come back.
+        assert!(q.holds_uniq("k"));
+        assert_eq!(q.find(JobId(1)).map(|i| i.state), Some(JobState::Leased));
+        q.apply(Change::Acked { id: JobId(1) });
+        assert!(!q.holds_uniq("k"));
+        assert_eq!(q.find(JobId(1)), None);
+        assert_eq!(q.counters().leased, 0);
+    }
+
+    #[test]
+    fn expired_leases_go_back_to_the_head_then_die() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, Some("k")), job(2, None)]);
+        for attempt in 1..=2 {
+            assert_eq!(lease(&mut q, 1, 1_000 * attempt), vec![1]);
+            assert!(!q.has_expired(1_000 * attempt - 1));
+            assert!(q.has_expired(1_000 * attempt));
+            q.apply(Change::LeasesExpired {
+                now_ms: 1_000 * attempt,
+                max_attempts: 3,
+            });
+            let info = q.find(JobId(1));
+            assert_eq!(
+                info.map(|i| (i.state, i.attempts)),
+                Some((JobState::Ready, attempt as u32))
+            );
+        }
+        assert_eq!(lease(&mut q, 1, 5_000), vec![1]);
+        q.apply(Change::LeasesExpired {
+            now_ms: 5_000,
+            max_attempts: 3,
+        });
+        assert_eq!(
+            q.find(JobId(1)).map(|i| (i.state, i.attempts)),
+            Some((JobState::Dead, 3))
+        );
+        assert!(!q.holds_uniq("k"));
+        assert_eq!(ids(&q.apply(Change::Taken { count: 5 })), vec![2]);
+        q.apply(Change::DeadRetried { id: None });
+        assert_eq!(
+            q.find(JobId(1)).map(|i| (i.state, i.attempts)),
+            Some((JobState::Ready, 0))
+        );
+        assert!(q.holds_uniq("k"));
+    }
+
+    #[test]
+    fn failed_leases_count_and_requeue_or_delay() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        lease(&mut q, 1, 1_000);
+        q.apply(Change::Failed {
+            id: JobId(1),
+            due_ms: None,
+            max_attempts: 5,
+        });
+        assert_eq!(q.counters().failed, 1);
+        // Back at the tail.
+        assert_eq!(ids(&q.apply(Change::Taken { count: 1 })), vec![2]);
+        lease(&mut q, 1, 1_000);
+        q.apply(Change::Failed {
+            id: JobId(1),
+            due_ms: Some(9_000),
+            max_attempts: 5,
+        });
+        let info = q.find(JobId(1));
+        assert_eq!(
+            info.map(|i| (i.state, i.attempts, i.due_ms)),
+            Some((JobState::Delayed, 2, Some(9_000)))
+        );
+    }
+
+    #[test]
+    fn extended_released_and_purged_dead() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None), job(3, None)]);
+        lease(&mut q, 2, 1_000);
+        q.apply(Change::Extended {
+            id: JobId(1),
+            deadline_ms: 9_000,
+        });
+        assert_eq!(q.next_deadline_ms(), Some(1_000));
+        q.apply(Change::LeaseReleased {
+            ids: vec![JobId(2)],
+        });
+        assert_eq!(q.next_deadline_ms(), Some(9_000));
+        let c = q.counters();
+        assert_eq!((c.ready, c.leased, c.processed), (2, 1, 1));
+        assert_eq!(q.find(JobId(2)).map(|i| i.attempts), Some(0));
+        q.apply(Change::Failed {
+            id: JobId(1),
+            due_ms: None,
+            max_attempts: 1,
+        });
+        assert!(q.has_dead(Some(JobId(1))));
+        q.apply(Change::DeadPurged { id: Some(JobId(1)) });
+        assert!(!q.has_dead(None));
+    }
+
+    #[test]
+    fn leases_survive_an_image_round_trip() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, Some("k")), job(2, None)]);
+        lease(&mut q, 1, 7_000);
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&q.image(), &mut bytes).is_ok());
+        let image: Option<QueueImage> = ciborium::from_reader(&bytes[..]).ok();
+        let back = QueueState::from_image(image.unwrap_or_default());
+        assert_eq!(back.next_deadline_ms(), Some(7_000));
+        assert!(back.holds_uniq("k"));
+        assert_eq!(
+            back.lease(JobId(1)).map(|l| l.worker.clone()),
+            Some(Some("w".into()))
         );
     }
 

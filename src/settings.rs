@@ -13,6 +13,9 @@ pub use crate::storage::log::FsyncPolicy;
 /// unit test, proof that [`Settings::default`] matches it.
 pub const EMBEDDED_CONFIG: &str = include_str!("../config.toml");
 
+/// The largest `max_attempts` a queue may have.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +34,15 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest `wait` a fetch may ask for, in seconds.
+    pub max_wait_secs: u64,
+    /// Fetches that may be parked on one queue at once.
+    pub max_waiters_per_queue: usize,
+    /// Seconds of silence after which a worker is shown as gone.
+    pub worker_timeout_secs: u64,
+    /// Failed deliveries (expired or failed leases) before a job is dead-lettered,
+    /// for queues that have not set their own.
+    pub default_max_attempts: u32,
 }
 
 impl Default for ServerSettings {
@@ -39,6 +51,10 @@ impl Default for ServerSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
             workers: 0,
             max_body_bytes: 1024 * 1024,
+            max_wait_secs: 30,
+            max_waiters_per_queue: 1024,
+            worker_timeout_secs: 60,
+            default_max_attempts: 5,
         }
     }
 }
@@ -162,6 +178,21 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return Err(SettingsError::Invalid(
                 "[server] max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.server.max_waiters_per_queue == 0 {
+            return Err(SettingsError::Invalid(
+                "[server] max_waiters_per_queue must be at least 1".into(),
+            ));
+        }
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.server.default_max_attempts) {
+            return Err(SettingsError::Invalid(format!(
+                "[server] default_max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"
+            )));
+        }
+        if self.server.worker_timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "[server] worker_timeout_secs must be at least 1".into(),
             ));
         }
         if self.storage.snapshot_interval_secs == 0 {

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::dev::Service as _;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use crate::actors::queue::QueueConfig;
 use crate::actors::registry::WorkerRegistry;
 use crate::actors::snapshot::{SnapshotActor, TakeSnapshot};
 use crate::directory::QueueDirectory;
@@ -29,6 +31,7 @@ pub struct Application {
     server: Server,
     arbiters: Vec<Arbiter>,
     snapshots: Addr<SnapshotActor>,
+    queues: Arc<QueueDirectory>,
     log: Log,
     signals: ShutdownSignals,
     /// Held for the process' lifetime: one server per data directory.
@@ -114,6 +117,10 @@ impl Application {
             JobIds::starting_at(recovered.next_job_id),
             recovered.next_incarnation,
             log.clone(),
+            QueueConfig {
+                default_max_attempts: settings.server.default_max_attempts,
+                max_waiters: settings.server.max_waiters_per_queue,
+            },
         ));
         let (queue_count, mut job_count) = (recovered.queues.len(), 0);
         for queue in recovered.queues {
@@ -149,13 +156,21 @@ impl Application {
         }
 
         let state = web::Data::new(AppState {
-            queues,
-            registry,
+            queues: queues.clone(),
+            registry: registry.clone(),
             max_body_bytes: settings.server.max_body_bytes,
+            max_wait_secs: settings.server.max_wait_secs,
+            worker_timeout_secs: settings.server.worker_timeout_secs,
+            default_max_attempts: settings.server.default_max_attempts,
         });
         let server = HttpServer::new(move || {
+            let registry = registry.clone();
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(move |req, service| {
+                    routes::note_worker(&registry, &req);
+                    service.call(req)
+                })
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
@@ -181,6 +196,7 @@ impl Application {
             server,
             arbiters,
             snapshots,
+            queues,
             log,
             signals,
             _lock: lock,
@@ -217,6 +233,8 @@ impl Application {
                 // The command is sent at once; the server future, polled below, carries
                 // it out (awaiting the returned future first would deadlock).
                 drop(handle.stop(true));
+                // Parked long-polls would hold the graceful stop for their whole wait.
+                self.queues.release_waiters().await;
                 server.await.context("HTTP server failed")?;
             }
         }

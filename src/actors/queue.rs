@@ -1,6 +1,9 @@
 //! The queue actor: owns one [`QueueState`] and is the only thing that touches it.
-//! Its messages sit next to their handlers.
+//! It also owns the queue's timer (delayed jobs coming due, leases running out) and
+//! its parked long-poll fetches. Its messages sit next to their handlers.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -8,9 +11,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
-use crate::job::Job;
+use crate::job::{Job, JobId};
 use crate::names::QueueName;
-use crate::queue_state::{Change, Counters, QueueState};
+use crate::queue_state::{Change, Counters, DeadJob, JobInfo, QueueState};
 use crate::storage::format::{LogRecordRef, QueueSnapshot};
 use crate::storage::log::{Durable, Log};
 use crate::storage::StorageError;
@@ -28,6 +31,12 @@ pub enum QueueError {
     Closed,
     #[error("job already exists")]
     Duplicate,
+    #[error("job not found")]
+    JobNotFound,
+    #[error("job is not leased")]
+    NotLeased,
+    #[error("too many requests are waiting on this queue (limit {0})")]
+    TooManyWaiters(usize),
     /// The queue was deleted after its address was looked up; look it up again.
     #[error("queue was deleted")]
     Gone,
@@ -45,6 +54,42 @@ impl From<StorageError> for QueueError {
 /// The answer of a queue message.
 pub type QueueResult<T> = Result<T, QueueError>;
 
+/// Server-wide settings every queue follows.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// `max_attempts` for queues that have not set their own.
+    pub default_max_attempts: u32,
+    /// Parked fetches allowed per queue.
+    pub max_waiters: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            default_max_attempts: 5,
+            max_waiters: 1024,
+        }
+    }
+}
+
+/// A lease asked for by a fetch.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub duration_ms: u64,
+    pub worker: Option<Arc<str>>,
+}
+
+type Reply = oneshot::Sender<QueueResult<Vec<Job>>>;
+
+/// A parked fetch.
+struct Waiter {
+    id: u64,
+    max: usize,
+    lease: Option<LeaseRequest>,
+    reply: Reply,
+    timeout: SpawnHandle,
+}
+
 /// One queue's actor.
 pub struct QueueActor {
     name: QueueName,
@@ -55,25 +100,32 @@ pub struct QueueActor {
     /// Whether the log has been told this incarnation exists.
     announced: bool,
     log: Log,
+    config: QueueConfig,
     state: QueueState,
     /// Set by [`Purge`]: from then on every message answers [`QueueError::Gone`].
     retired: bool,
-    /// The armed wake-up for the earliest delayed job, and the time it is for.
+    /// The armed wake-up for the earliest delayed job or lease deadline.
     timer: Option<(u64, SpawnHandle)>,
+    /// Parked fetches, oldest first.
+    waiters: VecDeque<Waiter>,
+    next_waiter: u64,
 }
 
 impl QueueActor {
     /// A new, empty queue.
-    pub fn new(name: QueueName, incarnation: u64, log: Log) -> Self {
+    pub fn new(name: QueueName, incarnation: u64, log: Log, config: QueueConfig) -> Self {
         QueueActor {
             name,
             incarnation,
             seq: 0,
             announced: false,
             log,
+            config,
             state: QueueState::default(),
             retired: false,
             timer: None,
+            waiters: VecDeque::new(),
+            next_waiter: 0,
         }
     }
 
@@ -84,13 +136,20 @@ impl QueueActor {
         seq: u64,
         state: QueueState,
         log: Log,
+        config: QueueConfig,
     ) -> Self {
         QueueActor {
             seq,
             announced: true,
             state,
-            ..QueueActor::new(name, incarnation, log)
+            ..QueueActor::new(name, incarnation, log, config)
         }
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.state
+            .max_attempts()
+            .unwrap_or(self.config.default_max_attempts)
     }
 
     /// The one place a queue actor changes its state: the change is logged, then
@@ -119,53 +178,197 @@ impl QueueActor {
         Ok((out, durable))
     }
 
-    /// Keeps exactly one timer armed, for the earliest delayed job, so a due job moves
-    /// to the head on time without any periodic scan.
+    /// Logs an error from a change the actor makes on its own (timers, give-backs).
+    fn commit_quietly(&mut self, change: Change, ctx: &mut Context<Self>) {
+        if let Err(e) = self.commit(change, ctx) {
+            tracing::error!(queue = %self.name, error = %e, "cannot record a change");
+        }
+    }
+
+    /// Keeps exactly one timer armed, for the earliest delayed job or lease deadline,
+    /// so jobs move on time without any periodic scan.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let next = self.state.next_due_ms();
-        if self.timer.as_ref().map(|(due, _)| *due) == next {
+        let next = match (self.state.next_due_ms(), self.state.next_deadline_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.timer.as_ref().map(|(at, _)| *at) == next {
             return;
         }
         if let Some((_, handle)) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        if let Some(due) = next {
-            let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+        if let Some(at) = next {
+            let wait = Duration::from_millis(at.saturating_sub(now_ms()));
             let handle = ctx.run_later(wait, |actor, ctx| {
                 actor.timer = None;
-                actor.promote_due(ctx);
+                actor.tick(ctx);
                 actor.arm_timer(ctx);
             });
-            self.timer = Some((due, handle));
+            self.timer = Some((at, handle));
         }
     }
 
-    /// Moves every due delayed job to the head.
-    fn promote_due(&mut self, ctx: &mut Context<Self>) {
+    /// Moves due delayed jobs to the head and expired leases back, then serves waiters.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         if self.state.has_due(now) {
-            if let Err(e) = self.commit(Change::Promoted { now_ms: now }, ctx) {
-                tracing::error!(queue = %self.name, error = %e, "cannot promote due jobs");
+            self.commit_quietly(Change::Promoted { now_ms: now }, ctx);
+        }
+        if self.state.has_expired(now) {
+            let max_attempts = self.max_attempts();
+            self.commit_quietly(
+                Change::LeasesExpired {
+                    now_ms: now,
+                    max_attempts,
+                },
+                ctx,
+            );
+        }
+        self.serve_waiters(ctx);
+    }
+
+    /// Hands ready jobs to parked fetches, oldest first.
+    fn serve_waiters(&mut self, ctx: &mut Context<Self>) {
+        while self.state.is_open() && self.state.ready_len() > 0 {
+            let Some(waiter) = self.waiters.pop_front() else {
+                break;
+            };
+            ctx.cancel_future(waiter.timeout);
+            // A waiter whose client has gone never takes a job.
+            if !waiter.reply.is_closed() {
+                self.hand_out(waiter.max, waiter.lease, waiter.reply, ctx);
             }
         }
     }
 
-    /// Hands jobs to a fetcher; if it has gone, they go back to the head.
-    fn deliver(
+    /// Takes (or leases) up to `max` jobs for a fetcher and delivers them once the
+    /// change is durable as the fsync policy requires.
+    fn hand_out(
         &mut self,
-        jobs: Vec<Job>,
-        reply: oneshot::Sender<QueueResult<Vec<Job>>>,
+        max: usize,
+        lease: Option<LeaseRequest>,
+        reply: Reply,
         ctx: &mut Context<Self>,
     ) {
-        if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
-            tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back to the head");
-            self.give_back(jobs, ctx);
+        let leased = lease.is_some();
+        let change = match lease {
+            None => Change::Taken { count: max },
+            Some(lease) => Change::Leased {
+                count: max,
+                deadline_ms: now_ms().saturating_add(lease.duration_ms),
+                worker: lease.worker,
+            },
+        };
+        match self.commit(change, ctx) {
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+            Ok((jobs, Durable::Now)) => self.deliver(jobs, leased, reply, ctx),
+            Ok((jobs, durable)) => {
+                ctx.spawn(durable.wait().into_actor(self).map(
+                    move |synced, actor, ctx| match synced {
+                        Ok(()) => actor.deliver(jobs, leased, reply, ctx),
+                        Err(e) => {
+                            actor.give_back(jobs, leased, ctx);
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    },
+                ));
+            }
         }
     }
 
-    fn give_back(&mut self, jobs: Vec<Job>, ctx: &mut Context<Self>) {
-        if let Err(e) = self.commit(Change::Returned { jobs }, ctx) {
-            tracing::error!(queue = %self.name, error = %e, "cannot return undelivered jobs to the queue");
+    /// Sends jobs to their fetcher; if it has gone, they go back where they were.
+    fn deliver(&mut self, jobs: Vec<Job>, leased: bool, reply: Reply, ctx: &mut Context<Self>) {
+        if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
+            tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back");
+            self.give_back(jobs, leased, ctx);
+            self.serve_waiters(ctx);
+        }
+    }
+
+    fn give_back(&mut self, jobs: Vec<Job>, leased: bool, ctx: &mut Context<Self>) {
+        let change = if leased {
+            Change::LeaseReleased {
+                ids: jobs.iter().map(|j| j.id).collect(),
+            }
+        } else {
+            Change::Returned { jobs }
+        };
+        self.commit_quietly(change, ctx);
+    }
+
+    /// Parks a fetch for up to `wait`.
+    fn park(
+        &mut self,
+        max: usize,
+        lease: Option<LeaseRequest>,
+        wait: Duration,
+        reply: Reply,
+        ctx: &mut Context<Self>,
+    ) {
+        // Waiters whose clients left count for nothing.
+        let mut gone = Vec::new();
+        self.waiters.retain(|w| {
+            let alive = !w.reply.is_closed();
+            if !alive {
+                gone.push(w.timeout);
+            }
+            alive
+        });
+        for handle in gone {
+            ctx.cancel_future(handle);
+        }
+        if self.waiters.len() >= self.config.max_waiters {
+            let _ = reply.send(Err(QueueError::TooManyWaiters(self.config.max_waiters)));
+            return;
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        let timeout = ctx.run_later(wait, move |actor, _| actor.time_out(id));
+        self.waiters.push_back(Waiter {
+            id,
+            max,
+            lease,
+            reply,
+            timeout,
+        });
+    }
+
+    /// A parked fetch waited its full time: the usual answer for an empty (or closed)
+    /// queue.
+    fn time_out(&mut self, id: u64) {
+        if let Some(at) = self.waiters.iter().position(|w| w.id == id) {
+            if let Some(waiter) = self.waiters.remove(at) {
+                let _ = waiter.reply.send(Err(self.refusal()));
+            }
+        }
+    }
+
+    fn refusal(&self) -> QueueError {
+        if self.state.is_open() {
+            QueueError::Empty
+        } else {
+            QueueError::Closed
+        }
+    }
+
+    /// Answers every parked fetch with the usual empty answer (deletion, shutdown).
+    fn release_waiters(&mut self, ctx: &mut Context<Self>) {
+        let refusal = self.refusal();
+        for waiter in self.waiters.drain(..) {
+            ctx.cancel_future(waiter.timeout);
+            let _ = waiter.reply.send(Err(refusal.clone()));
+        }
+    }
+
+    /// Why `id` cannot be acted on as a lease.
+    fn not_leased(&self, id: JobId) -> QueueError {
+        if self.state.find(id).is_some() {
+            QueueError::NotLeased
+        } else {
+            QueueError::JobNotFound
         }
     }
 }
@@ -188,8 +391,9 @@ impl Actor for QueueActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        // A recovered queue may hold jobs that came due while the server was down.
-        self.promote_due(ctx);
+        // A recovered queue may hold jobs that came due, or leases that ran out, while
+        // the server was down.
+        self.tick(ctx);
         self.arm_timer(ctx);
     }
 }
@@ -226,67 +430,53 @@ impl Handler<Enqueue> for QueueActor {
             }
         }
         let due_ms = msg.due_ms.filter(|due| *due > now_ms());
-        match self.commit(
+        let committed = self.commit(
             Change::Enqueued {
                 jobs: msg.jobs,
                 due_ms,
             },
             ctx,
-        ) {
-            Ok((_, durable)) => when_durable(durable, ()),
+        );
+        match committed {
+            Ok((_, durable)) => {
+                // Ordered after the Enqueued record, so a waiter's job is never handed
+                // out by a change the log could lose while keeping the job's creation.
+                self.serve_waiters(ctx);
+                when_durable(durable, ())
+            }
             Err(e) => answer(Err(e.into())),
         }
     }
 }
 
-/// Takes up to `max` jobs from the head. The reply travels on the caller's own channel:
-/// if the caller has gone by the time the jobs are ready (and, under `fsync =
-/// "always"`, durably taken), the send fails and the jobs go back to the head instead
-/// of vanishing with a discarded actix reply.
+/// Takes (or leases) up to `max` jobs from the head, waiting up to `wait` for one if
+/// none is ready. The reply travels on the caller's own channel: if the caller has
+/// gone by the time the jobs are ready (and, under `fsync = "always"`, durably taken),
+/// the send fails and the jobs go back instead of vanishing with a discarded reply.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fetch {
     pub max: usize,
-    pub reply: oneshot::Sender<QueueResult<Vec<Job>>>,
+    pub lease: Option<LeaseRequest>,
+    pub wait: Option<Duration>,
+    pub reply: Reply,
 }
 
 impl Handler<Fetch> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) {
-        let refusal = if self.retired {
-            Some(QueueError::Gone)
-        } else {
-            self.promote_due(ctx);
-            if !self.state.is_open() {
-                Some(QueueError::Closed)
-            } else if self.state.ready_len() == 0 {
-                Some(QueueError::Empty)
-            } else {
-                None
-            }
-        };
-        if let Some(refusal) = refusal {
-            let _ = msg.reply.send(Err(refusal));
+        if self.retired {
+            let _ = msg.reply.send(Err(QueueError::Gone));
             return;
         }
-        match self.commit(Change::Taken { count: msg.max }, ctx) {
-            Err(e) => {
-                let _ = msg.reply.send(Err(e.into()));
-            }
-            Ok((jobs, Durable::Now)) => self.deliver(jobs, msg.reply, ctx),
-            Ok((jobs, durable)) => {
-                let reply = msg.reply;
-                ctx.spawn(durable.wait().into_actor(self).map(
-                    move |synced, actor, ctx| match synced {
-                        Ok(()) => actor.deliver(jobs, reply, ctx),
-                        Err(e) => {
-                            actor.give_back(jobs, ctx);
-                            let _ = reply.send(Err(e.into()));
-                        }
-                    },
-                ));
-            }
+        self.tick(ctx);
+        if self.state.is_open() && self.state.ready_len() > 0 {
+            self.hand_out(msg.max, msg.lease, msg.reply, ctx);
+        } else if let Some(wait) = msg.wait.filter(|w| !w.is_zero()) {
+            self.park(msg.max, msg.lease, wait, msg.reply, ctx);
+        } else {
+            let _ = msg.reply.send(Err(self.refusal()));
         }
     }
 }
@@ -340,7 +530,10 @@ impl Handler<SetOpen> for QueueActor {
             return answer(Ok(()));
         }
         match self.commit(Change::OpenSet(msg.0), ctx) {
-            Ok((_, durable)) => when_durable(durable, ()),
+            Ok((_, durable)) => {
+                self.serve_waiters(ctx);
+                when_durable(durable, ())
+            }
             Err(e) => answer(Err(e.into())),
         }
     }
@@ -348,7 +541,7 @@ impl Handler<SetOpen> for QueueActor {
 
 /// Drops the queue and everything in it. The actor then answers every message with
 /// [`QueueError::Gone`] (so a request that raced the delete retries on the queue's new
-/// incarnation) and stops.
+/// incarnation) and stops. Parked fetches get the usual empty answer.
 #[derive(Message)]
 #[rtype(result = "QueueResult<()>")]
 pub struct Purge;
@@ -362,12 +555,248 @@ impl Handler<Purge> for QueueActor {
         }
         match self.commit(Change::Purged, ctx) {
             Ok((_, durable)) => {
+                self.release_waiters(ctx);
                 self.retired = true;
                 ctx.stop();
                 when_durable(durable, ())
             }
             Err(e) => answer(Err(e.into())),
         }
+    }
+}
+
+/// Answers every parked fetch now (the server is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseWaiters;
+
+impl Handler<ReleaseWaiters> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReleaseWaiters, ctx: &mut Context<Self>) {
+        self.release_waiters(ctx);
+    }
+}
+
+/// Where a job is (`GET /q/NAME/ID`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct FindJob(pub JobId);
+
+impl Handler<FindJob> for QueueActor {
+    type Result = QueueResult<JobInfo>;
+
+    fn handle(&mut self, msg: FindJob, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        self.state.find(msg.0).ok_or(QueueError::JobNotFound)
+    }
+}
+
+/// A leased job is done (`DELETE /q/NAME/ID`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Ack(pub JobId);
+
+impl Handler<Ack> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: Ack, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.0).is_none() {
+            return answer(Err(self.not_leased(msg.0)));
+        }
+        match self.commit(Change::Acked { id: msg.0 }, ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// A leased job failed (`PUT /q/NAME/ID`): it goes back (or is delayed until
+/// `due_ms`), or to the dead letters. Answers where it went.
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct FailLease {
+    pub id: JobId,
+    pub due_ms: Option<u64>,
+}
+
+impl Handler<FailLease> for QueueActor {
+    type Result = ResponseFuture<QueueResult<JobInfo>>;
+
+    fn handle(&mut self, msg: FailLease, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.id).is_none() {
+            return answer(Err(self.not_leased(msg.id)));
+        }
+        let change = Change::Failed {
+            id: msg.id,
+            due_ms: msg.due_ms.filter(|due| *due > now_ms()),
+            max_attempts: self.max_attempts(),
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => {
+                let info = self.state.find(msg.id);
+                self.serve_waiters(ctx);
+                match info {
+                    Some(info) => when_durable(durable, info),
+                    None => answer(Err(QueueError::JobNotFound)),
+                }
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// A lease now runs `duration_ms` from now (`POST /q/NAME/ID?lease=S`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct Extend {
+    pub id: JobId,
+    pub duration_ms: u64,
+}
+
+impl Handler<Extend> for QueueActor {
+    type Result = ResponseFuture<QueueResult<JobInfo>>;
+
+    fn handle(&mut self, msg: Extend, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.id).is_none() {
+            return answer(Err(self.not_leased(msg.id)));
+        }
+        let change = Change::Extended {
+            id: msg.id,
+            deadline_ms: now_ms().saturating_add(msg.duration_ms),
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => match self.state.find(msg.id) {
+                Some(info) => when_durable(durable, info),
+                None => answer(Err(QueueError::JobNotFound)),
+            },
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// The queue's dead letters.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<DeadJob>>")]
+pub struct ListDead;
+
+impl Handler<ListDead> for QueueActor {
+    type Result = QueueResult<Vec<DeadJob>>;
+
+    fn handle(&mut self, _: ListDead, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self.state.dead().cloned().collect())
+    }
+}
+
+/// Retries (`retry: true`) or purges dead jobs: one by id, or all. Answers how many.
+#[derive(Message)]
+#[rtype(result = "QueueResult<usize>")]
+pub struct ResolveDead {
+    pub id: Option<JobId>,
+    pub retry: bool,
+}
+
+impl Handler<ResolveDead> for QueueActor {
+    type Result = ResponseFuture<QueueResult<usize>>;
+
+    fn handle(&mut self, msg: ResolveDead, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if !self.state.has_dead(msg.id) {
+            return match msg.id {
+                Some(_) => answer(Err(QueueError::JobNotFound)),
+                None => answer(Ok(0)),
+            };
+        }
+        let count = match msg.id {
+            Some(_) => 1,
+            None => self.state.counters().dead,
+        };
+        let change = if msg.retry {
+            Change::DeadRetried { id: msg.id }
+        } else {
+            Change::DeadPurged { id: msg.id }
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => {
+                self.serve_waiters(ctx);
+                when_durable(durable, count)
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// The queue's settings: (own `max_attempts` if set, effective `max_attempts`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<(Option<u32>, u32)>")]
+pub struct GetSettings;
+
+impl Handler<GetSettings> for QueueActor {
+    type Result = QueueResult<(Option<u32>, u32)>;
+
+    fn handle(&mut self, _: GetSettings, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok((self.state.max_attempts(), self.max_attempts()))
+    }
+}
+
+/// Sets the queue's own `max_attempts` (`None`: follow the server default).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetMaxAttempts(pub Option<u32>);
+
+impl Handler<SetMaxAttempts> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetMaxAttempts, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::MaxAttemptsSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// One lease as listed for the worker view: (job id, deadline, worker).
+pub type LeaseEntry = (JobId, u64, Option<Arc<str>>);
+
+/// Every lease the queue has out.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<LeaseEntry>>")]
+pub struct ListLeases;
+
+impl Handler<ListLeases> for QueueActor {
+    type Result = QueueResult<Vec<LeaseEntry>>;
+
+    fn handle(&mut self, _: ListLeases, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self
+            .state
+            .leases()
+            .map(|l| (l.job.id, l.deadline_ms, l.worker.clone()))
+            .collect())
     }
 }
 
@@ -406,7 +835,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Log::start(dir.path(), 1, FsyncPolicy::No).expect("log");
         let name = QueueName::parse("q").expect("name");
-        (QueueActor::new(name, 1, log).start(), dir)
+        (
+            QueueActor::new(name, 1, log, QueueConfig::default()).start(),
+            dir,
+        )
     }
 
     fn job(id: u64) -> Job {
@@ -430,7 +862,13 @@ mod tests {
 
     async fn fetch(addr: &Addr<QueueActor>, max: usize) -> QueueResult<Vec<Job>> {
         let (reply, answer) = oneshot::channel();
-        if addr.send(Fetch { max, reply }).await.is_err() {
+        let fetch = Fetch {
+            max,
+            lease: None,
+            wait: None,
+            reply,
+        };
+        if addr.send(fetch).await.is_err() {
             return Err(QueueError::Gone);
         }
         answer.await.unwrap_or(Err(QueueError::Gone))
@@ -442,7 +880,13 @@ mod tests {
         enqueue(&addr, vec![job(1), job(2), job(3)], None).await;
         let (reply, answer) = oneshot::channel();
         drop(answer);
-        assert!(addr.send(Fetch { max: 2, reply }).await.is_ok());
+        let abandoned = Fetch {
+            max: 2,
+            lease: None,
+            wait: None,
+            reply,
+        };
+        assert!(addr.send(abandoned).await.is_ok());
         let counters = addr.send(GetCounters).await.ok().and_then(Result::ok);
         assert_eq!(counters.map(|c| (c.ready, c.processed)), Some((3, 0)));
         // The returned job still holds its uniq key.

@@ -1,10 +1,12 @@
 //! The worker registry actor: owns the [`RegistryState`] (workers, their queues,
 //! counters, start times) and logs every change before applying it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::clock::now_ms;
 use crate::names::{QueueName, WorkerId};
 use crate::registry_state::{RegistryChange, RegistryState, WorkerImage, WorkerRecord};
 use crate::storage::format::LogRecordRef;
@@ -14,17 +16,41 @@ use crate::storage::StorageError;
 /// Mailbox capacity, raised from actix' default of 16 for the same reason as queues'.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
+/// Workers last seen are remembered for this many at most; past it, unregistered
+/// workers not seen for an hour are forgotten.
+const MAX_SEEN: usize = 100_000;
+
 /// The worker registry.
 pub struct WorkerRegistry {
     state: RegistryState,
     seq: u64,
     log: Log,
+    /// When each worker was last seen (epoch ms). Not persisted: after a restart,
+    /// registered workers count as seen at the start.
+    last_seen: HashMap<WorkerId, u64>,
 }
 
 impl WorkerRegistry {
     /// A registry starting from `state`, whose last logged change was `seq`.
     pub fn new(state: RegistryState, seq: u64, log: Log) -> Self {
-        WorkerRegistry { state, seq, log }
+        let now = now_ms();
+        let last_seen = state.all_workers().into_iter().map(|w| (w, now)).collect();
+        WorkerRegistry {
+            state,
+            seq,
+            log,
+            last_seen,
+        }
+    }
+
+    fn seen(&mut self, worker: WorkerId, now_ms: u64) {
+        self.last_seen.insert(worker, now_ms);
+        if self.last_seen.len() > MAX_SEEN {
+            let cutoff = now_ms.saturating_sub(3_600_000);
+            let state = &self.state;
+            self.last_seen
+                .retain(|w, seen| *seen >= cutoff || state.is_registered(w));
+        }
     }
 
     /// The one place the registry changes: logged, then applied.
@@ -69,6 +95,7 @@ impl Handler<Register> for WorkerRegistry {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        self.seen(msg.worker.clone(), msg.now_secs.saturating_mul(1000));
         self.commit_and_wait(RegistryChange::Registered {
             worker: msg.worker.as_str().to_owned(),
             queue: msg.queue.as_str().to_owned(),
@@ -176,5 +203,52 @@ impl Handler<TakeRegistryImage> for WorkerRegistry {
         let start = std::time::Instant::now();
         let image = self.state.image();
         MessageResult((self.seq, image, start.elapsed()))
+    }
+}
+
+/// A request carried this worker's id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Seen(pub WorkerId);
+
+impl Handler<Seen> for WorkerRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Seen, _: &mut Context<Self>) {
+        self.seen(msg.0, now_ms());
+    }
+}
+
+/// One worker as the liveness view shows it.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    pub id: WorkerId,
+    /// Present when the worker is registered.
+    pub record: Option<WorkerRecord>,
+    pub last_seen_ms: Option<u64>,
+}
+
+/// Every worker registered or seen, sorted by id.
+#[derive(Message)]
+#[rtype(result = "Vec<WorkerView>")]
+pub struct ListWorkers;
+
+impl Handler<ListWorkers> for WorkerRegistry {
+    type Result = MessageResult<ListWorkers>;
+
+    fn handle(&mut self, _: ListWorkers, _: &mut Context<Self>) -> Self::Result {
+        let mut ids: Vec<WorkerId> = self.last_seen.keys().cloned().collect();
+        ids.extend(self.state.all_workers());
+        ids.sort();
+        ids.dedup();
+        MessageResult(
+            ids.into_iter()
+                .map(|id| WorkerView {
+                    record: self.state.worker(&id).cloned(),
+                    last_seen_ms: self.last_seen.get(&id).copied(),
+                    id,
+                })
+                .collect(),
+        )
     }
 }

@@ -10,16 +10,11 @@ use serde_json::value::RawValue;
 use super::input::{
     batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
 };
-use super::queue::count_work;
+use super::queue::{count_work, fetch_request, jobs_response, FetchQuery};
 use super::AppState;
 use crate::actors::queue::Enqueue;
 use crate::error::ApiError;
 use crate::job::Job;
-
-#[derive(Deserialize)]
-struct FetchQuery {
-    batch_size: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct CreateQuery {
@@ -27,14 +22,16 @@ struct CreateQuery {
     uniq: Option<String>,
 }
 
-/// `GET /qb/NAME?batch_size=N`: up to N jobs from the head.
+/// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S]`: up to N jobs from the head.
 #[tracing::instrument(name = "batch_fetch", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
     let max = batch_size(params.batch_size.as_deref())?;
     let worker = worker_header(&req)?;
-    let jobs = state.queues.fetch(&name, max).await?;
+    let request = fetch_request(&params, &state, worker.as_ref(), max)?;
+    let leased = request.lease.is_some();
+    let jobs = state.queues.fetch(&name, request).await?;
     count_work(&state, worker, jobs.len() as u64, 0);
     // Job bodies were checked as UTF-8 JSON on the way in.
     let texts: Vec<&str> = jobs
@@ -42,9 +39,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .map(|job| std::str::from_utf8(&job.body).unwrap_or_default())
         .collect();
     let body = serde_json::to_vec(&texts).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    Ok(jobs_response(&jobs, leased, body))
 }
 
 /// `POST /qb/NAME` with `{"jobs": [...]}`: each job created in order.

@@ -7,7 +7,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use std::time::Duration;
+
 use crate::error::ApiError;
+use crate::job::JobId;
 use crate::names::{QueueName, WorkerId};
 
 /// Header carrying the worker id (the protocol's final form).
@@ -138,6 +141,49 @@ pub fn batch_size(raw: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// Longest lease a fetch may ask for, in seconds (a day).
+pub const MAX_LEASE_SECS: f64 = 86_400.0;
+
+fn seconds(raw: &str, what: &str, max: f64) -> Result<f64, ApiError> {
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs <= max => Ok(secs),
+        _ => Err(ApiError::BadQuery(format!(
+            "{what} must be a number of seconds from 0 to {max}, not {raw:?}"
+        ))),
+    }
+}
+
+/// `wait=SECONDS`: how long a fetch may wait for a job, at most `max_secs`.
+pub fn wait(raw: Option<&str>, max_secs: u64) -> Result<Option<Duration>, ApiError> {
+    raw.map(|raw| seconds(raw, "wait", max_secs as f64).map(Duration::from_secs_f64))
+        .transpose()
+}
+
+/// `lease=SECONDS` in milliseconds: more than 0, at most [`MAX_LEASE_SECS`].
+pub fn lease_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let secs = seconds(raw, "lease", MAX_LEASE_SECS)?;
+    let ms = (secs * 1000.0).round() as u64;
+    if ms == 0 {
+        return Err(ApiError::BadQuery(format!(
+            "lease must be a number of seconds from 0.001 to {MAX_LEASE_SECS}, not {raw:?}"
+        )));
+    }
+    Ok(Some(ms))
+}
+
+/// A job id from the path or the query.
+pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse::<u64>()
+        .map(JobId)
+        .map_err(|_| ApiError::BadQuery(format!("invalid job id: {raw:?}")))
+}
+
+/// Epoch milliseconds as epoch seconds, the protocol's unit.
+pub fn epoch_secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
 /// Whether a flag-like query value (`with_desc=1`) is set.
 pub fn flag(raw: Option<&str>) -> bool {
     raw.is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"))
@@ -167,6 +213,24 @@ mod tests {
         assert!(batch_size(Some("1001")).is_err());
         assert!(batch_size(Some("2.5")).is_err());
         assert!(batch_size(Some("x")).is_err());
+    }
+
+    #[test]
+    fn wait_and_lease_bounds() {
+        assert_eq!(wait(None, 30).ok(), Some(None));
+        assert_eq!(
+            wait(Some("1.5"), 30).ok(),
+            Some(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(wait(Some("0"), 30).ok(), Some(Some(Duration::ZERO)));
+        assert!(wait(Some("31"), 30).is_err());
+        assert!(wait(Some("-1"), 30).is_err());
+        assert!(wait(Some("soon"), 30).is_err());
+        assert_eq!(lease_ms(Some("2.5")).ok(), Some(Some(2_500)));
+        assert!(lease_ms(Some("0")).is_err());
+        assert!(lease_ms(Some("86401")).is_err());
+        assert!(job_id("12").is_ok());
+        assert!(job_id("x").is_err());
     }
 
     #[test]

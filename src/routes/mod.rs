@@ -14,8 +14,11 @@ mod batch;
 mod control;
 mod counters;
 mod dashboard;
+mod dead;
 pub mod input;
+mod jobs;
 mod queue;
+mod queue_settings;
 mod status;
 mod workers;
 
@@ -24,59 +27,91 @@ pub struct AppState {
     pub queues: Arc<QueueDirectory>,
     pub registry: Addr<WorkerRegistry>,
     pub max_body_bytes: usize,
+    pub max_wait_secs: u64,
+    pub worker_timeout_secs: u64,
+    pub default_max_attempts: u32,
 }
 
 /// Adds every route to an app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/q/{name:.*}")
-            .route(web::get().to(queue::fetch))
-            .route(web::post().to(queue::create))
-            .route(web::put().to(queue::fail))
-            .route(web::delete().to(queue::purge))
-            .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
-    )
-    .service(
-        web::resource("/qb/{name:.*}")
-            .route(web::get().to(batch::fetch))
-            .route(web::post().to(batch::create))
-            .route(web::put().to(batch::put_refused))
-            .route(web::delete().to(batch::delete_refused))
-            .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
-    )
-    .service(
-        web::resource("/j/{name:.*}")
-            .route(web::get().to(counters::get))
-            .default_service(web::to(not_allowed("GET"))),
-    )
-    .service(
-        web::resource(["/status", "/status/"])
-            .route(web::get().to(status::list))
-            .default_service(web::to(not_allowed("GET"))),
-    )
-    .service(
-        web::resource("/status/{name:.*}")
-            .route(web::get().to(status::one))
-            .default_service(web::to(not_allowed("GET"))),
-    )
-    .service(
-        web::resource("/control/{name:.*}")
-            .route(web::get().to(control::get))
-            .route(web::post().to(control::set))
-            .default_service(web::to(not_allowed("GET, POST"))),
-    )
-    .service(
-        web::resource(["/w", "/w/{name:.*}"])
-            .route(web::get().to(workers::stats))
-            .route(web::post().to(workers::register))
-            .route(web::delete().to(workers::unregister))
-            .default_service(web::to(not_allowed("GET, POST, DELETE"))),
-    )
-    .service(
-        web::resource("/")
-            .route(web::get().to(dashboard::page))
-            .default_service(web::to(not_allowed("GET"))),
-    );
+    cfg.service(web::resource("/q/").to(queue::name_missing))
+        .service(
+            web::resource("/q/{name}/{id}")
+                .route(web::get().to(jobs::find))
+                .route(web::delete().to(jobs::ack))
+                .route(web::put().to(jobs::fail))
+                .route(web::post().to(jobs::extend))
+                .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+        )
+        .service(
+            web::resource("/q/{name}")
+                .route(web::get().to(queue::fetch))
+                .route(web::post().to(queue::create))
+                .route(web::put().to(queue::fail))
+                .route(web::delete().to(queue::purge))
+                .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+        )
+        .service(
+            web::resource("/qb/{name:.*}")
+                .route(web::get().to(batch::fetch))
+                .route(web::post().to(batch::create))
+                .route(web::put().to(batch::put_refused))
+                .route(web::delete().to(batch::delete_refused))
+                .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+        )
+        .service(
+            web::resource("/j/{name:.*}")
+                .route(web::get().to(counters::get))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource(["/status", "/status/"])
+                .route(web::get().to(status::list))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/status/{name:.*}")
+                .route(web::get().to(status::one))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/control/{name:.*}")
+                .route(web::get().to(control::get))
+                .route(web::post().to(control::set))
+                .default_service(web::to(not_allowed("GET, POST"))),
+        )
+        .service(
+            web::resource(["/w", "/w/{name:.*}"])
+                .route(web::get().to(workers::stats))
+                .route(web::post().to(workers::register))
+                .route(web::delete().to(workers::unregister))
+                .default_service(web::to(not_allowed("GET, POST, DELETE"))),
+        )
+        .service(web::resource("/dead/").to(queue::name_missing))
+        .service(
+            web::resource("/dead/{name}")
+                .route(web::get().to(dead::list))
+                .route(web::post().to(dead::retry))
+                .route(web::delete().to(dead::purge))
+                .default_service(web::to(not_allowed("GET, POST, DELETE"))),
+        )
+        .service(web::resource("/settings/").to(queue::name_missing))
+        .service(
+            web::resource("/settings/{name}")
+                .route(web::get().to(queue_settings::get))
+                .route(web::post().to(queue_settings::set))
+                .default_service(web::to(not_allowed("GET, POST"))),
+        )
+        .service(
+            web::resource(["/workers", "/workers/"])
+                .route(web::get().to(workers::liveness))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/")
+                .route(web::get().to(dashboard::page))
+                .default_service(web::to(not_allowed("GET"))),
+        );
 }
 
 /// A handler answering 405 with the route's allowed methods.
@@ -88,6 +123,18 @@ fn not_allowed(
             method: req.method().to_string(),
             allow,
         }))
+    }
+}
+
+/// Tells the registry a worker was seen, for any request carrying its id.
+pub fn note_worker(registry: &Addr<WorkerRegistry>, req: &actix_web::dev::ServiceRequest) {
+    let id = req
+        .headers()
+        .get(input::WORKER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::names::WorkerId::parse(v).ok());
+    if let Some(id) = id {
+        registry.do_send(crate::actors::registry::Seen(id));
     }
 }
 

@@ -4,14 +4,59 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::input::{
-    check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
+    check_json, delayed_ms, lease_ms, query, queue_name, read_body, require_json, wait,
+    worker_header,
 };
 use super::AppState;
-use crate::actors::queue::{Enqueue, Purge};
+use crate::actors::queue::{Enqueue, LeaseRequest, Purge};
 use crate::actors::registry::CountWork;
+use crate::directory::FetchRequest;
 use crate::error::ApiError;
 use crate::job::Job;
 use crate::names::WorkerId;
+
+/// Response header carrying the ids of leased jobs (comma-separated for batches).
+pub const JOB_ID_HEADER: &str = "X-presque-jobid";
+
+#[derive(Deserialize)]
+pub(super) struct FetchQuery {
+    pub(super) wait: Option<String>,
+    pub(super) lease: Option<String>,
+    pub(super) batch_size: Option<String>,
+}
+
+/// Reads a fetch's options: `wait`, `lease`, and the worker taking the lease.
+pub(super) fn fetch_request(
+    params: &FetchQuery,
+    state: &AppState,
+    worker: Option<&WorkerId>,
+    max: usize,
+) -> Result<FetchRequest, ApiError> {
+    let lease = lease_ms(params.lease.as_deref())?.map(|duration_ms| LeaseRequest {
+        duration_ms,
+        worker: worker.map(|w| w.as_str().into()),
+    });
+    Ok(FetchRequest {
+        max,
+        lease,
+        wait: wait(params.wait.as_deref(), state.max_wait_secs)?,
+    })
+}
+
+/// A 200 answer carrying fetched jobs; leased jobs' ids go in [`JOB_ID_HEADER`].
+pub(super) fn jobs_response(
+    jobs: &[Job],
+    leased: bool,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/json");
+    if leased {
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.0.to_string()).collect();
+        response.insert_header((JOB_ID_HEADER, ids.join(",")));
+    }
+    response.body(body)
+}
 
 #[derive(Deserialize)]
 struct CreateQuery {
@@ -19,17 +64,26 @@ struct CreateQuery {
     uniq: Option<String>,
 }
 
-/// `GET /q/NAME`: the job at the head, as posted.
+/// `GET /q/NAME[?wait=S][&lease=S]`: the job at the head, as posted.
 #[tracing::instrument(name = "fetch", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let params: FetchQuery = query(&req)?;
     let worker = worker_header(&req)?;
-    let jobs = state.queues.fetch(&name, 1).await?;
+    let request = fetch_request(&params, &state, worker.as_ref(), 1)?;
+    let leased = request.lease.is_some();
+    let jobs = state.queues.fetch(&name, request).await?;
     count_work(&state, worker, jobs.len() as u64, 0);
-    let job = jobs.into_iter().next().ok_or(ApiError::NoJob)?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(job.body))
+    let body = jobs
+        .first()
+        .map(|job| job.body.clone())
+        .ok_or(ApiError::NoJob)?;
+    Ok(jobs_response(&jobs, leased, body))
+}
+
+/// `GET /q/` and friends: no queue named.
+pub async fn name_missing() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::QueueNameMissing)
 }
 
 /// `POST /q/NAME`: a new job.

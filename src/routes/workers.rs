@@ -6,8 +6,14 @@ use serde_json::{json, Value};
 
 use super::input::{query, queue_name, read_body, worker_header};
 use super::AppState;
-use crate::actors::queue::GetCounters;
-use crate::actors::registry::{AllWorkers, GetWorker, QueueWorkers, Register, Unregister};
+use std::collections::BTreeMap;
+
+use super::input::epoch_secs;
+use crate::actors::queue::{GetCounters, ListLeases};
+use crate::actors::registry::{
+    AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister,
+};
+use crate::clock::now_ms;
 use crate::clock::now_secs;
 use crate::error::ApiError;
 use crate::names::{QueueName, WorkerId};
@@ -116,4 +122,52 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let all = state.registry.send(AllWorkers).await?;
     let ids: Vec<&str> = all.iter().map(WorkerId::as_str).collect();
     Ok(HttpResponse::Ok().json(ids))
+}
+
+/// `GET /workers`: every worker registered or seen (any request carrying its id),
+/// with its queues, counters, when it was last seen, whether it is gone (silent for
+/// `worker_timeout_secs`) and the jobs it holds on lease.
+pub async fn liveness(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let views = state.registry.send(ListWorkers).await?;
+    // Leases live with their queues: gather them per worker.
+    let mut held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (queue, _) in state.queues.entries() {
+        let leases = state
+            .queues
+            .ask(&queue, false, || ListLeases)
+            .await?
+            .unwrap_or_default();
+        for (id, deadline_ms, worker) in leases {
+            if let Some(worker) = worker {
+                held.entry(worker.to_string()).or_default().push(json!({
+                    "queue": queue.as_str(),
+                    "id": id.0,
+                    "lease_deadline": epoch_secs(deadline_ms),
+                }));
+            }
+        }
+    }
+    let now = now_ms();
+    let timeout_ms = state.worker_timeout_secs.saturating_mul(1000);
+    let workers: Vec<Value> = views
+        .into_iter()
+        .map(|view| {
+            let gone = view
+                .last_seen_ms
+                .is_none_or(|seen| now.saturating_sub(seen) > timeout_ms);
+            let record = view.record.as_ref();
+            json!({
+                "worker_id": view.id.as_str(),
+                "registered": record.is_some(),
+                "queues": record.map(|r| r.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>()).unwrap_or_default(),
+                "started_at": record.map(|r| r.started_at),
+                "processed": record.map_or(0, |r| r.processed),
+                "failed": record.map_or(0, |r| r.failed),
+                "last_seen": view.last_seen_ms.map(epoch_secs),
+                "state": if gone { "gone" } else { "active" },
+                "jobs": held.remove(view.id.as_str()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "workers": workers })))
 }
