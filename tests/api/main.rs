@@ -3,6 +3,7 @@
 
 mod batch;
 mod concurrency;
+mod delivery;
 mod errors;
 mod helpers;
 mod persistence;

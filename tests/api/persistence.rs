@@ -611,3 +611,89 @@ async fn two_servers_cannot_share_a_data_dir() {
     );
     server.stop();
 }
+
+#[actix_web::test]
+async fn leases_and_attempts_survive_a_sigkill_restart() {
+    let node = Node::new(ALWAYS);
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..3 {
+        post(&client, &server, "/q/l", &i.to_string()).await;
+    }
+    let lease = |wait: &'static str| {
+        let url = server.url(&format!("/q/l?lease={wait}"));
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(url)
+                .header("X-presque-workerid", "w")
+                .send()
+                .await
+                .unwrap();
+            r.headers()["X-presque-jobid"].to_str().unwrap().to_owned()
+        }
+    };
+    let held = lease("60").await;
+    let failed = lease("60").await;
+    let expiring = lease("1").await;
+    client
+        .put(server.url(&format!("/q/l/{failed}")))
+        .send()
+        .await
+        .unwrap();
+    let (_, before) = get_text(&client, &server, &format!("/q/l/{held}")).await;
+    server.kill9();
+
+    let server = node.start(&[]);
+    let (_, after) = get_text(&client, &server, &format!("/q/l/{held}")).await;
+    assert_eq!(before, after);
+    let info: Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(
+        (info["state"].clone(), info["worker_id"].clone()),
+        (json!("leased"), json!("w"))
+    );
+    let (_, info) = get_text(&client, &server, &format!("/q/l/{failed}")).await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(1))
+    );
+    // The short lease runs out after the restart, on the recovered deadline.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, info) = get_text(&client, &server, &format!("/q/l/{expiring}")).await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(1))
+    );
+    let r = client
+        .delete(server.url(&format!("/q/l/{held}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn graceful_stop_answers_parked_fetches_at_once() {
+    let node = Node::new("");
+    let server = node.start(&[]);
+    let url = server.url("/q/idle?wait=30");
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = Client::new().get(url).send().await.unwrap();
+        (r.status(), started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let (status, waited) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(waited < Duration::from_secs(5));
+}

@@ -1,0 +1,500 @@
+//! Long-poll fetches, leases (ack, fail, extend, expiry, dead letters), job lookup and
+//! the worker liveness view.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn job_id_of(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("X-presque-jobid")
+        .expect("X-presque-jobid header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_waiting_get_receives_a_job_posted_after_it() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let waiter = app.get("/q/lp?wait=5");
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_json("/q/lp", "{\"fresh\":1}").await
+    };
+    let (r, posted) = tokio::join!(waiter, poster);
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "{\"fresh\":1}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    // Handed over, not left in the queue.
+    let (_, j) = app.get_json("/j/lp").await;
+    assert_eq!(
+        (j["job_count"].clone(), j["job_processed"].clone()),
+        (json!(0), json!(1))
+    );
+}
+
+#[actix_web::test]
+async fn waiters_are_served_oldest_first() {
+    let app = spawn_app().await;
+    let first = app.get("/q/lp?wait=5");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.get("/q/lp?wait=5").await
+    };
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.post_json("/q/lp", "1").await;
+        app.post_json("/q/lp", "2").await;
+    };
+    let (a, b, ()) = tokio::join!(first, second, poster);
+    assert_eq!(a.text().await.unwrap(), "1");
+    assert_eq!(b.text().await.unwrap(), "2");
+}
+
+#[actix_web::test]
+async fn a_waiter_that_disconnects_takes_nothing() {
+    let app = spawn_app().await;
+    // One waiter hangs up by closing its socket, another by giving up client-side.
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = std::net::TcpStream::connect(&address).unwrap();
+    socket
+        .write_all(b"GET /q/dc?wait=10 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(impatient
+        .get(app.url("/q/dc?wait=10"))
+        .send()
+        .await
+        .is_err());
+    drop(socket);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.post_json("/q/dc", "\"kept\"").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = app.get("/q/dc").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "\"kept\"");
+}
+
+#[actix_web::test]
+async fn a_delayed_job_reaches_a_waiter_when_due() {
+    let app = spawn_app().await;
+    let due = now_secs_f64() + 0.6;
+    app.post_json(&format!("/q/dl?delayed={due}"), "\"due\"")
+        .await;
+    let r = app.get("/q/dl?wait=5").await;
+    let now = now_secs_f64();
+    assert_eq!(r.text().await.unwrap(), "\"due\"");
+    assert!(now >= due, "{:.3}s early", due - now);
+    assert!(now - due < 0.3, "{:.3}s late", now - due);
+}
+
+#[actix_web::test]
+async fn a_wait_that_runs_out_is_the_usual_404() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    assert_error(
+        app.get("/q/none?wait=0.4").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_error(
+        app.get("/qb/none?wait=0.2").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    // wait=0 does not wait.
+    let started = Instant::now();
+    assert_error(
+        app.get("/q/none?wait=0").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+#[actix_web::test]
+async fn reopening_a_queue_serves_its_waiters() {
+    let app = spawn_app().await;
+    app.post_json("/q/c", "\"held\"").await;
+    app.post_json("/control/c", "{\"status\":\"stop\"}").await;
+    assert_error(
+        app.get("/q/c?wait=0.3").await,
+        StatusCode::NOT_FOUND,
+        "queue is closed",
+    )
+    .await;
+    let waiter = app.get("/q/c?wait=5");
+    let opener = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_json("/control/c", "{\"status\":\"start\"}").await;
+    };
+    let (r, ()) = tokio::join!(waiter, opener);
+    assert_eq!(r.text().await.unwrap(), "\"held\"");
+}
+
+#[actix_web::test]
+async fn batch_waiters_get_what_arrives() {
+    let app = spawn_app().await;
+    let waiter = app.get("/qb/b?wait=5&batch_size=10");
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_json("/qb/b", "{\"jobs\":[1,2,3]}").await;
+    };
+    let (r, ()) = tokio::join!(waiter, poster);
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!(["1", "2", "3"]));
+}
+
+#[actix_web::test]
+async fn wait_and_waiters_are_capped() {
+    let app = spawn_app_with(|s| {
+        s.server.max_wait_secs = 5;
+        s.server.max_waiters_per_queue = 2;
+    })
+    .await;
+    assert_error_contains(
+        app.get("/q/x?wait=6").await,
+        StatusCode::BAD_REQUEST,
+        "wait must be a number of seconds from 0 to 5",
+    )
+    .await;
+    assert_error_contains(
+        app.get("/q/x?wait=soon").await,
+        StatusCode::BAD_REQUEST,
+        "wait must be",
+    )
+    .await;
+    let parked = async { tokio::join!(app.get("/q/x?wait=1"), app.get("/q/x?wait=1")) };
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.get("/q/x?wait=1").await
+    };
+    let ((a, b), c) = tokio::join!(parked, third);
+    assert_error(
+        c,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests are waiting on this queue (limit 2)",
+    )
+    .await;
+    assert_eq!(a.status(), StatusCode::NOT_FOUND);
+    assert_eq!(b.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn a_lease_runs_out_and_the_job_returns_to_the_head() {
+    let app = spawn_app().await;
+    app.post_json("/q/l", "\"first\"").await;
+    app.post_json("/q/l", "\"second\"").await;
+    let r = app.get("/q/l?lease=0.4").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = job_id_of(&r);
+    assert_eq!(r.text().await.unwrap(), "\"first\"");
+    let (status, info) = app.get_json(&format!("/q/l/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["state"], "leased");
+    assert_eq!(info["queue"], "l");
+    assert_eq!(info["attempts"], 0);
+    assert!(info["lease_deadline"].as_f64().unwrap() > now_secs_f64());
+    // Leased jobs are not ready.
+    let (_, j) = app.get_json("/j/l").await;
+    assert_eq!(j["job_count"], 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, info) = app.get_json(&format!("/q/l/{id}")).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(1))
+    );
+    // Back at the head, ahead of the job that was behind it.
+    assert_eq!(app.get("/q/l").await.text().await.unwrap(), "\"first\"");
+}
+
+#[actix_web::test]
+async fn ack_fail_and_extend() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        app.post_json("/q/w", &i.to_string()).await;
+    }
+    // Ack: the job is gone.
+    let r = app.get_as("/q/w?lease=30", "w1").await;
+    let id = job_id_of(&r);
+    let r = app.delete(&format!("/q/w/{id}")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        app.get(&format!("/q/w/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+    assert_error(
+        app.delete(&format!("/q/w/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+
+    // Fail: counted, and back at the tail.
+    let r = app.get_as("/q/w?lease=30", "w1").await;
+    let id = job_id_of(&r);
+    assert_eq!(r.text().await.unwrap(), "1");
+    let r = app
+        .client
+        .put(app.url(&format!("/q/w/{id}")))
+        .header("X-presque-workerid", "w1")
+        .send()
+        .await
+        .unwrap();
+    let (status, info) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(1))
+    );
+    let (_, j) = app.get_json("/j/w").await;
+    assert_eq!(j["job_failed"], 1);
+    assert_eq!(app.get("/q/w").await.text().await.unwrap(), "2");
+
+    // Fail with a delay.
+    let r = app.get("/q/w?lease=30").await;
+    let id = job_id_of(&r);
+    let later = now_secs_f64() + 60.0;
+    let r = app
+        .client
+        .put(app.url(&format!("/q/w/{id}?delayed={later}")))
+        .send()
+        .await
+        .unwrap();
+    let (_, info) = json_of(r).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("delayed"), json!(2))
+    );
+
+    // Extend: a short lease made long outlives its first deadline.
+    app.post_json("/q/x", "\"x\"").await;
+    let r = app.get("/q/x?lease=0.3").await;
+    let id = job_id_of(&r);
+    let r = app
+        .client
+        .post(app.url(&format!("/q/x/{id}?lease=30")))
+        .send()
+        .await
+        .unwrap();
+    let (status, info) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(info["lease_deadline"].as_f64().unwrap() > now_secs_f64() + 20.0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, info) = app.get_json(&format!("/q/x/{id}")).await;
+    assert_eq!(info["state"], "leased");
+    let r = app
+        .client
+        .post(app.url(&format!("/q/x/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_error_contains(r, StatusCode::BAD_REQUEST, "lease is missing").await;
+}
+
+#[actix_web::test]
+async fn acting_on_a_job_that_is_not_leased_is_a_conflict() {
+    let app = spawn_app().await;
+    app.post_json("/q/n", "1").await;
+    let r = app.get("/q/n?lease=0.2").await;
+    let id = job_id_of(&r);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The lease ran out: the job is back in the queue, and the late ack is refused.
+    for r in [
+        app.delete(&format!("/q/n/{id}")).await,
+        app.client
+            .put(app.url(&format!("/q/n/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .post(app.url(&format!("/q/n/{id}?lease=5")))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_error(
+            r,
+            StatusCode::CONFLICT,
+            "job is not leased (its lease ran out, or it was never leased)",
+        )
+        .await;
+    }
+    assert_error(
+        app.get("/q/n/999999").await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+    assert_error(
+        app.get("/q/nope/1").await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+    assert_error_contains(
+        app.get("/q/n?lease=0").await,
+        StatusCode::BAD_REQUEST,
+        "lease must be",
+    )
+    .await;
+    assert_error_contains(
+        app.get("/q/n?lease=90000").await,
+        StatusCode::BAD_REQUEST,
+        "lease must be",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
+    let app = spawn_app().await;
+    let (_, s) = app.get_json("/settings/d").await;
+    assert_eq!(
+        s,
+        json!({"queue": "d", "max_attempts": 5, "max_attempts_is_default": true})
+    );
+    let (status, s) = json_of(app.post_json("/settings/d", "{\"max_attempts\": 2}").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s,
+        json!({"queue": "d", "max_attempts": 2, "max_attempts_is_default": false})
+    );
+    assert_error_contains(
+        app.post_json("/settings/d", "{\"max_attempts\": 0}").await,
+        StatusCode::BAD_REQUEST,
+        "max_attempts must be",
+    )
+    .await;
+
+    app.post_json("/q/d", "{\"doomed\":true}").await;
+    let mut id = String::new();
+    for _ in 0..2 {
+        let r = app.get("/q/d?lease=30").await;
+        id = job_id_of(&r);
+        app.client
+            .put(app.url(&format!("/q/d/{id}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (_, info) = app.get_json(&format!("/q/d/{id}")).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("dead"), json!(2))
+    );
+    app.post_json("/q/d", "{\"doomed\":false}").await;
+    let (status, dead) = app.get_json("/dead/d").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        dead,
+        json!({"queue": "d", "jobs": [{"id": id.parse::<u64>().unwrap(), "attempts": 2, "job": {"doomed": true}}]})
+    );
+    // Retry: back at the tail with a clean slate.
+    let (_, r) = json_of(app.client.post(app.url("/dead/d")).send().await.unwrap()).await;
+    assert_eq!(r, json!({"queue": "d", "retried": 1}));
+    let (_, info) = app.get_json(&format!("/q/d/{id}")).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(0))
+    );
+    assert_eq!(
+        app.get("/q/d").await.text().await.unwrap(),
+        "{\"doomed\":false}"
+    );
+    // Kill it again by lease expiry, then purge it by id.
+    app.post_json("/settings/d", "{\"max_attempts\": 1}").await;
+    app.get("/q/d?lease=0.1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, info) = app.get_json(&format!("/q/d/{id}")).await;
+    assert_eq!(info["state"], "dead");
+    assert_error(
+        app.delete("/dead/d?id=424242").await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+    let (_, r) = json_of(app.delete(&format!("/dead/d?id={id}")).await).await;
+    assert_eq!(r, json!({"queue": "d", "purged": 1}));
+    let (_, dead) = app.get_json("/dead/d").await;
+    assert_eq!(dead, json!({"queue": "d", "jobs": []}));
+}
+
+#[actix_web::test]
+async fn batch_leases_name_every_job() {
+    let app = spawn_app().await;
+    app.post_json("/qb/b", "{\"jobs\":[1,2,3]}").await;
+    let r = app.get("/qb/b?lease=30&batch_size=2").await;
+    let ids: Vec<String> = job_id_of(&r).split(',').map(str::to_owned).collect();
+    assert_eq!(ids.len(), 2);
+    let (_, body) = json_of(r).await;
+    assert_eq!(body, json!(["1", "2"]));
+    for id in &ids {
+        let (_, info) = app.get_json(&format!("/q/b/{id}")).await;
+        assert_eq!(info["state"], "leased");
+    }
+}
+
+#[actix_web::test]
+async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
+    let app = spawn_app_with(|s| s.server.worker_timeout_secs = 1).await;
+    app.client
+        .post(app.url("/w/jobs"))
+        .header("X-presque-workerid", "reg")
+        .send()
+        .await
+        .unwrap();
+    app.post_json("/q/jobs", "1").await;
+    let r = app.get_as("/q/jobs?lease=60", "reg").await;
+    let id: u64 = job_id_of(&r).parse().unwrap();
+    // A worker that never registered is seen too.
+    app.get_as("/status/", "drifter").await;
+    let (status, view) = app.get_json("/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    let workers = view["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    let reg = &workers[1];
+    assert_eq!(reg["worker_id"], "reg");
+    assert_eq!(reg["registered"], true);
+    assert_eq!(reg["queues"], json!(["jobs"]));
+    assert_eq!(reg["processed"], 1);
+    assert_eq!(reg["state"], "active");
+    assert!((reg["last_seen"].as_f64().unwrap() - now_secs_f64()).abs() < 5.0);
+    assert_eq!(reg["jobs"][0]["id"], id);
+    assert_eq!(reg["jobs"][0]["queue"], "jobs");
+    let drifter = &workers[0];
+    assert_eq!(drifter["worker_id"], "drifter");
+    assert_eq!(drifter["registered"], false);
+    assert_eq!(drifter["jobs"], json!([]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.get_as("/status/", "drifter").await;
+    let (_, view) = app.get_json("/workers").await;
+    let states: Vec<Value> = view["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].clone())
+        .collect();
+    assert_eq!(states, vec![json!("active"), json!("gone")]);
+}
