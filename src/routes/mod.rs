@@ -36,19 +36,20 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/q/").to(queue::name_missing))
         .service(
-            web::resource("/q/{name}/{id}")
-                .route(web::get().to(jobs::find))
-                .route(web::delete().to(jobs::ack))
-                .route(web::put().to(jobs::fail))
-                .route(web::post().to(jobs::extend))
-                .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
-        )
-        .service(
             web::resource("/q/{name}")
                 .route(web::get().to(queue::fetch))
                 .route(web::post().to(queue::create))
                 .route(web::put().to(queue::fail))
                 .route(web::delete().to(queue::purge))
+                .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
+        )
+        // After /q/{name}, which most requests match: each pattern tried costs a regex.
+        .service(
+            web::resource("/q/{name}/{id}")
+                .route(web::get().to(jobs::find))
+                .route(web::delete().to(jobs::ack))
+                .route(web::put().to(jobs::fail))
+                .route(web::post().to(jobs::extend))
                 .default_service(web::to(not_allowed("GET, POST, PUT, DELETE"))),
         )
         .service(

@@ -1,18 +1,17 @@
 //! The append-only log: a writer thread that owns the current segment file, and the
 //! cloneable [`Log`] handle actors append through.
 //!
-//! Group commit: the writer takes every record waiting in its channel, writes them
-//! all, then (under `fsync = "always"`) issues one fsync for the whole batch before
-//! telling each waiter its record is durable. Records that arrive while that fsync
-//! runs form the next batch, so concurrent writers share fsyncs instead of queueing
-//! behind each other's.
+//! Group commit: the writer takes every record waiting in the pending buffer, writes
+//! them all, then (under `fsync = "always"`) issues one fsync for the whole batch
+//! before telling each waiter its record is durable. Records that arrive while that
+//! fsync runs form the next batch, so concurrent writers share fsyncs instead of
+//! queueing behind each other's.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -35,12 +34,10 @@ pub enum FsyncPolicy {
     No,
 }
 
-/// Records waiting for the writer, at most; appending past this blocks the appending
-/// actor, which is the back-pressure that keeps memory bounded.
-const CHANNEL_CAPACITY: usize = 65_536;
-
-/// Largest batch written between two fsyncs.
-const MAX_BATCH: usize = 8_192;
+/// Bytes waiting for the writer, at most; appending past this blocks the appending
+/// actor until the writer catches up, which is the back-pressure that keeps memory
+/// bounded when the disk is slower than the clients.
+const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// The file name of log segment `n`.
 pub fn segment_file_name(n: u64) -> String {
@@ -55,15 +52,44 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
         .ok()
 }
 
-enum Command {
-    Append {
-        frame: Vec<u8>,
-        done: Option<oneshot::Sender<Result<(), StorageError>>>,
-    },
+type Done = oneshot::Sender<Result<(), StorageError>>;
+
+/// A request to the writer other than appending, placed at a byte offset of the
+/// pending buffer so it happens exactly between the records before and after it.
+enum Control {
     /// Close the current segment (fsynced) and start the next; answers its number.
     Rotate(oneshot::Sender<Result<u64, StorageError>>),
     /// Flush and fsync, then stop.
-    Shutdown(oneshot::Sender<Result<(), StorageError>>),
+    Shutdown(Done),
+}
+
+/// What producers hand the writer. Records are framed straight into one buffer: no
+/// allocation or channel message per record, and the writer is woken only when it is
+/// idle, so under load appends cost a memcpy under a short lock.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    waiters: Vec<Done>,
+    controls: Vec<(usize, Control)>,
+    writer_idle: bool,
+    stopped: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled when there is work for the writer.
+    work: Condvar,
+    /// Signalled when the writer has taken the pending bytes.
+    room: Condvar,
+    health: Health,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves at worst a half-appended frame, which
+        // recovery treats like a torn write; keep going rather than poison everything.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Whether an appended record has reached stable storage as the policy requires.
@@ -120,12 +146,15 @@ impl Health {
     }
 }
 
+fn stopped() -> StorageError {
+    StorageError::LogFailed("log writer stopped".into())
+}
+
 /// A handle on the log; cheap to clone.
 #[derive(Clone)]
 pub struct Log {
-    tx: SyncSender<Command>,
+    shared: Arc<Shared>,
     policy: FsyncPolicy,
-    health: Arc<Health>,
 }
 
 impl Log {
@@ -135,23 +164,27 @@ impl Log {
         first_segment: u64,
         policy: FsyncPolicy,
     ) -> Result<Self, StorageError> {
-        let segment = open_segment(dir, first_segment)?;
-        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
-        let health = Arc::new(Health::default());
+        let file = open_segment(dir, first_segment)?;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            health: Health::default(),
+        });
         let mut writer = Writer {
             dir: dir.to_path_buf(),
             number: first_segment,
-            file: segment,
+            file,
             policy,
             dirty: false,
             last_sync: Instant::now(),
-            health: health.clone(),
+            shared: shared.clone(),
         };
         std::thread::Builder::new()
             .name("presque-log".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run())
             .map_err(|e| StorageError::io("cannot start the log writer for", dir, e))?;
-        Ok(Log { tx, policy, health })
+        Ok(Log { shared, policy })
     }
 
     pub fn policy(&self) -> FsyncPolicy {
@@ -160,7 +193,7 @@ impl Log {
 
     /// Appends one record; refused once the log has failed.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
-        self.health.check()?;
+        self.shared.health.check()?;
         let frame = encode_record(record).map_err(StorageError::Encode)?;
         let (done, durable) = if self.policy == FsyncPolicy::Always {
             let (tx, rx) = oneshot::channel();
@@ -168,42 +201,56 @@ impl Log {
         } else {
             (None, Durable::Now)
         };
-        let command = Command::Append { frame, done };
-        // try_send first: the common case never blocks; a full channel waits.
-        match self.tx.try_send(command) {
-            Ok(()) => Ok(durable),
-            Err(TrySendError::Full(command)) => self
-                .tx
-                .send(command)
-                .map(|()| durable)
-                .map_err(|_| StorageError::LogFailed("log writer stopped".into())),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(StorageError::LogFailed("log writer stopped".into()))
-            }
+        let mut pending = self.shared.lock();
+        while pending.buf.len() > MAX_PENDING_BYTES && !pending.stopped {
+            pending = self
+                .shared
+                .room
+                .wait(pending)
+                .unwrap_or_else(|e| e.into_inner());
         }
+        if pending.stopped {
+            return Err(stopped());
+        }
+        pending.buf.extend_from_slice(&frame);
+        pending.waiters.extend(done);
+        self.wake(pending);
+        Ok(durable)
+    }
+
+    /// Wakes the writer if it sleeps; otherwise it will find the work on its own.
+    fn wake(&self, mut pending: std::sync::MutexGuard<'_, Pending>) {
+        let idle = std::mem::replace(&mut pending.writer_idle, false);
+        drop(pending);
+        if idle {
+            self.shared.work.notify_one();
+        }
+    }
+
+    fn control(&self, control: Control) -> Result<(), StorageError> {
+        let mut pending = self.shared.lock();
+        if pending.stopped {
+            return Err(stopped());
+        }
+        let at = pending.buf.len();
+        pending.controls.push((at, control));
+        self.wake(pending);
+        Ok(())
     }
 
     /// Starts a new segment; returns its number. Every record appended before this
     /// call is in an earlier segment.
     pub async fn rotate(&self) -> Result<u64, StorageError> {
         let (tx, rx) = oneshot::channel();
-        self.send_blocking(Command::Rotate(tx))?;
-        rx.await
-            .unwrap_or_else(|_| Err(StorageError::LogFailed("log writer stopped".into())))
+        self.control(Control::Rotate(tx))?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Flushes, fsyncs and stops the writer.
     pub async fn shutdown(&self) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
-        self.send_blocking(Command::Shutdown(tx))?;
-        rx.await
-            .unwrap_or_else(|_| Err(StorageError::LogFailed("log writer stopped".into())))
-    }
-
-    fn send_blocking(&self, command: Command) -> Result<(), StorageError> {
-        self.tx
-            .send(command)
-            .map_err(|_| StorageError::LogFailed("log writer stopped".into()))
+        self.control(Control::Shutdown(tx))?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
@@ -218,7 +265,7 @@ fn open_segment(dir: &Path, number: u64) -> Result<(PathBuf, BufWriter<File>), S
         .and_then(|()| file.sync_all())
         .map_err(|e| StorageError::io("cannot write log segment", &path, e))?;
     sync_dir(dir)?;
-    Ok((path, BufWriter::with_capacity(1 << 20, file)))
+    Ok((path, BufWriter::with_capacity(1 << 16, file)))
 }
 
 struct Writer {
@@ -228,72 +275,94 @@ struct Writer {
     policy: FsyncPolicy,
     dirty: bool,
     last_sync: Instant,
-    health: Arc<Health>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    fn run(&mut self, rx: Receiver<Command>) {
+    fn run(&mut self) {
+        let mut spare = Vec::new();
         loop {
-            let timeout = if self.policy == FsyncPolicy::EverySec && self.dirty {
-                Duration::from_secs(1).saturating_sub(self.last_sync.elapsed())
-            } else {
-                Duration::from_secs(3600)
-            };
-            let first = match rx.recv_timeout(timeout) {
-                Ok(command) => command,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.dirty {
-                        let result = self.sync();
-                        self.health.note(&result);
+            let (buf, waiters, controls) = {
+                let mut pending = self.shared.lock();
+                while pending.buf.is_empty() && pending.controls.is_empty() {
+                    pending.writer_idle = true;
+                    if self.policy == FsyncPolicy::EverySec && self.dirty {
+                        let left = Duration::from_secs(1).saturating_sub(self.last_sync.elapsed());
+                        let (guard, timeout) = self
+                            .shared
+                            .work
+                            .wait_timeout(pending, left)
+                            .unwrap_or_else(|e| e.into_inner());
+                        pending = guard;
+                        if timeout.timed_out()
+                            && pending.buf.is_empty()
+                            && pending.controls.is_empty()
+                        {
+                            pending.writer_idle = false;
+                            drop(pending);
+                            let result = self.sync();
+                            self.shared.health.note(&result);
+                            pending = self.shared.lock();
+                        }
+                    } else {
+                        pending = self
+                            .shared
+                            .work
+                            .wait(pending)
+                            .unwrap_or_else(|e| e.into_inner());
                     }
-                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let result = self.sync();
-                    self.health.note(&result);
-                    return;
-                }
+                pending.writer_idle = false;
+                let buf = std::mem::replace(&mut pending.buf, std::mem::take(&mut spare));
+                let taken = (
+                    buf,
+                    std::mem::take(&mut pending.waiters),
+                    std::mem::take(&mut pending.controls),
+                );
+                self.shared.room.notify_all();
+                taken
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
-                }
-            }
-            if self.handle_batch(batch) {
+            let stop = self.handle_batch(&buf, waiters, controls);
+            spare = buf;
+            spare.clear();
+            if stop {
+                let mut pending = self.shared.lock();
+                pending.stopped = true;
+                drop(pending);
+                self.shared.room.notify_all();
                 return;
             }
         }
     }
 
     /// Writes a batch; returns true when told to shut down.
-    fn handle_batch(&mut self, batch: Vec<Command>) -> bool {
-        let mut waiters = Vec::new();
-        let mut result: Result<(), StorageError> = self.health.check();
+    fn handle_batch(
+        &mut self,
+        buf: &[u8],
+        waiters: Vec<Done>,
+        controls: Vec<(usize, Control)>,
+    ) -> bool {
+        let mut result: Result<(), StorageError> = self.shared.health.check();
+        let mut written = 0;
         let mut stop = None;
-        for command in batch {
-            match command {
-                Command::Append { frame, done } => {
-                    if result.is_ok() {
-                        result = self.file.1.write_all(&frame).map_err(|e| {
-                            StorageError::io("cannot write log segment", &self.file.0, e)
-                        });
-                        self.dirty = true;
-                    }
-                    if let Some(done) = done {
-                        waiters.push(done);
-                    }
-                }
-                Command::Rotate(reply) => {
+        for (at, control) in controls {
+            if result.is_ok() {
+                result = self.write(&buf[written..at]);
+            }
+            written = at;
+            match control {
+                Control::Rotate(reply) => {
                     let rotated = result.clone().and_then(|()| self.rotate());
                     if let Err(e) = &rotated {
                         result = Err(e.clone());
                     }
                     let _ = reply.send(rotated);
                 }
-                Command::Shutdown(reply) => stop = Some(reply),
+                Control::Shutdown(reply) => stop = Some(reply),
             }
+        }
+        if result.is_ok() {
+            result = self.write(&buf[written..]);
         }
         if result.is_ok() {
             let must_sync = match self.policy {
@@ -305,7 +374,7 @@ impl Writer {
             };
             result = if must_sync { self.sync() } else { self.flush() };
         }
-        self.health.note(&result);
+        self.shared.health.note(&result);
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
@@ -316,6 +385,17 @@ impl Writer {
             }
             None => false,
         }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.dirty = true;
+        self.file
+            .1
+            .write_all(bytes)
+            .map_err(|e| StorageError::io("cannot write log segment", &self.file.0, e))
     }
 
     fn flush(&mut self) -> Result<(), StorageError> {

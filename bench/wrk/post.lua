@@ -1,0 +1,7 @@
+-- POST one 100-byte job per request to the URL's path.
+dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, job(n))
+end
