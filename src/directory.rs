@@ -2,8 +2,12 @@
 //!
 //! Handlers read it concurrently through a read-write lock; only creating or deleting a
 //! queue takes the write side, so finding a queue never funnels traffic through one
-//! mailbox. New queue actors are spread round-robin over the queue arbiters (one per
-//! core).
+//! mailbox. Queue actors live on the HTTP workers' own arbiters (one per core by
+//! default), spread round-robin: a request whose queue lives on its own worker thread
+//! reaches it without a thread hop, and with one worker no request ever hops.
+//!
+//! The directory opens only once recovery has put back every recovered queue, so no
+//! request can create an empty twin of a queue that is still being restored.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +33,10 @@ const GONE_RETRIES: usize = 16;
 /// Every live queue's actor, by name.
 pub struct QueueDirectory {
     queues: RwLock<HashMap<QueueName, Addr<QueueActor>>>,
-    arbiters: Vec<ArbiterHandle>,
+    /// The HTTP workers' arbiters, with the threads they run on.
+    arbiters: RwLock<Vec<(std::thread::ThreadId, ArbiterHandle)>>,
+    open: AtomicBool,
+    opened: tokio::sync::Notify,
     next_arbiter: AtomicUsize,
     ids: JobIds,
     /// The next queue incarnation number. Only advanced under the write lock, together
@@ -52,16 +59,12 @@ pub struct FetchRequest {
 
 impl QueueDirectory {
     /// A directory placing new queues on `arbiters` (at least one).
-    pub fn new(
-        arbiters: Vec<ArbiterHandle>,
-        ids: JobIds,
-        next_incarnation: u64,
-        log: Log,
-        config: QueueConfig,
-    ) -> Self {
+    pub fn new(ids: JobIds, next_incarnation: u64, log: Log, config: QueueConfig) -> Self {
         QueueDirectory {
             queues: RwLock::new(HashMap::new()),
-            arbiters,
+            arbiters: RwLock::new(Vec::new()),
+            open: AtomicBool::new(false),
+            opened: tokio::sync::Notify::new(),
             next_arbiter: AtomicUsize::new(0),
             ids,
             next_incarnation: AtomicU64::new(next_incarnation),
@@ -79,16 +82,53 @@ impl QueueDirectory {
         }
     }
 
-    fn next_arbiter(&self) -> &ArbiterHandle {
-        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
-        &self.arbiters[i]
+    /// Adds the calling thread's arbiter (an HTTP worker's) to those queues live on.
+    pub fn register_current_arbiter(&self) {
+        let thread = std::thread::current().id();
+        let mut arbiters = self.arbiters.write().unwrap_or_else(|e| e.into_inner());
+        if !arbiters.iter().any(|(t, _)| *t == thread) {
+            arbiters.push((thread, Arbiter::current()));
+        }
+    }
+
+    /// How many arbiters have registered.
+    pub fn arbiter_count(&self) -> usize {
+        self.arbiters.read().map_or(0, |a| a.len())
+    }
+
+    /// The arbiter for a new queue: the workers' in turn, or (before any registered)
+    /// the calling thread's.
+    fn next_arbiter(&self) -> ArbiterHandle {
+        let arbiters = self.arbiters.read().unwrap_or_else(|e| e.into_inner());
+        if arbiters.is_empty() {
+            return Arbiter::current();
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len();
+        arbiters[i].1.clone()
+    }
+
+    /// Lets requests in (recovery is complete).
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    /// Resolves once the directory is open.
+    pub async fn wait_open(&self) {
+        loop {
+            let notified = self.opened.notified();
+            if self.open.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Starts the actor of a queue brought back by recovery.
     pub fn insert_recovered(&self, queue: RecoveredQueue) {
         let (log, config) = (self.log.clone(), self.config);
         let name = queue.name.clone();
-        let addr = QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
+        let addr = QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
             QueueActor::recovered(
                 queue.name,
                 queue.incarnation,
@@ -151,7 +191,7 @@ impl QueueDirectory {
             .or_insert_with(|| {
                 let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
                 let (name, log, config) = (name.clone(), self.log.clone(), self.config);
-                QueueActor::start_in_arbiter(self.next_arbiter(), move |_| {
+                QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
                     QueueActor::new(name, incarnation, log, config)
                 })
             })

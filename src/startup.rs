@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::Service as _;
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::ServerHandle;
+use actix_web::middleware;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -28,8 +28,8 @@ use crate::storage::recovery::recover;
 /// A built, listening server, not yet driven.
 pub struct Application {
     address: SocketAddr,
-    server: Server,
-    arbiters: Vec<Arbiter>,
+    server: actix_rt::task::JoinHandle<std::io::Result<()>>,
+    handle: ServerHandle,
     snapshots: Addr<SnapshotActor>,
     queues: Arc<QueueDirectory>,
     log: Log,
@@ -103,17 +103,12 @@ impl Application {
         let recovered = recover(&dir, storage.accept_data_loss)?;
         let log = Log::start(&dir, recovered.next_segment, storage.fsync)?;
 
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-        let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+        // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
         let registry = {
             let (state, seq, log) = (recovered.registry, recovered.registry_seq, log.clone());
-            WorkerRegistry::start_in_arbiter(&handles[0], move |_| {
-                WorkerRegistry::new(state, seq, log)
-            })
+            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log))
         };
         let queues = Arc::new(QueueDirectory::new(
-            handles,
             JobIds::starting_at(recovered.next_job_id),
             recovered.next_incarnation,
             log.clone(),
@@ -122,10 +117,52 @@ impl Application {
                 max_waiters: settings.server.max_waiters_per_queue,
             },
         ));
+
+        let state = web::Data::new(AppState {
+            queues: queues.clone(),
+            registry: registry.clone(),
+            max_body_bytes: settings.server.max_body_bytes,
+            max_wait_secs: settings.server.max_wait_secs,
+            worker_timeout_secs: settings.server.worker_timeout_secs,
+            default_max_attempts: settings.server.default_max_attempts,
+        });
+        let workers = settings.worker_threads();
+        let main_thread = std::thread::current().id();
+        let server = HttpServer::new(move || {
+            // Runs once on each worker thread: queues will live on these arbiters.
+            if std::thread::current().id() != main_thread {
+                state.queues.register_current_arbiter();
+            }
+            App::new()
+                .app_data(state.clone())
+                .wrap(middleware::from_fn(routes::admit))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        // Signals are ours: actix-server would stop the whole actix system on one,
+        // before the final snapshot could be taken.
+        .disable_signals()
+        // A client that closes its side has gone: drop its request at once, so a
+        // fetch it abandoned puts its job back instead of writing it to a dead socket.
+        .h1_allow_half_closed(false)
+        .listen(listener)
+        .context("cannot start the HTTP server")?
+        .run();
+        let handle = server.handle();
+        let server = actix_rt::spawn(server);
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while queues.arbiter_count() < workers {
+            if Instant::now() > deadline {
+                anyhow::bail!("the HTTP workers did not start");
+            }
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
         let (queue_count, mut job_count) = (recovered.queues.len(), 0);
         for queue in recovered.queues {
             let c = queue.state.counters();
-            job_count += c.ready + c.delayed;
+            job_count += c.ready + c.delayed + c.leased;
             queues.insert_recovered(queue);
         }
         tracing::info!(
@@ -155,35 +192,7 @@ impl Application {
                 .context("snapshot actor unavailable")??;
         }
 
-        let state = web::Data::new(AppState {
-            queues: queues.clone(),
-            registry: registry.clone(),
-            max_body_bytes: settings.server.max_body_bytes,
-            max_wait_secs: settings.server.max_wait_secs,
-            worker_timeout_secs: settings.server.worker_timeout_secs,
-            default_max_attempts: settings.server.default_max_attempts,
-        });
-        let server = HttpServer::new(move || {
-            let registry = registry.clone();
-            App::new()
-                .app_data(state.clone())
-                .wrap_fn(move |req, service| {
-                    routes::note_worker(&registry, &req);
-                    service.call(req)
-                })
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        .workers(settings.worker_threads())
-        // Signals are ours: actix-server would stop the whole actix system on one,
-        // before the final snapshot could be taken.
-        .disable_signals()
-        // A client that closes its side has gone: drop its request at once, so a
-        // fetch it abandoned puts its job back instead of writing it to a dead socket.
-        .h1_allow_half_closed(false)
-        .listen(listener)
-        .context("cannot start the HTTP server")?
-        .run();
+        queues.open();
 
         let signals = ShutdownSignals::install()?;
         tracing::info!(
@@ -194,7 +203,7 @@ impl Application {
         Ok(Application {
             address,
             server,
-            arbiters,
+            handle,
             snapshots,
             queues,
             log,
@@ -215,35 +224,40 @@ impl Application {
 
     /// A handle to stop the server from elsewhere (tests).
     pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+        self.handle.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM (or a stop through [`Application::handle`]): stops
-    /// accepting, lets in-flight requests finish, writes a final snapshot, flushes the
-    /// log, then stops the actors. An error means the final snapshot or log flush
+    /// Serves until SIGINT/SIGTERM (or a stop through [`Application::handle`]). On a
+    /// signal: stops accepting connections, answers parked fetches, writes a final
+    /// snapshot while the queues (which live on the HTTP workers) are still up, lets
+    /// in-flight requests finish, then flushes the log. Changes made after that
+    /// snapshot are in the log. An error means the final snapshot or the log flush
     /// failed (the log still holds what it could write).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
         let mut signals = self.signals;
-        let mut server = std::pin::pin!(self.server);
-        tokio::select! {
-            result = &mut server => result.context("HTTP server failed")?,
+        let mut server = self.server;
+        let snapshot = tokio::select! {
+            result = &mut server => {
+                // Stopped from elsewhere: the queues are gone with their workers, so
+                // there is nothing to snapshot; the log has every change.
+                result.context("HTTP server task failed")?.context("HTTP server failed")?;
+                None
+            }
             signal = signals.recv() => {
                 tracing::info!(%signal, "shutting down: finishing in-flight requests");
-                // The command is sent at once; the server future, polled below, carries
-                // it out (awaiting the returned future first would deadlock).
-                drop(handle.stop(true));
+                self.handle.pause().await;
                 // Parked long-polls would hold the graceful stop for their whole wait.
                 self.queues.release_waiters().await;
-                server.await.context("HTTP server failed")?;
+                let snapshot = self.snapshots.send(TakeSnapshot).await;
+                self.handle.stop(true).await;
+                server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
+                Some(snapshot)
             }
-        }
-        let snapshot = self.snapshots.send(TakeSnapshot).await;
+        };
         let flushed = self.log.shutdown().await;
-        for arbiter in &self.arbiters {
-            arbiter.stop();
+        if let Some(snapshot) = snapshot {
+            snapshot.context("snapshot actor unavailable")??;
         }
-        snapshot.context("snapshot actor unavailable")??;
         flushed?;
         tracing::info!("presque stopped");
         Ok(())

@@ -108,11 +108,21 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             let incarnation_watermark = queues.incarnation_watermark();
             let mut images = Vec::new();
             let mut longest_stall = Duration::ZERO;
-            for (_, addr) in queues.entries() {
-                // None or an error: the queue was deleted meanwhile; it has no image.
-                if let Ok(Some((image, stall))) = addr.send(TakeImage).await {
-                    longest_stall = longest_stall.max(stall);
-                    images.push(image);
+            for (name, addr) in queues.entries() {
+                match addr.send(TakeImage).await {
+                    Ok(Some((image, stall))) => {
+                        longest_stall = longest_stall.max(stall);
+                        images.push(image);
+                    }
+                    // Deleted meanwhile: it has no image.
+                    Ok(None) => {}
+                    // An unreachable queue must not be silently left out: a snapshot
+                    // without it would make recovery forget it.
+                    Err(e) => {
+                        return Err(StorageError::LogFailed(format!(
+                            "queue {name} cannot be imaged ({e}); snapshot abandoned"
+                        )))
+                    }
                 }
             }
             let (registry_seq, workers, stall) =

@@ -127,16 +127,24 @@ fn not_allowed(
     }
 }
 
-/// Tells the registry a worker was seen, for any request carrying its id.
-pub fn note_worker(registry: &Addr<WorkerRegistry>, req: &actix_web::dev::ServiceRequest) {
-    let id = req
-        .headers()
-        .get(input::WORKER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::names::WorkerId::parse(v).ok());
-    if let Some(id) = id {
-        registry.do_send(crate::actors::registry::Seen(id));
+/// Runs before every request: waits until recovery has opened the queue directory,
+/// and tells the registry a worker was seen when the request carries its id.
+pub async fn admit(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        state.queues.wait_open().await;
+        let id = req
+            .headers()
+            .get(input::WORKER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::names::WorkerId::parse(v).ok());
+        if let Some(id) = id {
+            state.registry.do_send(crate::actors::registry::Seen(id));
+        }
     }
+    next.call(req).await
 }
 
 /// The answer for paths no route knows.

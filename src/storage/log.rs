@@ -39,6 +39,12 @@ pub enum FsyncPolicy {
 /// bounded when the disk is slower than the clients.
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
+/// Under `everysec` and `no`, how long the writer lets records gather after being
+/// woken before it writes them: one wake-up (and one `write`) per this interval at
+/// most, instead of one per burst of requests. It bounds what a killed process can
+/// lose to about this long; `always` never waits.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// The file name of log segment `n`.
 pub fn segment_file_name(n: u64) -> String {
     format!("log-{n:020}.presque")
@@ -313,6 +319,11 @@ impl Writer {
                     }
                 }
                 pending.writer_idle = false;
+                if self.policy != FsyncPolicy::Always && pending.controls.is_empty() {
+                    drop(pending);
+                    std::thread::sleep(LINGER);
+                    pending = self.shared.lock();
+                }
                 let buf = std::mem::replace(&mut pending.buf, std::mem::take(&mut spare));
                 let taken = (
                     buf,
