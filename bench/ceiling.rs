@@ -1,8 +1,9 @@
-//! The ceiling: the fastest plausible actix-web handler, for `bench/run` to measure
-//! presque against on the same machine, in the same run, with the same load generator.
-//! GET answers a 13-byte JSON body; POST reads its body and answers 201 with none.
-//!
-//! Usage: `ceiling [HOST:PORT] [WORKERS]` (defaults 127.0.0.1:5100, 1).
+// The ceiling: the fastest plausible actix-web handler, for `bench/run` to measure
+// presque against on the same machine, in the same run, with the same load generator.
+// GET answers a 13-byte JSON body; POST reads its body and answers 201 with none.
+//
+// Usage: `ceiling [HOST:PORT] [WORKERS]` (defaults 127.0.0.1:5100, 1).
+// (Plain comments, not `//!`: `ceiling_mimalloc.rs` includes this file.)
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 

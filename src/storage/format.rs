@@ -88,14 +88,33 @@ pub struct SnapshotData {
 
 /// Frames a record: length, checksum, CBOR payload.
 pub fn encode_record(record: &LogRecordRef<'_>) -> Result<Vec<u8>, String> {
-    let mut frame = vec![0u8; FRAME_HEADER_LEN];
-    ciborium::into_writer(record, &mut frame).map_err(|e| e.to_string())?;
-    let payload_len = u32::try_from(frame.len() - FRAME_HEADER_LEN)
-        .map_err(|_| "record larger than 4 GiB".to_owned())?;
-    let crc = crc32fast::hash(&frame[FRAME_HEADER_LEN..]);
-    frame[0..4].copy_from_slice(&payload_len.to_le_bytes());
-    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut frame = Vec::new();
+    append_record(record, &mut frame)?;
     Ok(frame)
+}
+
+/// Frames a record at the end of `out`. On error `out` is left as it was.
+pub fn append_record(record: &LogRecordRef<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let payload_start = start + FRAME_HEADER_LEN;
+    let framed = ciborium::into_writer(record, &mut *out)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            u32::try_from(out.len() - payload_start)
+                .map_err(|_| "record larger than 4 GiB".to_owned())
+        });
+    let payload_len = match framed {
+        Ok(len) => len,
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    let crc = crc32fast::hash(&out[payload_start..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// What reading one frame at some offset found.

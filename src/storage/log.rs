@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::format::{encode_record, log_header, LogRecordRef};
+use super::format::{append_record, log_header, LogRecordRef};
 use super::{sync_dir, StorageError};
 
 /// When the log is flushed to stable storage.
@@ -200,7 +200,6 @@ impl Log {
     /// Appends one record; refused once the log has failed.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
         self.shared.health.check()?;
-        let frame = encode_record(record).map_err(StorageError::Encode)?;
         let (done, durable) = if self.policy == FsyncPolicy::Always {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Durable::Pending(rx))
@@ -218,7 +217,8 @@ impl Log {
         if pending.stopped {
             return Err(stopped());
         }
-        pending.buf.extend_from_slice(&frame);
+        // Framed straight into the shared buffer: no allocation or copy per record.
+        append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
         pending.waiters.extend(done);
         self.wake(pending);
         Ok(durable)
