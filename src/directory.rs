@@ -115,6 +115,9 @@ impl QueueDirectory {
 
     /// Resolves once the directory is open.
     pub async fn wait_open(&self) {
+        if self.open.load(Ordering::Acquire) {
+            return;
+        }
         loop {
             let notified = self.opened.notified();
             if self.open.load(Ordering::SeqCst) {
