@@ -76,6 +76,21 @@ pub async fn read_body(
     Ok(body.freeze())
 }
 
+/// Reads a small JSON document (a control or settings body): `missing` when the body
+/// is empty, a precise error when it is not JSON.
+pub async fn json_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    missing: ApiError,
+) -> Result<serde_json::Value, ApiError> {
+    let body = read_body(req, payload, limit).await?;
+    if body.is_empty() {
+        return Err(missing);
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))
+}
+
 /// Checks that `body` is one complete JSON value in UTF-8, without building it.
 pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
     std::str::from_utf8(body).map_err(|e| ApiError::BadJson(format!("not UTF-8: {e}")))?;

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::input::{queue_name, read_body};
+use super::input::{json_body, queue_name};
 use super::AppState;
 use crate::actors::queue::{GetSettings, SetMaxAttempts};
 use crate::error::ApiError;
@@ -42,12 +42,13 @@ pub async fn set(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    if body.is_empty() {
-        return Err(ApiError::ContentMissing);
-    }
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let value = json_body(
+        &req,
+        payload,
+        state.max_body_bytes,
+        ApiError::ContentMissing,
+    )
+    .await?;
     let max = match value.get("max_attempts") {
         Some(Value::Null) => None,
         Some(v) => match v.as_u64() {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::input::{query, queue_name, read_body, worker_header};
+use super::input::{json_body, query, queue_name, worker_header};
 use super::AppState;
 use std::collections::BTreeMap;
 
@@ -39,12 +39,13 @@ pub async fn register(
     let worker = match worker_header(&req)? {
         Some(worker) => worker,
         None => {
-            let body = read_body(&req, payload, state.max_body_bytes).await?;
-            if body.is_empty() {
-                return Err(ApiError::WorkerIdMissing);
-            }
-            let value: Value =
-                serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+            let value = json_body(
+                &req,
+                payload,
+                state.max_body_bytes,
+                ApiError::WorkerIdMissing,
+            )
+            .await?;
             match value.get("worker_id") {
                 Some(Value::String(s)) if !s.is_empty() => parse_worker(s)?,
                 Some(Value::Number(n)) => parse_worker(&n.to_string())?,
