@@ -187,7 +187,7 @@ impl Application {
         if recovered.lost_data {
             // Seal what was recovered, so the damage is not met again next start.
             snapshots
-                .send(TakeSnapshot)
+                .send(TakeSnapshot { if_changed: false })
                 .await
                 .context("snapshot actor unavailable")??;
         }
@@ -248,7 +248,7 @@ impl Application {
                 self.handle.pause().await;
                 // Parked long-polls would hold the graceful stop for their whole wait.
                 self.queues.release_waiters().await;
-                let snapshot = self.snapshots.send(TakeSnapshot).await;
+                let snapshot = self.snapshots.send(TakeSnapshot { if_changed: false }).await;
                 self.handle.stop(true).await;
                 server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
                 Some(snapshot)

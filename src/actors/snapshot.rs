@@ -50,6 +50,10 @@ pub struct SnapshotActor {
     /// The newest complete snapshot as (generation, log_start): the fallback the next
     /// snapshot's pruning must keep usable.
     fallback: Option<(u64, u64)>,
+    /// The log's record count when the last snapshot began: a periodic snapshot with
+    /// nothing new since is skipped (an idle server holding a million jobs would
+    /// otherwise rewrite them every interval).
+    covered: Option<u64>,
 }
 
 impl SnapshotActor {
@@ -70,6 +74,7 @@ impl SnapshotActor {
             interval,
             generation,
             fallback,
+            covered: None,
         }
     }
 }
@@ -79,21 +84,28 @@ impl Actor for SnapshotActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |_, ctx| {
-            ctx.notify(TakeSnapshot);
+            ctx.notify(TakeSnapshot { if_changed: true });
         });
     }
 }
 
-/// Takes a snapshot now.
+/// Takes a snapshot now; with `if_changed`, only if the log has grown since the last
+/// one (answering `None` otherwise).
 #[derive(Message)]
-#[rtype(result = "Result<SnapshotReport, StorageError>")]
-pub struct TakeSnapshot;
+#[rtype(result = "Result<Option<SnapshotReport>, StorageError>")]
+pub struct TakeSnapshot {
+    pub if_changed: bool,
+}
 
 impl Handler<TakeSnapshot> for SnapshotActor {
     // Atomic: the actor handles nothing else until this snapshot is done.
-    type Result = AtomicResponse<Self, Result<SnapshotReport, StorageError>>;
+    type Result = AtomicResponse<Self, Result<Option<SnapshotReport>, StorageError>>;
 
-    fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let appended = self.log.appended();
+        if msg.if_changed && self.covered == Some(appended) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(None))));
+        }
         self.generation += 1;
         let generation = self.generation;
         let keep = self.fallback;
@@ -157,7 +169,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             })
             .await
             .map_err(|e| StorageError::Encode(format!("snapshot writer panicked: {e}")))??;
-            Ok(SnapshotReport {
+            Ok(Some(SnapshotReport {
                 generation,
                 path,
                 log_start,
@@ -166,11 +178,13 @@ impl Handler<TakeSnapshot> for SnapshotActor {
                 bytes,
                 longest_stall,
                 write_time: started.elapsed(),
-            })
+            }))
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, actor, _| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |result, actor, _| {
             match &result {
-                Ok(report) => {
+                Ok(None) => {}
+                Ok(Some(report)) => {
+                    actor.covered = Some(appended);
                     actor.fallback = Some((report.generation, report.log_start));
                     tracing::info!(
                         generation = report.generation,

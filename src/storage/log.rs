@@ -79,6 +79,8 @@ struct Pending {
     controls: Vec<(usize, Control)>,
     writer_idle: bool,
     stopped: bool,
+    /// Records appended since the start.
+    appended: u64,
 }
 
 struct Shared {
@@ -219,6 +221,7 @@ impl Log {
         }
         // Framed straight into the shared buffer: no allocation or copy per record.
         append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
+        pending.appended += 1;
         pending.waiters.extend(done);
         self.wake(pending);
         Ok(durable)
@@ -242,6 +245,12 @@ impl Log {
         pending.controls.push((at, control));
         self.wake(pending);
         Ok(())
+    }
+
+    /// How many records have been appended since the start: unchanged means nothing
+    /// changed.
+    pub fn appended(&self) -> u64 {
+        self.shared.lock().appended
     }
 
     /// Starts a new segment; returns its number. Every record appended before this

@@ -697,3 +697,24 @@ async fn graceful_stop_answers_parked_fetches_at_once() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(waited < Duration::from_secs(5));
 }
+
+#[actix_web::test]
+async fn an_idle_server_does_not_rewrite_its_snapshot() {
+    let node = Node::new("[storage]\nsnapshot_interval_secs = 1\n");
+    let client = Client::new();
+    let server = node.start(&[]);
+    post(&client, &server, "/q/idle", "1").await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let first = node.files("snapshot-");
+    assert_eq!(first.len(), 1, "{first:?}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        node.files("snapshot-"),
+        first,
+        "nothing changed, yet a snapshot was written"
+    );
+    post(&client, &server, "/q/idle", "2").await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_ne!(node.files("snapshot-"), first);
+    server.stop();
+}
