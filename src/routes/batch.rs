@@ -23,7 +23,7 @@ struct CreateQuery {
 }
 
 /// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S]`: up to N jobs from the head.
-#[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
@@ -43,7 +43,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `POST /qb/NAME` with `{"jobs": [...]}`: each job created in order.
-#[tracing::instrument(level = "debug", name = "batch_create", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "batch_create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,

@@ -22,11 +22,25 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 /// `batch_size` when the query does not give one.
 pub const DEFAULT_BATCH_SIZE: usize = 10;
 
+/// The queue name and job id a path names: from the route's `{name}` and `{id}`, or,
+/// under the hand-routed `/q` scope, from the rest of the path (`/NAME` or `/NAME/ID`).
+pub fn path_target(req: &HttpRequest) -> (&str, Option<&str>) {
+    let info = req.match_info();
+    if let Some(name) = info.get("name") {
+        return (name, info.get("id"));
+    }
+    let rest = info.unprocessed().strip_prefix('/').unwrap_or("");
+    match rest.split_once('/') {
+        Some((name, id)) => (name, Some(id)),
+        None => (rest, None),
+    }
+}
+
 /// The queue name from the `{name}` path segment. actix leaves `%2F`, `%25` and `%2B`
 /// encoded in path segments; decoding the rest here means `a%2Fb` is seen (and
 /// refused) as `a/b` rather than accepted as a name that merely looks safe.
 pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
-    let raw = req.match_info().get("name").unwrap_or("");
+    let raw = path_target(req).0;
     if raw.is_empty() {
         return Err(ApiError::QueueNameMissing);
     }

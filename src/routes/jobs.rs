@@ -6,7 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::input::{delayed_ms, epoch_secs, job_id, lease_ms, query, queue_name, worker_header};
+use super::input::{
+    delayed_ms, epoch_secs, job_id, lease_ms, path_target, query, queue_name, worker_header,
+};
 use super::queue::count_work;
 use super::AppState;
 use crate::actors::queue::{Ack, Extend, FailLease, FindJob};
@@ -17,7 +19,7 @@ use crate::queue_state::JobInfo;
 
 fn target(req: &HttpRequest) -> Result<(QueueName, JobId), ApiError> {
     let name = queue_name(req)?;
-    let id = job_id(req.match_info().get("id").unwrap_or(""))?;
+    let id = job_id(path_target(req).1.unwrap_or(""))?;
     Ok((name, id))
 }
 

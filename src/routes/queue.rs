@@ -65,7 +65,7 @@ struct CreateQuery {
 }
 
 /// `GET /q/NAME[?wait=S][&lease=S]`: the job at the head, as posted.
-#[tracing::instrument(level = "debug", name = "fetch", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
@@ -87,7 +87,7 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /q/NAME`: a new job.
-#[tracing::instrument(level = "debug", name = "create", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -97,7 +97,7 @@ pub async fn create(
 }
 
 /// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again.
-#[tracing::instrument(level = "debug", name = "fail", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "fail", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fail(
     req: HttpRequest,
     payload: web::Payload,
@@ -142,7 +142,7 @@ async fn enqueue(
 }
 
 /// `DELETE /q/NAME`: the queue and everything in it goes.
-#[tracing::instrument(level = "debug", name = "purge", skip_all, fields(queue = %req.match_info().get("name").unwrap_or("")))]
+#[tracing::instrument(level = "debug", name = "purge", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     if let Some(addr) = state.queues.remove(&name) {
