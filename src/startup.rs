@@ -1,6 +1,7 @@
-//! Building and running the server: recovery, the log, the actors (queues spread over
-//! one arbiter per core), the snapshot actor and the HTTP server in front of them.
-//! Tests use this to start the real server on port 0.
+//! Building and running the server: recovery, the log, the actors (queues on the
+//! HTTP workers' arbiters, one per core by default; the registry and the snapshot
+//! actor on the system's), and the HTTP server in front of them. Tests use this to
+//! start the real server on port 0.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -25,7 +26,8 @@ use crate::settings::Settings;
 use crate::storage::log::Log;
 use crate::storage::recovery::recover;
 
-/// A built, listening server, not yet driven.
+/// A built server, already serving; [`Application::run_until_stopped`] waits for it
+/// to stop and shuts down persistence cleanly.
 pub struct Application {
     address: SocketAddr,
     server: actix_rt::task::JoinHandle<std::io::Result<()>>,
