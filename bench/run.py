@@ -257,6 +257,8 @@ def main():
     fill(base, "mixed", 200_000)
     record("mixed 50/50 (one queue)", "presque", measure(proc, f"{base}/q/mixed", "mixed.lua"))
     record("enqueue over 64 queues", "presque", measure(proc, f"{base}/q/x", "queues64.lua"))
+    record("enqueue with X-presque-workerid", "presque",
+           measure(proc, f"{base}/q/bench", "post_worker.lua"))
     record("batch enqueue (/qb, 100/req)", "presque",
            measure(proc, f"{base}/qb/batch", "batch_post.lua", per_request=100), "jobs/s")
     # Batch fetching drains millions of jobs a second: a short run from a deep queue,

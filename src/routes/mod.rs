@@ -146,6 +146,40 @@ fn not_allowed(
     }
 }
 
+/// How often one HTTP worker tells the registry it saw a given worker: last-seen times
+/// are kept to about this precision, and a worker that sends its id on every request
+/// costs one cross-thread message a second, not one per request.
+const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+thread_local! {
+    /// When this thread last reported each worker id.
+    static REPORTED: std::cell::RefCell<std::collections::HashMap<Box<str>, std::time::Instant>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Whether this thread should report worker `id` as seen now.
+fn due_report(id: &str) -> bool {
+    REPORTED.with(|reported| {
+        let mut reported = reported.borrow_mut();
+        let now = std::time::Instant::now();
+        match reported.get_mut(id) {
+            Some(last) if now.duration_since(*last) < SEEN_EVERY => false,
+            Some(last) => {
+                *last = now;
+                true
+            }
+            None => {
+                // Bounded: ids are client-chosen.
+                if reported.len() >= 10_000 {
+                    reported.clear();
+                }
+                reported.insert(id.into(), now);
+                true
+            }
+        }
+    })
+}
+
 /// Runs before every request: waits until recovery has opened the queue directory,
 /// and tells the registry a worker was seen when the request carries its id.
 pub async fn admit(
@@ -154,12 +188,12 @@ pub async fn admit(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         state.queues.wait_open().await;
-        let id = req
+        let raw = req
             .headers()
             .get(input::WORKER_HEADER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::names::WorkerId::parse(v).ok());
-        if let Some(id) = id {
+            .filter(|raw| due_report(raw));
+        if let Some(id) = raw.and_then(|raw| crate::names::WorkerId::parse(raw).ok()) {
             state.registry.do_send(crate::actors::registry::Seen(id));
         }
     }
