@@ -100,9 +100,9 @@ def rss_bytes(pid):
     return 0
 
 
-def http(method, url, body=None, content_type="application/json"):
+def http(method, url, body=None, content_type="application/json", headers=None):
     data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", content_type)
     try:
@@ -254,6 +254,9 @@ def main():
 
     record("dequeue (GET /q)", "presque",
            measure(proc, f"{base}/q/deq", "get.lua", before_each=top_up, check=never_dry))
+    http("POST", f"{base}/w/deq", headers={"X-presque-workerid": "bench-worker"})
+    record("dequeue by a registered worker", "presque",
+           measure(proc, f"{base}/q/deq", "get_worker.lua", before_each=top_up, check=never_dry))
     fill(base, "mixed", 200_000)
     record("mixed 50/50 (one queue)", "presque", measure(proc, f"{base}/q/mixed", "mixed.lua"))
     record("enqueue over 64 queues", "presque", measure(proc, f"{base}/q/x", "queues64.lua"))

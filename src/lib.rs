@@ -17,6 +17,7 @@ pub mod settings;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod worker_counts;
 
 pub use settings::Settings;
 pub use startup::Application;

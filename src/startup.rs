@@ -25,6 +25,7 @@ use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::storage::log::Log;
 use crate::storage::recovery::recover;
+use crate::worker_counts::WorkerCounts;
 
 /// A built server, already serving; [`Application::run_until_stopped`] waits for it
 /// to stop and shuts down persistence cleanly.
@@ -106,9 +107,11 @@ impl Application {
         let log = Log::start(&dir, recovered.next_segment, storage.fsync)?;
 
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
+        let worker_counts = Arc::new(WorkerCounts::default());
         let registry = {
             let (state, seq, log) = (recovered.registry, recovered.registry_seq, log.clone());
-            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log))
+            let counts = worker_counts.clone();
+            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log, counts))
         };
         let queues = Arc::new(QueueDirectory::new(
             JobIds::starting_at(recovered.next_job_id),
@@ -123,6 +126,7 @@ impl Application {
         let state = web::Data::new(AppState {
             queues: queues.clone(),
             registry: registry.clone(),
+            worker_counts,
             max_body_bytes: settings.server.max_body_bytes,
             max_wait_secs: settings.server.max_wait_secs,
             worker_timeout_secs: settings.server.worker_timeout_secs,

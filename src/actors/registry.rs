@@ -2,6 +2,7 @@
 //! counters, start times) and logs every change before applying it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -12,6 +13,7 @@ use crate::registry_state::{RegistryChange, RegistryState, WorkerImage, WorkerRe
 use crate::storage::format::LogRecordRef;
 use crate::storage::log::{Durable, Log};
 use crate::storage::StorageError;
+use crate::worker_counts::WorkerCounts;
 
 /// Mailbox capacity, raised from actix' default of 16 for the same reason as queues'.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -25,6 +27,9 @@ pub struct WorkerRegistry {
     state: RegistryState,
     seq: u64,
     log: Log,
+    /// Live counters, added to by request handlers directly; `state`'s own counters
+    /// are only what recovery started from.
+    counts: Arc<WorkerCounts>,
     /// When each worker was last seen (epoch ms). Not persisted: after a restart,
     /// registered workers count as seen at the start.
     last_seen: HashMap<WorkerId, u64>,
@@ -32,15 +37,34 @@ pub struct WorkerRegistry {
 
 impl WorkerRegistry {
     /// A registry starting from `state`, whose last logged change was `seq`.
-    pub fn new(state: RegistryState, seq: u64, log: Log) -> Self {
+    pub fn new(state: RegistryState, seq: u64, log: Log, counts: Arc<WorkerCounts>) -> Self {
         let now = now_ms();
-        let last_seen = state.all_workers().into_iter().map(|w| (w, now)).collect();
+        let mut last_seen = HashMap::new();
+        for worker in state.all_workers() {
+            if let Some(record) = state.worker(&worker) {
+                counts.set(&worker, record.processed, record.failed);
+            }
+            last_seen.insert(worker, now);
+        }
         WorkerRegistry {
             state,
             seq,
             log,
+            counts,
             last_seen,
         }
+    }
+
+    /// A worker's record with its live counters.
+    fn record(&self, worker: &WorkerId) -> Option<WorkerRecord> {
+        self.state.worker(worker).map(|record| {
+            let (processed, failed) = self.counts.get(worker);
+            WorkerRecord {
+                processed,
+                failed,
+                ..record.clone()
+            }
+        })
     }
 
     fn seen(&mut self, worker: WorkerId, now_ms: u64) {
@@ -96,11 +120,15 @@ impl Handler<Register> for WorkerRegistry {
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         self.seen(msg.worker.clone(), msg.now_secs.saturating_mul(1000));
-        self.commit_and_wait(RegistryChange::Registered {
+        let done = self.commit_and_wait(RegistryChange::Registered {
             worker: msg.worker.as_str().to_owned(),
             queue: msg.queue.as_str().to_owned(),
             now_secs: msg.now_secs,
-        })
+        });
+        if self.state.is_registered(&msg.worker) {
+            self.counts.set(&msg.worker, 0, 0);
+        }
+        done
     }
 }
 
@@ -117,38 +145,14 @@ impl Handler<Unregister> for WorkerRegistry {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) -> Self::Result {
-        self.commit_and_wait(RegistryChange::Unregistered {
+        let done = self.commit_and_wait(RegistryChange::Unregistered {
             worker: msg.worker.as_str().to_owned(),
             queue: msg.queue.as_str().to_owned(),
-        })
-    }
-}
-
-/// Adds to a registered worker's counters (unregistered ids are not tracked). Sent
-/// without waiting: the counters are statistics, not jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CountWork {
-    pub worker: WorkerId,
-    pub processed: u64,
-    pub failed: u64,
-}
-
-impl Handler<CountWork> for WorkerRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: CountWork, _: &mut Context<Self>) {
+        });
         if !self.state.is_registered(&msg.worker) {
-            return;
+            self.counts.remove(&msg.worker);
         }
-        let change = RegistryChange::Counted {
-            worker: msg.worker.as_str().to_owned(),
-            processed: msg.processed,
-            failed: msg.failed,
-        };
-        if let Err(e) = self.commit(change) {
-            tracing::error!(worker = %msg.worker, error = %e, "cannot count a worker's jobs");
-        }
+        done
     }
 }
 
@@ -161,7 +165,7 @@ impl Handler<GetWorker> for WorkerRegistry {
     type Result = Option<WorkerRecord>;
 
     fn handle(&mut self, msg: GetWorker, _: &mut Context<Self>) -> Self::Result {
-        self.state.worker(&msg.0).cloned()
+        self.record(&msg.0)
     }
 }
 
@@ -201,7 +205,12 @@ impl Handler<TakeRegistryImage> for WorkerRegistry {
 
     fn handle(&mut self, _: TakeRegistryImage, _: &mut Context<Self>) -> Self::Result {
         let start = std::time::Instant::now();
-        let image = self.state.image();
+        let mut image = self.state.image();
+        for worker in &mut image {
+            if let Ok(id) = WorkerId::parse(&worker.id) {
+                (worker.processed, worker.failed) = self.counts.get(&id);
+            }
+        }
         MessageResult((self.seq, image, start.elapsed()))
     }
 }
@@ -244,7 +253,7 @@ impl Handler<ListWorkers> for WorkerRegistry {
         MessageResult(
             ids.into_iter()
                 .map(|id| WorkerView {
-                    record: self.state.worker(&id).cloned(),
+                    record: self.record(&id),
                     last_seen_ms: self.last_seen.get(&id).copied(),
                     id,
                 })

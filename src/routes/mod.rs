@@ -26,6 +26,7 @@ mod workers;
 pub struct AppState {
     pub queues: Arc<QueueDirectory>,
     pub registry: Addr<WorkerRegistry>,
+    pub worker_counts: Arc<crate::worker_counts::WorkerCounts>,
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,

@@ -9,7 +9,6 @@ use super::input::{
 };
 use super::AppState;
 use crate::actors::queue::{Enqueue, LeaseRequest, Purge};
-use crate::actors::registry::CountWork;
 use crate::directory::FetchRequest;
 use crate::error::ApiError;
 use crate::job::Job;
@@ -152,15 +151,12 @@ pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Credits a worker named in the request with processed or failed jobs.
+/// Credits a worker named in the request with processed or failed jobs (registered
+/// workers only).
 pub(super) fn count_work(state: &AppState, worker: Option<WorkerId>, processed: u64, failed: u64) {
     if let Some(worker) = worker {
         if processed + failed > 0 {
-            state.registry.do_send(CountWork {
-                worker,
-                processed,
-                failed,
-            });
+            state.worker_counts.count(&worker, processed, failed);
         }
     }
 }
