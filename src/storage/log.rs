@@ -195,10 +195,6 @@ impl Log {
         Ok(Log { shared, policy })
     }
 
-    pub fn policy(&self) -> FsyncPolicy {
-        self.policy
-    }
-
     /// Appends one record; refused once the log has failed.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
         self.shared.health.check()?;
