@@ -56,6 +56,9 @@ pub enum ApiError {
     Internal(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Writes are refused while the log cannot make them durable; reads still work.
+    #[error("{message}")]
+    StorageUnavailable { message: String, retry: bool },
     #[error("job not found")]
     JobNotFound,
     #[error("job is not leased (its lease ran out, or it was never leased)")]
@@ -72,6 +75,9 @@ impl From<QueueError> for ApiError {
             QueueError::Duplicate => ApiError::Duplicate,
             QueueError::Gone => ApiError::QueueBusy,
             QueueError::Storage(message) => ApiError::Storage(message),
+            QueueError::Unavailable { message, retry } => {
+                ApiError::StorageUnavailable { message, retry }
+            }
             QueueError::JobNotFound => ApiError::JobNotFound,
             QueueError::NotLeased => ApiError::NotLeased,
             QueueError::TooManyWaiters(limit) => ApiError::TooManyWaiters(limit),
@@ -81,7 +87,7 @@ impl From<QueueError> for ApiError {
 
 impl From<crate::storage::StorageError> for ApiError {
     fn from(e: crate::storage::StorageError) -> Self {
-        ApiError::Storage(e.to_string())
+        QueueError::from(e).into()
     }
 }
 
@@ -104,7 +110,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::QueueBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueueBusy | ApiError::StorageUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -114,6 +122,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
+        }
+        if let ApiError::StorageUnavailable { retry: true, .. } = self {
+            // The log writer retries by itself; a second is about its retry pace.
+            response.insert_header((header::RETRY_AFTER, "1"));
         }
         if let ApiError::Internal(_) | ApiError::Storage(_) = self {
             tracing::error!(error = %self, "request failed");

@@ -20,4 +20,4 @@ pub mod telemetry;
 pub mod worker_counts;
 
 pub use settings::Settings;
-pub use startup::Application;
+pub use startup::{exit_code, Application};

@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use presque::settings::{Cli, Settings};
-use presque::{telemetry, Application};
+use presque::{exit_code, telemetry, Application};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -29,11 +29,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
+    let stopped = app.run_until_stopped().await;
+    if let Err(e) = &stopped {
+        tracing::error!("{e:#}");
     }
+    ExitCode::from(exit_code(&stopped))
 }

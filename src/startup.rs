@@ -25,6 +25,7 @@ use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::storage::log::Log;
 use crate::storage::recovery::recover;
+use crate::storage::StorageError;
 use crate::worker_counts::WorkerCounts;
 
 /// A built server, already serving; [`Application::run_until_stopped`] waits for it
@@ -237,35 +238,58 @@ impl Application {
     /// signal: stops accepting connections, answers parked fetches, writes a final
     /// snapshot while the queues (which live on the HTTP workers) are still up, lets
     /// in-flight requests finish, then flushes the log. Changes made after that
-    /// snapshot are in the log. An error means the final snapshot or the log flush
-    /// failed (the log still holds what it could write).
+    /// snapshot are in the log. A failed final snapshot loses nothing (the log holds
+    /// every change) and is only logged; an error means the log could not be flushed,
+    /// and [`StorageError::Unwritten`] in its chain means changes were lost.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let mut signals = self.signals;
         let mut server = self.server;
-        let snapshot = tokio::select! {
+        tokio::select! {
             result = &mut server => {
                 // Stopped from elsewhere: the queues are gone with their workers, so
                 // there is nothing to snapshot; the log has every change.
                 result.context("HTTP server task failed")?.context("HTTP server failed")?;
-                None
             }
             signal = signals.recv() => {
                 tracing::info!(%signal, "shutting down: finishing in-flight requests");
+                // A log stalled on a full disk gets a last few seconds, not forever.
+                self.log.begin_shutdown();
                 self.handle.pause().await;
                 // Parked long-polls would hold the graceful stop for their whole wait.
                 self.queues.release_waiters().await;
-                let snapshot = self.snapshots.send(TakeSnapshot { if_changed: false }).await;
+                match self.snapshots.send(TakeSnapshot { if_changed: false }).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "no final snapshot; the log holds every change written"),
+                    Err(e) => tracing::warn!(error = %e, "no final snapshot: snapshot actor unavailable"),
+                }
                 self.handle.stop(true).await;
                 server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
-                Some(snapshot)
             }
         };
-        let flushed = self.log.shutdown().await;
-        if let Some(snapshot) = snapshot {
-            snapshot.context("snapshot actor unavailable")??;
-        }
-        flushed?;
+        self.log.shutdown().await?;
         tracing::info!("presque stopped");
         Ok(())
     }
 }
+
+/// The process exit code for how a run ended; the README lists them.
+pub fn exit_code(result: &anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<StorageError>(),
+                    Some(StorageError::Unwritten { .. })
+                )
+            }) =>
+        {
+            EXIT_CHANGES_LOST
+        }
+        Err(_) => 1,
+    }
+}
+
+/// Exit code of a stop that could not write every change to the log: changes (maybe
+/// acknowledged, under `everysec` and `no`) are lost.
+pub const EXIT_CHANGES_LOST: u8 = 3;

@@ -43,11 +43,20 @@ pub enum QueueError {
     /// The change could not be logged, so it was not made (or not acknowledged).
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The log cannot take changes now; nothing was changed.
+    #[error("{message}")]
+    Unavailable { message: String, retry: bool },
 }
 
 impl From<StorageError> for QueueError {
     fn from(e: StorageError) -> Self {
-        QueueError::Storage(e.to_string())
+        match e {
+            StorageError::Unavailable { retry, .. } => QueueError::Unavailable {
+                message: e.to_string(),
+                retry,
+            },
+            e => QueueError::Storage(e.to_string()),
+        }
     }
 }
 
@@ -159,6 +168,9 @@ impl QueueActor {
         change: Change,
         ctx: &mut Context<Self>,
     ) -> Result<(Vec<Job>, Durable), StorageError> {
+        // Refused up front, so a change never half-happens (its queue announced but
+        // not the change itself).
+        self.log.check()?;
         if !self.announced {
             self.log.append(&LogRecordRef::QueueCreated {
                 queue: self.incarnation,
@@ -423,6 +435,9 @@ impl Handler<Enqueue> for QueueActor {
                     return answer(Err(QueueError::Duplicate));
                 }
             }
+        }
+        if let Err(e) = self.log.check() {
+            return answer(Err(e.into()));
         }
         if msg.failed {
             if let Err(e) = self.commit(Change::FailureCounted, ctx) {

@@ -131,16 +131,16 @@ impl Handler<TakeSnapshot> for SnapshotActor {
                     // An unreachable queue must not be silently left out: a snapshot
                     // without it would make recovery forget it.
                     Err(e) => {
-                        return Err(StorageError::LogFailed(format!(
-                            "queue {name} cannot be imaged ({e}); snapshot abandoned"
+                        return Err(StorageError::Snapshot(format!(
+                            "queue {name} cannot be imaged ({e})"
                         )))
                     }
                 }
             }
-            let (registry_seq, workers, stall) =
-                registry.send(TakeRegistryImage).await.map_err(|e| {
-                    StorageError::LogFailed(format!("worker registry unavailable: {e}"))
-                })?;
+            let (registry_seq, workers, stall) = registry
+                .send(TakeRegistryImage)
+                .await
+                .map_err(|e| StorageError::Snapshot(format!("worker registry unavailable: {e}")))?;
             longest_stall = longest_stall.max(stall);
             let jobs = images
                 .iter()

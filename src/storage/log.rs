@@ -8,16 +8,16 @@
 //! queueing behind each other's.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::format::{append_record, log_header, LogRecordRef};
+use super::format::{append_record, log_header, LogRecordRef, LOG_HEADER_LEN};
 use super::{sync_dir, StorageError};
 
 /// When the log is flushed to stable storage.
@@ -79,6 +79,8 @@ struct Pending {
     controls: Vec<(usize, Control)>,
     writer_idle: bool,
     stopped: bool,
+    /// The server is stopping: a stalled writer retries only a little longer.
+    stopping: bool,
     /// Records appended since the start.
     appended: u64,
 }
@@ -109,53 +111,62 @@ pub enum Durable {
 }
 
 impl Durable {
-    /// Waits until the record is durable (or its write failed).
+    /// Waits until the record is durable (or it can never be).
     pub async fn wait(self) -> Result<(), StorageError> {
         match self {
             Durable::Now => Ok(()),
-            Durable::Pending(rx) => rx
-                .await
-                .unwrap_or_else(|_| Err(StorageError::LogFailed("log writer stopped".into()))),
+            Durable::Pending(rx) => rx.await.unwrap_or_else(|_| Err(stopped())),
         }
     }
 }
 
-/// Whether the log can still be written, shared by the writer and every handle. Once
-/// a write or fsync fails, every later change is refused: a change that cannot be
-/// logged must not be acknowledged.
+const HEALTHY: u8 = 0;
+/// A write or fsync failed: the writer holds what it could not write and retries.
+const STALLED: u8 = 1;
+/// The data directory or its lock is gone: nothing written now would survive.
+const BROKEN: u8 = 2;
+
+/// Whether the log takes changes now, shared by the writer and every handle. A change
+/// is refused *before* it is logged or applied whenever the log cannot make it
+/// durable, so a refusal changes nothing.
 #[derive(Default)]
 struct Health {
-    failed: AtomicBool,
-    reason: Mutex<Option<String>>,
+    state: AtomicU8,
+    reason: Mutex<String>,
 }
 
 impl Health {
     fn check(&self) -> Result<(), StorageError> {
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
+        match self.state.load(Ordering::Acquire) {
+            HEALTHY => Ok(()),
+            state => Err(StorageError::Unavailable {
+                reason: self.reason(),
+                retry: state == STALLED,
+            }),
         }
-        let reason = self
-            .reason
-            .lock()
-            .map(|r| r.clone().unwrap_or_default())
-            .unwrap_or_default();
-        Err(StorageError::LogFailed(reason))
     }
 
-    fn note(&self, result: &Result<(), StorageError>) {
-        if let Err(e) = result {
-            if let Ok(mut reason) = self.reason.lock() {
-                reason.get_or_insert_with(|| e.to_string());
-            }
-            if !self.failed.swap(true, Ordering::AcqRel) {
-                tracing::error!(error = %e, "the log cannot be written; refusing further changes");
-            }
+    fn reason(&self) -> String {
+        self.reason.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, state: u8, reason: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason;
         }
+        self.state.store(state, Ordering::Release);
+    }
+
+    fn is(&self, state: u8) -> bool {
+        self.state.load(Ordering::Acquire) == state
     }
 }
 
 fn stopped() -> StorageError {
-    StorageError::LogFailed("log writer stopped".into())
+    StorageError::Unavailable {
+        reason: "the log writer has stopped".into(),
+        retry: false,
+    }
 }
 
 /// A handle on the log; cheap to clone.
@@ -166,13 +177,16 @@ pub struct Log {
 }
 
 impl Log {
-    /// Starts the writer thread on a fresh segment `first_segment` in `dir`.
+    /// Starts the writer thread on a fresh segment `first_segment` in `dir`. The
+    /// directory's identity (and its `LOCK` file's, if present) is recorded: if either
+    /// is removed or replaced while the server runs, changes are refused.
     pub fn start(
         dir: &Path,
         first_segment: u64,
         policy: FsyncPolicy,
     ) -> Result<Self, StorageError> {
-        let file = open_segment(dir, first_segment)?;
+        let identity = DirIdentity::of(dir)?;
+        let segment = Segment::create(dir, first_segment)?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             work: Condvar::new(),
@@ -181,11 +195,16 @@ impl Log {
         });
         let mut writer = Writer {
             dir: dir.to_path_buf(),
-            number: first_segment,
-            file,
+            identity,
+            segment,
             policy,
-            dirty: false,
+            unsynced: Vec::new(),
             last_sync: Instant::now(),
+            last_check: Instant::now(),
+            held: None,
+            shutdown: None,
+            stopping_since: None,
+            lost_bytes: 0,
             shared: shared.clone(),
         };
         std::thread::Builder::new()
@@ -195,7 +214,14 @@ impl Log {
         Ok(Log { shared, policy })
     }
 
-    /// Appends one record; refused once the log has failed.
+    /// Refuses at once when the log cannot take a change now (see [`Log::append`]).
+    pub fn check(&self) -> Result<(), StorageError> {
+        self.shared.health.check()
+    }
+
+    /// Appends one record. Refused, with nothing written, while the log cannot make
+    /// changes durable (a failed write not yet retried successfully, or a removed data
+    /// directory): the caller must then not apply the change.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
         self.shared.health.check()?;
         let (done, durable) = if self.policy == FsyncPolicy::Always {
@@ -250,42 +276,182 @@ impl Log {
     }
 
     /// Starts a new segment; returns its number. Every record appended before this
-    /// call is in an earlier segment.
+    /// call is in an earlier segment. Refused while the writer is stalled.
     pub async fn rotate(&self) -> Result<u64, StorageError> {
         let (tx, rx) = oneshot::channel();
         self.control(Control::Rotate(tx))?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
-    /// Flushes, fsyncs and stops the writer.
+    /// The server is stopping: a stalled writer gives up after [`STOP_GRACE`] more of
+    /// retrying, answering the changes it holds as failed, so the stop cannot hang on
+    /// a disk that never frees.
+    pub fn begin_shutdown(&self) {
+        let mut pending = self.shared.lock();
+        pending.stopping = true;
+        drop(pending);
+        self.shared.work.notify_one();
+    }
+
+    /// Flushes, fsyncs and stops the writer. [`StorageError::Unwritten`] means changes
+    /// that may have been acknowledged never reached the disk.
     pub async fn shutdown(&self) -> Result<(), StorageError> {
+        self.begin_shutdown();
         let (tx, rx) = oneshot::channel();
         self.control(Control::Shutdown(tx))?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
-fn open_segment(dir: &Path, number: u64) -> Result<(PathBuf, BufWriter<File>), StorageError> {
-    let path = dir.join(segment_file_name(number));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| StorageError::io("cannot create log segment", &path, e))?;
-    file.write_all(&log_header(number))
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StorageError::io("cannot write log segment", &path, e))?;
-    sync_dir(dir)?;
-    Ok((path, BufWriter::with_capacity(1 << 16, file)))
+/// How often a stalled writer tries again to write what it holds.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often an idle writer checks that its directory and lock are still there.
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a stalled writer keeps retrying once the server is stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Under `everysec`, bytes written since the last fsync are kept until it succeeds:
+/// after a failed fsync the kernel may have dropped them, so they are written again.
+/// Past this size (a very fast producer and a very slow disk) they are not kept.
+const MAX_UNSYNCED_COPY: usize = 256 << 20;
+
+/// The data directory and its lock file as they were at start. A directory removed
+/// (or replaced) while the server runs would take every later change with it; a lock
+/// file removed would let a second server in.
+struct DirIdentity {
+    dir: PathBuf,
+    dev_ino: (u64, u64),
+    lock: Option<(PathBuf, u64)>,
+}
+
+impl DirIdentity {
+    fn of(dir: &Path) -> Result<Self, StorageError> {
+        let meta =
+            std::fs::metadata(dir).map_err(|e| StorageError::io("cannot inspect", dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = std::fs::metadata(&lock_path)
+            .ok()
+            .map(|m| (lock_path, m.ino()));
+        Ok(DirIdentity {
+            dir: dir.to_path_buf(),
+            dev_ino: (meta.dev(), meta.ino()),
+            lock,
+        })
+    }
+
+    /// What is wrong, if anything.
+    fn problem(&self, segment: &Segment) -> Option<String> {
+        let dir = self.dir.display();
+        match std::fs::metadata(&self.dir) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.dev_ino => {}
+            Ok(_) => {
+                return Some(format!(
+                    "the data directory {dir} was replaced by another one while the server ran"
+                ))
+            }
+            Err(e) => {
+                return Some(format!(
+                    "the data directory {dir} was removed while the server ran ({e})"
+                ))
+            }
+        }
+        if segment.file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
+            return Some(format!(
+                "log segment {} was deleted while the server ran",
+                segment.path.display()
+            ));
+        }
+        if let Some((path, ino)) = &self.lock {
+            if std::fs::metadata(path).map(|m| m.ino()).ok() != Some(*ino) {
+                return Some(format!(
+                    "the lock file {} was removed or replaced while the server ran: another server may be using {dir}",
+                    path.display()
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The segment being written.
+struct Segment {
+    path: PathBuf,
+    file: File,
+    number: u64,
+    /// Bytes in the file that belong to it (the header and whole batches).
+    len: u64,
+    /// Bytes known to be on stable storage.
+    synced_len: u64,
+}
+
+impl Segment {
+    /// Creates segment `number` with its header, fsynced. A file of that number can
+    /// only be left over from an earlier failed attempt (the writer only goes
+    /// forward), so it is replaced; on failure nothing of it stays behind.
+    fn create(dir: &Path, number: u64) -> Result<Self, StorageError> {
+        let path = dir.join(segment_file_name(number));
+        let created = (|| {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| StorageError::io("cannot create log segment", &path, e))?;
+            file.write_all_at(&log_header(number), 0)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StorageError::io("cannot write log segment", &path, e))?;
+            sync_dir(dir)?;
+            Ok(file)
+        })();
+        match created {
+            Ok(file) => Ok(Segment {
+                path,
+                file,
+                number,
+                len: LOG_HEADER_LEN as u64,
+                synced_len: LOG_HEADER_LEN as u64,
+            }),
+            Err(e) => {
+                // An empty or half-written header holds nothing; left behind it would
+                // only be in the way of the next attempt.
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Records the writer could not write yet, and whoever waits on them.
+struct Held {
+    buf: Vec<u8>,
+    waiters: Vec<Done>,
+}
+
+struct Batch {
+    buf: Vec<u8>,
+    waiters: Vec<Done>,
+    controls: Vec<(usize, Control)>,
+    stopping: bool,
 }
 
 struct Writer {
     dir: PathBuf,
-    number: u64,
-    file: (PathBuf, BufWriter<File>),
+    identity: DirIdentity,
+    segment: Segment,
     policy: FsyncPolicy,
-    dirty: bool,
+    /// Under `everysec`: the bytes written since the last fsync.
+    unsynced: Vec<u8>,
     last_sync: Instant,
+    last_check: Instant,
+    /// Set while stalled: what must be written before anything else.
+    held: Option<Held>,
+    shutdown: Option<Done>,
+    stopping_since: Option<Instant>,
+    /// Bytes of records dropped without being written (given up at stop, or arriving
+    /// after the directory was lost).
+    lost_bytes: u64,
     shared: Arc<Shared>,
 }
 
@@ -293,152 +459,381 @@ impl Writer {
     fn run(&mut self) {
         let mut spare = Vec::new();
         loop {
-            let (buf, waiters, controls) = {
-                let mut pending = self.shared.lock();
-                while pending.buf.is_empty() && pending.controls.is_empty() {
-                    pending.writer_idle = true;
-                    if self.policy == FsyncPolicy::EverySec && self.dirty {
-                        let left = Duration::from_secs(1).saturating_sub(self.last_sync.elapsed());
-                        let (guard, timeout) = self
-                            .shared
-                            .work
-                            .wait_timeout(pending, left)
-                            .unwrap_or_else(|e| e.into_inner());
-                        pending = guard;
-                        if timeout.timed_out()
-                            && pending.buf.is_empty()
-                            && pending.controls.is_empty()
-                        {
-                            pending.writer_idle = false;
-                            drop(pending);
-                            let result = self.sync();
-                            self.shared.health.note(&result);
-                            pending = self.shared.lock();
-                        }
-                    } else {
-                        pending = self
-                            .shared
-                            .work
-                            .wait(pending)
-                            .unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-                pending.writer_idle = false;
-                if self.policy != FsyncPolicy::Always && pending.controls.is_empty() {
-                    drop(pending);
-                    std::thread::sleep(LINGER);
-                    pending = self.shared.lock();
-                }
-                let buf = std::mem::replace(&mut pending.buf, std::mem::take(&mut spare));
-                let taken = (
-                    buf,
-                    std::mem::take(&mut pending.waiters),
-                    std::mem::take(&mut pending.controls),
-                );
-                self.shared.room.notify_all();
-                taken
-            };
-            let stop = self.handle_batch(&buf, waiters, controls);
-            spare = buf;
+            let batch = self.take(std::mem::take(&mut spare));
+            if batch.stopping && self.stopping_since.is_none() {
+                self.stopping_since = Some(Instant::now());
+            }
+            spare = self.handle(batch);
             spare.clear();
-            if stop {
-                let mut pending = self.shared.lock();
-                pending.stopped = true;
-                drop(pending);
-                self.shared.room.notify_all();
+            if self.shutdown.is_some() && self.held.is_none() {
+                self.finish();
                 return;
             }
         }
     }
 
-    /// Writes a batch; returns true when told to shut down.
-    fn handle_batch(
-        &mut self,
-        buf: &[u8],
-        waiters: Vec<Done>,
-        controls: Vec<(usize, Control)>,
-    ) -> bool {
-        let mut result: Result<(), StorageError> = self.shared.health.check();
+    /// Waits for work (or, while stalled, for the next retry) and takes it.
+    fn take(&mut self, spare: Vec<u8>) -> Batch {
+        let mut pending = self.shared.lock();
+        loop {
+            if !pending.buf.is_empty() || !pending.controls.is_empty() {
+                break;
+            }
+            if self.held.is_some() {
+                // Stalled: retry on time, or at once when asked to stop.
+                if pending.stopping && self.stopping_since.is_none() {
+                    break;
+                }
+                pending.writer_idle = true;
+                let (guard, timeout) = self
+                    .shared
+                    .work
+                    .wait_timeout(pending, RETRY_INTERVAL)
+                    .unwrap_or_else(|e| e.into_inner());
+                pending = guard;
+                if timeout.timed_out() {
+                    break;
+                }
+                continue;
+            }
+            pending.writer_idle = true;
+            let mut wait = CHECK_INTERVAL;
+            if self.policy == FsyncPolicy::EverySec && self.segment.len > self.segment.synced_len {
+                wait = wait.min(Duration::from_secs(1).saturating_sub(self.last_sync.elapsed()));
+            }
+            let (guard, timeout) = self
+                .shared
+                .work
+                .wait_timeout(pending, wait)
+                .unwrap_or_else(|e| e.into_inner());
+            pending = guard;
+            if timeout.timed_out() && pending.buf.is_empty() && pending.controls.is_empty() {
+                pending.writer_idle = false;
+                drop(pending);
+                self.idle_duties();
+                pending = self.shared.lock();
+            }
+        }
+        pending.writer_idle = false;
+        if self.policy != FsyncPolicy::Always
+            && pending.controls.is_empty()
+            && self.held.is_none()
+            && !pending.buf.is_empty()
+        {
+            drop(pending);
+            std::thread::sleep(LINGER);
+            pending = self.shared.lock();
+        }
+        let batch = Batch {
+            buf: std::mem::replace(&mut pending.buf, spare),
+            waiters: std::mem::take(&mut pending.waiters),
+            controls: std::mem::take(&mut pending.controls),
+            stopping: pending.stopping,
+        };
+        self.shared.room.notify_all();
+        batch
+    }
+
+    /// The once-a-second fsync under `everysec`, and the check that the directory is
+    /// still ours, done while no records arrive.
+    fn idle_duties(&mut self) {
+        if self.shared.health.is(BROKEN) {
+            return;
+        }
+        if let Some(problem) = self.identity.problem(&self.segment) {
+            self.break_down(problem);
+            return;
+        }
+        self.last_check = Instant::now();
+        if self.policy == FsyncPolicy::EverySec
+            && self.segment.len > self.segment.synced_len
+            && self.last_sync.elapsed() >= Duration::from_secs(1)
+        {
+            if let Err(e) = self.sync() {
+                self.stall(e, Vec::new(), Vec::new());
+            }
+        }
+    }
+
+    /// Writes a batch (or, while stalled, first what is held); returns the emptied
+    /// buffer for reuse.
+    fn handle(&mut self, batch: Batch) -> Vec<u8> {
+        let Batch {
+            mut buf,
+            waiters,
+            controls,
+            ..
+        } = batch;
+        if self.shared.health.is(BROKEN) {
+            self.drop_records(&buf, waiters);
+            for (_, control) in controls {
+                self.refuse(control);
+            }
+            return buf;
+        }
+        if self.held.is_some() {
+            self.retry();
+        }
+        if self.held.is_some() {
+            // Still stalled: new records queue behind the held ones, in order, and no
+            // rotation can happen (a snapshot waits for a writable log).
+            if let Some(held) = &mut self.held {
+                held.buf.extend_from_slice(&buf);
+                held.waiters.extend(waiters);
+            }
+            for (_, control) in controls {
+                self.refuse(control);
+            }
+            self.give_up_if_stopping();
+            buf.clear();
+            return buf;
+        }
+        // Checked before writing too: a record written into a directory that another
+        // server now owns would come back there as a change this one refused.
+        if !buf.is_empty() {
+            if let Some(problem) = self.identity.problem(&self.segment) {
+                self.break_down(problem);
+                return self.handle(Batch {
+                    buf,
+                    waiters,
+                    controls,
+                    stopping: false,
+                });
+            }
+        }
         let mut written = 0;
-        let mut stop = None;
-        for (at, control) in controls {
-            if result.is_ok() {
-                result = self.write(&buf[written..at]);
+        let mut controls = controls.into_iter();
+        while let Some((at, control)) = controls.next() {
+            let step = self.write(&buf[written..at]).and_then(|()| match &control {
+                // Every record before the rotation must be durable in the old segment.
+                Control::Rotate(_) => self.sync(),
+                Control::Shutdown(_) => Ok(()),
+            });
+            if let Err(e) = step {
+                self.stall(e, buf[written..].to_vec(), waiters);
+                self.refuse(control);
+                for (_, control) in controls {
+                    self.refuse(control);
+                }
+                return buf;
             }
             written = at;
             match control {
                 Control::Rotate(reply) => {
-                    let rotated = result.clone().and_then(|()| self.rotate());
-                    if let Err(e) = &rotated {
-                        result = Err(e.clone());
-                    }
-                    let _ = reply.send(rotated);
+                    // On failure the current segment simply stays the one written to.
+                    let rotated = Segment::create(&self.dir, self.segment.number + 1);
+                    let _ = reply.send(rotated.map(|next| {
+                        self.segment = next;
+                        self.segment.number
+                    }));
                 }
-                Control::Shutdown(reply) => stop = Some(reply),
+                Control::Shutdown(reply) => self.shutdown = Some(reply),
             }
         }
-        if result.is_ok() {
-            result = self.write(&buf[written..]);
+        if let Err(e) = self.write(&buf[written..]) {
+            self.stall(e, buf[written..].to_vec(), waiters);
+            return buf;
         }
-        if result.is_ok() {
-            let must_sync = match self.policy {
-                FsyncPolicy::Always => !waiters.is_empty() || stop.is_some(),
-                FsyncPolicy::EverySec => {
-                    stop.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
-                }
-                FsyncPolicy::No => stop.is_some(),
-            };
-            result = if must_sync { self.sync() } else { self.flush() };
+        let must_sync = match self.policy {
+            FsyncPolicy::Always => !waiters.is_empty() || self.shutdown.is_some(),
+            FsyncPolicy::EverySec => {
+                self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
+            }
+            FsyncPolicy::No => self.shutdown.is_some(),
+        };
+        if must_sync {
+            if let Err(e) = self.sync() {
+                self.stall(e, Vec::new(), waiters);
+                return buf;
+            }
         }
-        self.shared.health.note(&result);
+        // Only now is it known the records went somewhere that will survive.
+        if self.last_check.elapsed() >= CHECK_INTERVAL || !waiters.is_empty() {
+            self.last_check = Instant::now();
+            if let Some(problem) = self.identity.problem(&self.segment) {
+                self.break_down(problem);
+                self.drop_records(&[], waiters);
+                return buf;
+            }
+        }
         for waiter in waiters {
-            let _ = waiter.send(result.clone());
+            let _ = waiter.send(Ok(()));
         }
-        match stop {
-            Some(reply) => {
-                let _ = reply.send(result);
-                true
-            }
-            None => false,
-        }
+        buf
     }
 
+    /// Appends bytes at the end of the segment. A failed write is undone (the file is
+    /// cut back), so a retry writes the same bytes at the same place.
     fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.dirty = true;
-        self.file
-            .1
-            .write_all(bytes)
-            .map_err(|e| StorageError::io("cannot write log segment", &self.file.0, e))
-    }
-
-    fn flush(&mut self) -> Result<(), StorageError> {
-        self.file
-            .1
-            .flush()
-            .map_err(|e| StorageError::io("cannot write log segment", &self.file.0, e))
+        let segment = &mut self.segment;
+        if let Err(e) = segment.file.write_all_at(bytes, segment.len) {
+            let _ = segment.file.set_len(segment.len);
+            return Err(StorageError::io(
+                "cannot write log segment",
+                &segment.path,
+                e,
+            ));
+        }
+        segment.len += bytes.len() as u64;
+        if self.policy == FsyncPolicy::EverySec && self.unsynced.len() < MAX_UNSYNCED_COPY {
+            self.unsynced.extend_from_slice(bytes);
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        self.flush()?;
-        self.file
-            .1
-            .get_ref()
+        let segment = &mut self.segment;
+        if segment.len == segment.synced_len {
+            return Ok(());
+        }
+        segment
+            .file
             .sync_data()
-            .map_err(|e| StorageError::io("cannot fsync log segment", &self.file.0, e))?;
-        self.dirty = false;
+            .map_err(|e| StorageError::io("cannot fsync log segment", &segment.path, e))?;
+        segment.synced_len = segment.len;
+        self.unsynced.clear();
         self.last_sync = Instant::now();
         Ok(())
     }
 
-    fn rotate(&mut self) -> Result<u64, StorageError> {
-        self.sync()?;
-        let next = self.number + 1;
-        self.file = open_segment(&self.dir, next)?;
-        self.number = next;
-        Ok(next)
+    /// A write or fsync failed: hold `rest` (the bytes not written) and the waiters
+    /// until a retry succeeds, and refuse new changes meanwhile. After a failed fsync
+    /// the bytes since the last good one may be lost in the kernel (it can drop dirty
+    /// pages and report success next time): they are cut off and written again with
+    /// the rest. A failed write leaves earlier writes as they were.
+    fn stall(&mut self, e: StorageError, rest: Vec<u8>, waiters: Vec<Done>) {
+        let segment = &mut self.segment;
+        let mut buf = Vec::new();
+        let failed_sync = matches!(&e, StorageError::Io { action, .. } if action.contains("fsync"));
+        if failed_sync && segment.len > segment.synced_len {
+            let unsynced = (segment.len - segment.synced_len) as usize;
+            if self.unsynced.len() == unsynced {
+                buf.append(&mut self.unsynced);
+                segment.len = segment.synced_len;
+                let _ = segment.file.set_len(segment.len);
+            }
+        }
+        buf.extend_from_slice(&rest);
+        tracing::error!(
+            error = %e,
+            held_bytes = buf.len(),
+            "the log cannot be written; holding what it could not write, refusing new changes (503) and retrying"
+        );
+        self.shared.health.set(STALLED, e.to_string());
+        match &mut self.held {
+            Some(held) => {
+                held.buf.splice(0..0, buf);
+                held.waiters.extend(waiters);
+            }
+            None => self.held = Some(Held { buf, waiters }),
+        }
+    }
+
+    /// Tries to write what is held; on success the log takes changes again.
+    fn retry(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let result = self.write(&held.buf).and_then(|()| match self.policy {
+            // Whatever a failure held is written through to the disk at once.
+            FsyncPolicy::No => Ok(()),
+            _ => self.sync(),
+        });
+        match result {
+            Ok(()) => {
+                if let Some(problem) = self.identity.problem(&self.segment) {
+                    self.break_down(problem);
+                    self.drop_records(&[], held.waiters);
+                    return;
+                }
+                tracing::info!(
+                    written_bytes = held.buf.len(),
+                    "the log is writable again; taking changes"
+                );
+                self.shared.health.set(HEALTHY, String::new());
+                for waiter in held.waiters {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.shared.health.set(STALLED, e.to_string());
+                self.held = Some(held);
+            }
+        }
+    }
+
+    /// Once the server is stopping and retries have gone on for [`STOP_GRACE`], the
+    /// held records are given up: their waiters are refused and the loss is reported.
+    fn give_up_if_stopping(&mut self) {
+        let Some(since) = self.stopping_since else {
+            return;
+        };
+        if since.elapsed() < STOP_GRACE {
+            return;
+        }
+        if let Some(held) = self.held.take() {
+            let reason = format!(
+                "gave up writing {} bytes of log records at shutdown: {}",
+                held.buf.len(),
+                self.shared.health.reason()
+            );
+            tracing::error!("{reason}");
+            self.shared.health.set(BROKEN, reason);
+            self.drop_records(&held.buf, held.waiters);
+        }
+    }
+
+    /// The directory or the lock is gone: nothing written from now on would survive.
+    fn break_down(&mut self, problem: String) {
+        tracing::error!(problem = %problem, "refusing every change from now on; restart the server on an intact data directory");
+        self.shared.health.set(BROKEN, problem);
+        if let Some(held) = self.held.take() {
+            self.drop_records(&held.buf, held.waiters);
+        }
+    }
+
+    fn drop_records(&mut self, bytes: &[u8], waiters: Vec<Done>) {
+        self.lost_bytes += bytes.len() as u64;
+        let error = self.shared.health.check().err().unwrap_or_else(stopped);
+        for waiter in waiters {
+            let _ = waiter.send(Err(error.clone()));
+        }
+    }
+
+    fn refuse(&mut self, control: Control) {
+        let error = self.shared.health.check().err().unwrap_or_else(stopped);
+        match control {
+            Control::Rotate(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Control::Shutdown(reply) => self.shutdown = Some(reply),
+        }
+    }
+
+    /// Answers the shutdown and stops appends for good.
+    fn finish(&mut self) {
+        // Whatever was written is worth making durable, even if something was lost.
+        let synced = self.sync();
+        let result = if self.shared.health.is(BROKEN) || self.lost_bytes > 0 {
+            Err(StorageError::Unwritten {
+                bytes: self.lost_bytes,
+                reason: self.shared.health.reason(),
+            })
+        } else {
+            synced
+        };
+        let mut pending = self.shared.lock();
+        pending.stopped = true;
+        let waiters = std::mem::take(&mut pending.waiters);
+        drop(pending);
+        self.shared.room.notify_all();
+        for waiter in waiters {
+            let _ = waiter.send(Err(stopped()));
+        }
+        if let Some(reply) = self.shutdown.take() {
+            let _ = reply.send(result);
+        }
     }
 }
 

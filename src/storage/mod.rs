@@ -18,8 +18,18 @@ pub enum StorageError {
         path: PathBuf,
         message: String,
     },
-    #[error("the log writer has stopped after an earlier failure: {0}")]
-    LogFailed(String),
+    /// The log cannot make changes durable now, so the change was refused before it
+    /// was logged or applied. `retry`: the writer keeps trying and will take changes
+    /// again by itself once the disk does (a full disk freed); otherwise (the data
+    /// directory or its lock removed) only a restart helps.
+    #[error("changes cannot be made durable: {reason}")]
+    Unavailable { reason: String, retry: bool },
+    /// At shutdown: log records the writer never managed to write. Under `everysec`
+    /// and `no` they may have been acknowledged.
+    #[error("{bytes} bytes of log records were never written: {reason}")]
+    Unwritten { bytes: u64, reason: String },
+    #[error("snapshot abandoned: {0}")]
+    Snapshot(String),
     #[error("cannot encode a record: {0}")]
     Encode(String),
 }

@@ -28,14 +28,22 @@ pub fn write_snapshot(dir: &Path, data: &SnapshotData) -> Result<(PathBuf, usize
     let bytes = encode_snapshot(data).map_err(StorageError::Encode)?;
     let path = dir.join(snapshot_file_name(data.generation));
     let temp = dir.join(format!("{}.tmp", snapshot_file_name(data.generation)));
-    let mut file = std::fs::File::create(&temp)
-        .map_err(|e| StorageError::io("cannot create snapshot", &temp, e))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StorageError::io("cannot write snapshot", &temp, e))?;
-    drop(file);
-    std::fs::rename(&temp, &path)
-        .map_err(|e| StorageError::io("cannot rename snapshot", &temp, e))?;
+    let written = std::fs::File::create(&temp)
+        .map_err(|e| StorageError::io("cannot create snapshot", &temp, e))
+        .and_then(|mut file| {
+            file.write_all(&bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StorageError::io("cannot write snapshot", &temp, e))
+        })
+        .and_then(|()| {
+            std::fs::rename(&temp, &path)
+                .map_err(|e| StorageError::io("cannot rename snapshot", &temp, e))
+        });
+    if let Err(e) = written {
+        // A half-written temporary file would keep a full disk full.
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
     sync_dir(dir)?;
     Ok((path, bytes.len()))
 }

@@ -154,6 +154,16 @@ pub struct ServerProcess {
 
 /// Starts the built binary with `args` in `cwd`, waits for its "listening" line.
 pub fn start_binary(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+    start_binary_with(cwd, args, envs, |_| {})
+}
+
+/// [`start_binary`], with a last say over the command (limits, signals).
+pub fn start_binary_with(
+    cwd: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    configure: impl FnOnce(&mut Command),
+) -> ServerProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_presque"));
     command
         .args(args)
@@ -168,6 +178,7 @@ pub fn start_binary(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerP
     for (k, v) in envs {
         command.env(k, v);
     }
+    configure(&mut command);
     let mut child = command.spawn().expect("spawn presque");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -4,6 +4,7 @@
 mod batch;
 mod concurrency;
 mod delivery;
+mod disk;
 mod errors;
 mod helpers;
 mod persistence;
