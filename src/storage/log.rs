@@ -83,6 +83,14 @@ struct Pending {
     stopping: bool,
     /// Records appended since the start.
     appended: u64,
+    /// Bytes that may still be appended into disk space the writer has reserved;
+    /// `None` where the file system cannot reserve (then a full disk is met by the
+    /// write itself, and the writer holds and retries).
+    budget: Option<u64>,
+    /// Why the writer could not reserve more: appends past the budget are refused.
+    reserve_failed: Option<String>,
+    /// Budget an appender is waiting for.
+    wanted: u64,
 }
 
 struct Shared {
@@ -194,6 +202,8 @@ impl Log {
             health: Health::default(),
         });
         let mut writer = Writer {
+            reservable: true,
+            last_short_reserve: None,
             dir: dir.to_path_buf(),
             identity,
             segment,
@@ -207,6 +217,7 @@ impl Log {
             lost_bytes: 0,
             shared: shared.clone(),
         };
+        writer.reserve(0);
         std::thread::Builder::new()
             .name("presque-log".into())
             .spawn(move || writer.run())
@@ -231,18 +242,48 @@ impl Log {
             (None, Durable::Now)
         };
         let mut pending = self.shared.lock();
-        while pending.buf.len() > MAX_PENDING_BYTES && !pending.stopped {
-            pending = self
-                .shared
-                .room
-                .wait(pending)
-                .unwrap_or_else(|e| e.into_inner());
+        loop {
+            while pending.buf.len() > MAX_PENDING_BYTES && !pending.stopped {
+                pending = self
+                    .shared
+                    .room
+                    .wait(pending)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if pending.stopped {
+                return Err(stopped());
+            }
+            // Again after any wait: the writer may have stalled meanwhile.
+            self.shared.health.check()?;
+            // Framed straight into the shared buffer: no allocation or copy per record.
+            let start = pending.buf.len();
+            append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
+            let frame = (pending.buf.len() - start) as u64;
+            match pending.budget {
+                Some(budget) if budget < frame => {
+                    // Not (yet) room for it on the disk: taken back, nothing changed.
+                    pending.buf.truncate(start);
+                    if let Some(reason) = &pending.reserve_failed {
+                        return Err(StorageError::Unavailable {
+                            reason: format!("no disk space for the log: {reason}"),
+                            retry: true,
+                        });
+                    }
+                    pending.wanted = pending.wanted.max(frame);
+                    pending.writer_idle = false;
+                    self.shared.work.notify_one();
+                    pending = self
+                        .shared
+                        .room
+                        .wait(pending)
+                        .unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                Some(budget) => pending.budget = Some(budget - frame),
+                None => {}
+            }
+            break;
         }
-        if pending.stopped {
-            return Err(stopped());
-        }
-        // Framed straight into the shared buffer: no allocation or copy per record.
-        append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
         pending.appended += 1;
         pending.waiters.extend(done);
         self.wake(pending);
@@ -384,6 +425,8 @@ struct Segment {
     len: u64,
     /// Bytes known to be on stable storage.
     synced_len: u64,
+    /// The file's space is reserved up to here (past `len`, without growing it).
+    reserved: u64,
 }
 
 impl Segment {
@@ -412,6 +455,7 @@ impl Segment {
                 number,
                 len: LOG_HEADER_LEN as u64,
                 synced_len: LOG_HEADER_LEN as u64,
+                reserved: LOG_HEADER_LEN as u64,
             }),
             Err(e) => {
                 // An empty or half-written header holds nothing; left behind it would
@@ -421,6 +465,70 @@ impl Segment {
             }
         }
     }
+}
+
+impl Segment {
+    /// Gives back the space reserved past the end of a segment no longer written to.
+    fn release_reserve(&self) {
+        if self.reserved > self.len {
+            let _ = release_space(&self.file, self.len, self.reserved);
+        }
+    }
+}
+
+/// How far ahead of the records the writer reserves disk space when it can.
+const RESERVE_AHEAD: u64 = 8 << 20;
+
+/// Reserves `file`'s space from `from` to `to` without changing its size.
+#[cfg(target_os = "linux")]
+fn reserve_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if to <= from {
+        return Ok(());
+    }
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: a plain syscall on a file descriptor we own.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reserve_space(_: &File, _: u64, _: u64) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
+/// Frees `file`'s reserved space from `from` to `to` (past its end).
+#[cfg(target_os = "linux")]
+fn release_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Ok(());
+    };
+    // SAFETY: a plain syscall on a file descriptor we own.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release_space(_: &File, _: u64, _: u64) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Records the writer could not write yet, and whoever waits on them.
@@ -437,6 +545,11 @@ struct Batch {
 }
 
 struct Writer {
+    /// Whether the file system reserves space (`fallocate`); a disk that fills up
+    /// then refuses new records cleanly instead of failing a write.
+    reservable: bool,
+    /// When a reservation last fell short of its target: not tried again at once.
+    last_short_reserve: Option<Instant>,
     dir: PathBuf,
     identity: DirIdentity,
     segment: Segment,
@@ -465,6 +578,9 @@ impl Writer {
             }
             spare = self.handle(batch);
             spare.clear();
+            if self.shared.health.is(HEALTHY) {
+                self.reserve(0);
+            }
             if self.shutdown.is_some() && self.held.is_none() {
                 self.finish();
                 return;
@@ -476,7 +592,8 @@ impl Writer {
     fn take(&mut self, spare: Vec<u8>) -> Batch {
         let mut pending = self.shared.lock();
         loop {
-            if !pending.buf.is_empty() || !pending.controls.is_empty() {
+            let wants_room = pending.wanted > 0 && self.shared.health.is(HEALTHY);
+            if !pending.buf.is_empty() || !pending.controls.is_empty() || wants_room {
                 break;
             }
             if self.held.is_some() {
@@ -545,6 +662,9 @@ impl Writer {
             return;
         }
         self.last_check = Instant::now();
+        if self.shared.lock().reserve_failed.is_some() {
+            self.reserve(0);
+        }
         if self.policy == FsyncPolicy::EverySec
             && self.segment.len > self.segment.synced_len
             && self.last_sync.elapsed() >= Duration::from_secs(1)
@@ -623,9 +743,11 @@ impl Writer {
                     // On failure the current segment simply stays the one written to.
                     let rotated = Segment::create(&self.dir, self.segment.number + 1);
                     let _ = reply.send(rotated.map(|next| {
-                        self.segment = next;
+                        let old = std::mem::replace(&mut self.segment, next);
+                        old.release_reserve();
                         self.segment.number
                     }));
+                    self.reserve((buf.len() - at) as u64);
                 }
                 Control::Shutdown(reply) => self.shutdown = Some(reply),
             }
@@ -671,6 +793,8 @@ impl Writer {
         let segment = &mut self.segment;
         if let Err(e) = segment.file.write_all_at(bytes, segment.len) {
             let _ = segment.file.set_len(segment.len);
+            // Cutting the file back may also free the space reserved past its end.
+            segment.reserved = segment.len;
             return Err(StorageError::io(
                 "cannot write log segment",
                 &segment.path,
@@ -714,6 +838,7 @@ impl Writer {
                 buf.append(&mut self.unsynced);
                 segment.len = segment.synced_len;
                 let _ = segment.file.set_len(segment.len);
+                segment.reserved = segment.len;
             }
         }
         buf.extend_from_slice(&rest);
@@ -723,6 +848,8 @@ impl Writer {
             "the log cannot be written; holding what it could not write, refusing new changes (503) and retrying"
         );
         self.shared.health.set(STALLED, e.to_string());
+        // Appenders waiting for disk space must learn they are refused.
+        self.shared.room.notify_all();
         match &mut self.held {
             Some(held) => {
                 held.buf.splice(0..0, buf);
@@ -788,6 +915,7 @@ impl Writer {
     fn break_down(&mut self, problem: String) {
         tracing::error!(problem = %problem, "refusing every change from now on; restart the server on an intact data directory");
         self.shared.health.set(BROKEN, problem);
+        self.shared.room.notify_all();
         if let Some(held) = self.held.take() {
             self.drop_records(&held.buf, held.waiters);
         }
@@ -809,6 +937,76 @@ impl Writer {
             }
             Control::Shutdown(reply) => self.shutdown = Some(reply),
         }
+    }
+
+    /// Keeps disk space reserved ahead of the records: at least what is queued (and
+    /// `in_hand`, bytes taken but not yet written) plus what an appender waits for,
+    /// and [`RESERVE_AHEAD`] when the disk has it. Publishes the appenders' budget.
+    fn reserve(&mut self, in_hand: u64) {
+        if !self.reservable {
+            return;
+        }
+        let (queued, wanted) = {
+            let pending = self.shared.lock();
+            (pending.buf.len() as u64, pending.wanted)
+        };
+        let segment = &mut self.segment;
+        let needed = segment.len + in_hand + queued + wanted;
+        let ahead = needed + RESERVE_AHEAD;
+        let recently_short = self
+            .last_short_reserve
+            .is_some_and(|at| at.elapsed() < CHECK_INTERVAL);
+        let mut failed = None;
+        if segment.reserved < needed
+            || (segment.reserved < ahead - RESERVE_AHEAD / 2 && !recently_short)
+        {
+            let mut target = ahead;
+            loop {
+                match reserve_space(&segment.file, segment.reserved, target) {
+                    Ok(()) => {
+                        segment.reserved = target;
+                        self.last_short_reserve = (target < ahead).then(Instant::now);
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                        tracing::info!("the file system cannot reserve space; a full disk will be met by the log writes themselves");
+                        self.reservable = false;
+                        let mut pending = self.shared.lock();
+                        pending.budget = None;
+                        pending.wanted = 0;
+                        drop(pending);
+                        self.shared.room.notify_all();
+                        return;
+                    }
+                    Err(e) if target > needed.max(segment.reserved) + 4096 => {
+                        let _ = e;
+                        target = needed.max(segment.reserved)
+                            + (target - needed.max(segment.reserved)) / 2;
+                    }
+                    Err(e) => {
+                        self.last_short_reserve = Some(Instant::now());
+                        if segment.reserved < needed {
+                            failed = Some(e.to_string());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        let mut pending = self.shared.lock();
+        let claimed = segment.len + in_hand + pending.buf.len() as u64;
+        pending.budget = Some(segment.reserved.saturating_sub(claimed));
+        match (&failed, &pending.reserve_failed) {
+            (Some(reason), None) => {
+                tracing::error!(error = %reason, "no disk space for the log; refusing changes (503) until there is");
+            }
+            (None, Some(_)) => tracing::info!("disk space for the log is available again"),
+            _ => {}
+        }
+        pending.reserve_failed = failed;
+        pending.wanted = 0;
+        drop(pending);
+        self.shared.room.notify_all();
     }
 
     /// Answers the shutdown and stops appends for good.
