@@ -142,6 +142,8 @@ async fn a_log_write_failure_refuses_with_503_changes_nothing_and_heals_itself()
         };
         let message = assert_unavailable(refusal, true).await;
         assert!(message.contains("File too large"), "{policy}: {message}");
+        // Under `always` the request whose write failed is held, not refused.
+        assert_eq!(held.is_some(), policy == "always", "{policy}");
         // Refused changes are not applied; the held one is in memory, not yet answered.
         let in_memory = acked + u64::from(held.is_some());
         assert_eq!(size(&server, "jobs").await, in_memory, "{policy}");
