@@ -11,6 +11,8 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use presque::storage::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
+
 use crate::helpers::*;
 
 /// A data directory with a config file, and the binary started on it.
@@ -429,14 +431,15 @@ async fn log_rotates_across_snapshots_and_recovers_after_sigkill() {
     server.stop();
 }
 
+/// (offset, length) of every frame in a sound segment.
 fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut at = 20;
-    while at + 8 <= segment.len() {
-        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
-        out.push((at, 8 + len));
-        at += 8 + len;
+    let mut at = LOG_HEADER_LEN;
+    while let Frame::Whole { len, .. } = read_frame(&segment[at..]) {
+        out.push((at, len));
+        at += len;
     }
+    assert_eq!(at, segment.len(), "the segment is not sound");
     out
 }
 
@@ -458,10 +461,10 @@ async fn a_torn_last_record_is_dropped_with_a_warning() {
     fill_and_kill(&node, 5).await;
     let segment = node.files("log-").pop().unwrap();
     let mut data = std::fs::read(&segment).unwrap();
+    let sound_len = data.len();
     // A record that claims 100 bytes but stops after 10: a crash mid-write.
-    data.extend_from_slice(&100u32.to_le_bytes());
-    data.extend_from_slice(&0u32.to_le_bytes());
-    data.extend_from_slice(&[0xa5; 10]);
+    let torn: Vec<u8> = frame_header(100, 0).into_iter().chain([0xa5; 10]).collect();
+    data.extend_from_slice(&torn);
     std::fs::write(&segment, &data).unwrap();
 
     let server = node.start(&[]);
@@ -477,7 +480,12 @@ async fn a_torn_last_record_is_dropped_with_a_warning() {
     let jobs = drain(&client, &server, "t").await;
     assert_eq!(jobs, ["0", "1", "2", "3", "4"]);
     server.kill9();
-    // The torn bytes were cut off: the next start is clean.
+    // The torn bytes were moved aside, not destroyed.
+    assert_eq!(std::fs::read(&segment).unwrap().len(), sound_len);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    let aside = node.data().join(format!("{name}.torn-{sound_len}"));
+    assert_eq!(std::fs::read(aside).unwrap(), torn);
+    // The next start is clean.
     let server = node.start(&[]);
     assert!(!server.startup_lines.iter().any(|l| l.contains("torn")));
     server.stop();
@@ -508,7 +516,8 @@ async fn a_corrupt_record_mid_log_refuses_to_start_unless_loss_is_accepted() {
     let server = node.start(&["--accept-data-loss"]);
     let client = Client::new();
     let jobs = drain(&client, &server, "t").await;
-    assert_eq!(jobs, ["0", "1", "2"]);
+    // Only the damaged record is lost; the ones after it are replayed.
+    assert_eq!(jobs, ["0", "1", "2", "4", "5"]);
     post(&client, &server, "/q/t", "\"after\"").await;
     server.stop();
     // The damaged segment was kept aside, and the next start needs no flag.
