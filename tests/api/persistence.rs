@@ -528,6 +528,85 @@ async fn a_corrupt_record_mid_log_refuses_to_start_unless_loss_is_accepted() {
 }
 
 #[actix_web::test]
+async fn a_damaged_length_mid_log_is_refused_and_accepting_loss_loses_only_that_record() {
+    let node = Node::new(ALWAYS);
+    fill_and_kill(&node, 100).await;
+    let segment = node.files("log-").pop().unwrap();
+    let mut data = std::fs::read(&segment).unwrap();
+    let all = frames(&data);
+    assert_eq!(all.len(), 101, "QueueCreated, then one record per job");
+    // The record of job "49", in the middle: one bit of its length.
+    let (at, len) = all[50];
+    data[at + 2] ^= 0x40;
+    std::fs::write(&segment, &data).unwrap();
+
+    let stderr = node.start_expecting_failure(&[]);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{name} at byte {at}: frame header checksum mismatch"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("torn"), "{stderr}");
+    // Refusing changes nothing on disk.
+    assert_eq!(std::fs::read(&segment).unwrap(), data);
+
+    let server = node.start(&["--accept-data-loss"]);
+    let said = server.startup_lines.join("\n");
+    assert!(
+        said.contains(&format!("bytes {at}..{} ({len} bytes)", at + len)),
+        "{said}"
+    );
+    // Killed at once: what was recovered must already be sealed by a snapshot.
+    server.kill9();
+    let corrupt = node.data().join(format!("{name}.corrupt"));
+    assert_eq!(std::fs::read(corrupt).unwrap(), data);
+
+    let server = node.start(&[]);
+    let client = Client::new();
+    let jobs = drain(&client, &server, "t").await;
+    let expected: Vec<String> = (0..100)
+        .filter(|&i| i != 49)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(jobs, expected);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn an_empty_segment_left_by_a_failed_start_does_not_block_later_starts() {
+    let node = Node::new(ALWAYS);
+    node.start(&[]).stop();
+    // A start that failed on a full disk: it created its segment but could not write
+    // the header.
+    let newest = node.files("log-").pop().unwrap();
+    let newest = newest.file_name().unwrap().to_str().unwrap();
+    let number: u64 = newest["log-".len()..newest.len() - ".presque".len()]
+        .parse()
+        .unwrap();
+    let empty = node.data().join(format!("log-{:020}.presque", number + 1));
+    std::fs::write(&empty, b"").unwrap();
+
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..5 {
+        assert_eq!(
+            post(&client, &server, "/q/e", &i.to_string()).await,
+            StatusCode::CREATED
+        );
+    }
+    server.kill9();
+
+    let server = node.start(&[]);
+    assert_eq!(
+        drain(&client, &server, "e").await,
+        ["0", "1", "2", "3", "4"]
+    );
+    server.stop();
+}
+
+#[actix_web::test]
 async fn a_damaged_snapshot_falls_back_when_that_loses_nothing() {
     let node = Node::new("");
     let client = Client::new();
