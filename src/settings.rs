@@ -105,8 +105,8 @@ pub struct Cli {
     /// Log fsync policy, overriding [storage] fsync.
     #[arg(long, value_enum, env = "PRESQUE_FSYNC")]
     pub fsync: Option<FsyncPolicy>,
-    /// Start even when recovery finds damaged data it cannot read; that data is lost
-    /// (the damaged files are kept aside with a .corrupt suffix).
+    /// Start even when recovery finds damaged data it cannot read; only that data is
+    /// lost (copies of the damaged files are kept with a .corrupt suffix).
     #[arg(long)]
     pub accept_data_loss: bool,
 }
