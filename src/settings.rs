@@ -96,17 +96,17 @@ pub struct Cli {
     /// Configuration file. Without it, ./config.toml is read if present.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Address to listen on, overriding `bind` in `[server]`.
+    /// Address to listen on, overriding server.bind in the config file.
     #[arg(long, value_name = "HOST:PORT", env = "PRESQUE_BIND")]
     pub bind: Option<SocketAddr>,
-    /// Data directory (created if missing), overriding `data_dir` in `[storage]`.
+    /// Data directory (created if missing), overriding storage.data_dir in the config file.
     #[arg(long, value_name = "DIR", env = "PRESQUE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Log fsync policy, overriding `fsync` in `[storage]`.
+    /// Log fsync policy, overriding storage.fsync in the config file.
     #[arg(long, value_enum, env = "PRESQUE_FSYNC")]
     pub fsync: Option<FsyncPolicy>,
-    /// Start even when recovery finds damaged data it cannot read; that data is lost
-    /// (the damaged files are kept aside with a .corrupt suffix).
+    /// Start even when recovery finds damaged data it cannot read; only that data is
+    /// lost (copies of the damaged files are kept with a .corrupt suffix).
     #[arg(long)]
     pub accept_data_loss: bool,
 }

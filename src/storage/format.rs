@@ -2,8 +2,13 @@
 //!
 //! **Log segment** `log-NNNNNNNNNNNNNNNNNNNN.presque`: a 20-byte header (magic
 //! `PRSQLOG\0`, format version as u32 LE, segment number as u64 LE), then records, each
-//! framed as payload length (u32 LE), CRC-32 of the payload (u32 LE), and the payload:
-//! one CBOR-encoded [`LogRecord`].
+//! framed by a 12-byte frame header (payload length as u32 LE, CRC-32 of the payload as
+//! u32 LE, CRC-32 of those first 8 bytes as u32 LE) and the payload: one CBOR-encoded
+//! [`LogRecord`].
+//!
+//! The frame header has its own checksum because the length decides where the next
+//! record starts: without it, a damaged length is indistinguishable from a record cut
+//! short by a crash, and recovery would drop every record after it as a torn tail.
 //!
 //! **Snapshot** `snapshot-NNNNNNNNNNNNNNNNNNNN.presque`: a 24-byte header (magic
 //! `PRSQSNAP`, format version as u32 LE, payload length as u64 LE, CRC-32 of the payload
@@ -17,12 +22,12 @@ use crate::queue_state::{Change, QueueImage};
 use crate::registry_state::{RegistryChange, WorkerImage};
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const LOG_MAGIC: &[u8; 8] = b"PRSQLOG\0";
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSQSNAP";
 pub const LOG_HEADER_LEN: usize = 20;
 pub const SNAPSHOT_HEADER_LEN: usize = 24;
-pub const FRAME_HEADER_LEN: usize = 8;
+pub const FRAME_HEADER_LEN: usize = 12;
 
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -86,11 +91,21 @@ pub struct SnapshotData {
     pub workers: Vec<WorkerImage>,
 }
 
-/// Frames a record: length, checksum, CBOR payload.
+/// Frames a record: frame header, CBOR payload.
 pub fn encode_record(record: &LogRecordRef<'_>) -> Result<Vec<u8>, String> {
     let mut frame = Vec::new();
     append_record(record, &mut frame)?;
     Ok(frame)
+}
+
+/// The frame header for a payload of `payload_len` bytes whose CRC-32 is `payload_crc`.
+pub fn frame_header(payload_len: u32, payload_crc: u32) -> [u8; FRAME_HEADER_LEN] {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header[..4].copy_from_slice(&payload_len.to_le_bytes());
+    header[4..8].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&header[..8]);
+    header[8..].copy_from_slice(&header_crc.to_le_bytes());
+    header
 }
 
 /// Frames a record at the end of `out`. On error `out` is left as it was.
@@ -112,19 +127,24 @@ pub fn append_record(record: &LogRecordRef<'_>, out: &mut Vec<u8>) -> Result<(),
         }
     };
     let crc = crc32fast::hash(&out[payload_start..]);
-    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-    out[start + 4..payload_start].copy_from_slice(&crc.to_le_bytes());
+    out[start..payload_start].copy_from_slice(&frame_header(payload_len, crc));
     Ok(())
 }
 
 /// What reading one frame at some offset found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A complete frame with a matching checksum: its payload and total length.
+    /// A complete frame with matching checksums: its payload and total length.
     Whole { payload: &'a [u8], len: usize },
-    /// The data ends inside the frame (a torn write at the end of a file).
+    /// The data ends inside the frame: fewer bytes than a frame header, or a sound
+    /// frame header whose payload runs past the end (a torn write, if at the end of
+    /// the log).
     Truncated,
-    /// A complete frame whose checksum does not match.
+    /// The frame header's checksum does not match: its length cannot be trusted, so
+    /// where the next frame starts is unknown.
+    BadHeader,
+    /// A sound frame header, but the payload's checksum does not match; `len` (the
+    /// whole frame's) can be trusted, so reading can resume after it.
     BadChecksum { len: usize },
 }
 
@@ -133,8 +153,11 @@ pub fn read_frame(data: &[u8]) -> Frame<'_> {
     if data.len() < FRAME_HEADER_LEN {
         return Frame::Truncated;
     }
-    let payload_len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-    let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    let word = |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    if crc32fast::hash(&data[..8]) != word(8) {
+        return Frame::BadHeader;
+    }
+    let payload_len = word(0) as usize;
     let Some(end) = FRAME_HEADER_LEN.checked_add(payload_len) else {
         return Frame::Truncated;
     };
@@ -142,7 +165,7 @@ pub fn read_frame(data: &[u8]) -> Frame<'_> {
         return Frame::Truncated;
     }
     let payload = &data[FRAME_HEADER_LEN..end];
-    if crc32fast::hash(payload) != crc {
+    if crc32fast::hash(payload) != word(4) {
         return Frame::BadChecksum { len: end };
     }
     Frame::Whole { payload, len: end }
@@ -330,6 +353,37 @@ mod tests {
     }
 
     #[test]
+    fn any_damaged_frame_header_byte_is_a_bad_header_not_a_truncation() {
+        let change = sample_change();
+        let frame = encode_record(&LogRecordRef::Queue {
+            queue: 1,
+            seq: 1,
+            change: &change,
+        })
+        .unwrap_or_default();
+        for at in 0..FRAME_HEADER_LEN {
+            for bit in 0..8 {
+                let mut flipped = frame.clone();
+                flipped[at] ^= 1 << bit;
+                assert_eq!(
+                    read_frame(&flipped),
+                    Frame::BadHeader,
+                    "byte {at} bit {bit}"
+                );
+            }
+        }
+        // A length claiming far more than the file holds is no torn write either.
+        let mut huge = frame.clone();
+        huge[..4].copy_from_slice(&10_000_000u32.to_le_bytes());
+        assert_eq!(read_frame(&huge), Frame::BadHeader);
+        // With its own checksum recomputed, the same length is a record cut short.
+        let mut resealed = huge.clone();
+        let crc = u32::from_le_bytes([huge[4], huge[5], huge[6], huge[7]]);
+        resealed[..FRAME_HEADER_LEN].copy_from_slice(&frame_header(10_000_000, crc));
+        assert_eq!(read_frame(&resealed), Frame::Truncated);
+    }
+
+    #[test]
     fn snapshot_version_and_checksum_are_checked() {
         let data = SnapshotData {
             generation: 1,
@@ -344,12 +398,12 @@ mod tests {
         };
         let file = encode_snapshot(&data).unwrap_or_default();
         assert_eq!(decode_snapshot(&file), Ok(data));
-        let mut v2 = file.clone();
-        v2[8] = 2;
+        let mut v1 = file.clone();
+        v1[8] = 1;
         assert_eq!(
-            decode_snapshot(&v2),
+            decode_snapshot(&v1),
             Err(SnapshotDecodeError::Header(HeaderError::Version {
-                found: 2
+                found: 1
             }))
         );
         let mut flipped = file.clone();

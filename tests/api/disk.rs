@@ -223,7 +223,10 @@ async fn a_stop_while_the_log_cannot_write_ends_with_exit_code_3() {
     // What did reach the disk is intact and starts cleanly.
     let server = start_binary(dir.path(), &args, &[]);
     let kept = size(&server, "jobs").await;
-    assert!(kept <= acked && kept + 8 >= acked, "kept {kept} of {acked}");
+    // Exactly what exit code 3 announces: the batch the writer held when it gave up
+    // (acknowledged under `everysec`, a few milliseconds of requests) is gone; every
+    // job written before it is intact.
+    assert!(kept < acked && kept + 50 >= acked, "kept {kept} of {acked}");
     server.stop();
 }
 

@@ -11,6 +11,8 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use presque::storage::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
+
 use crate::helpers::*;
 
 /// A data directory with a config file, and the binary started on it.
@@ -429,14 +431,15 @@ async fn log_rotates_across_snapshots_and_recovers_after_sigkill() {
     server.stop();
 }
 
+/// (offset, length) of every frame in a sound segment.
 fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut at = 20;
-    while at + 8 <= segment.len() {
-        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
-        out.push((at, 8 + len));
-        at += 8 + len;
+    let mut at = LOG_HEADER_LEN;
+    while let Frame::Whole { len, .. } = read_frame(&segment[at..]) {
+        out.push((at, len));
+        at += len;
     }
+    assert_eq!(at, segment.len(), "the segment is not sound");
     out
 }
 
@@ -458,10 +461,10 @@ async fn a_torn_last_record_is_dropped_with_a_warning() {
     fill_and_kill(&node, 5).await;
     let segment = node.files("log-").pop().unwrap();
     let mut data = std::fs::read(&segment).unwrap();
+    let sound_len = data.len();
     // A record that claims 100 bytes but stops after 10: a crash mid-write.
-    data.extend_from_slice(&100u32.to_le_bytes());
-    data.extend_from_slice(&0u32.to_le_bytes());
-    data.extend_from_slice(&[0xa5; 10]);
+    let torn: Vec<u8> = frame_header(100, 0).into_iter().chain([0xa5; 10]).collect();
+    data.extend_from_slice(&torn);
     std::fs::write(&segment, &data).unwrap();
 
     let server = node.start(&[]);
@@ -477,7 +480,12 @@ async fn a_torn_last_record_is_dropped_with_a_warning() {
     let jobs = drain(&client, &server, "t").await;
     assert_eq!(jobs, ["0", "1", "2", "3", "4"]);
     server.kill9();
-    // The torn bytes were cut off: the next start is clean.
+    // The torn bytes were moved aside, not destroyed.
+    assert_eq!(std::fs::read(&segment).unwrap().len(), sound_len);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    let aside = node.data().join(format!("{name}.torn-{sound_len}"));
+    assert_eq!(std::fs::read(aside).unwrap(), torn);
+    // The next start is clean.
     let server = node.start(&[]);
     assert!(!server.startup_lines.iter().any(|l| l.contains("torn")));
     server.stop();
@@ -508,13 +516,93 @@ async fn a_corrupt_record_mid_log_refuses_to_start_unless_loss_is_accepted() {
     let server = node.start(&["--accept-data-loss"]);
     let client = Client::new();
     let jobs = drain(&client, &server, "t").await;
-    assert_eq!(jobs, ["0", "1", "2"]);
+    // Only the damaged record is lost; the ones after it are replayed.
+    assert_eq!(jobs, ["0", "1", "2", "4", "5"]);
     post(&client, &server, "/q/t", "\"after\"").await;
     server.stop();
     // The damaged segment was kept aside, and the next start needs no flag.
     assert!(node.data().join(format!("{name}.corrupt")).exists());
     let server = node.start(&[]);
     assert_eq!(drain(&client, &server, "t").await, ["\"after\""]);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn a_damaged_length_mid_log_is_refused_and_accepting_loss_loses_only_that_record() {
+    let node = Node::new(ALWAYS);
+    fill_and_kill(&node, 100).await;
+    let segment = node.files("log-").pop().unwrap();
+    let mut data = std::fs::read(&segment).unwrap();
+    let all = frames(&data);
+    assert_eq!(all.len(), 101, "QueueCreated, then one record per job");
+    // The record of job "49", in the middle: one bit of its length.
+    let (at, len) = all[50];
+    data[at + 2] ^= 0x40;
+    std::fs::write(&segment, &data).unwrap();
+
+    let stderr = node.start_expecting_failure(&[]);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{name} at byte {at}: frame header checksum mismatch"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("torn"), "{stderr}");
+    // Refusing changes nothing on disk.
+    assert_eq!(std::fs::read(&segment).unwrap(), data);
+
+    let server = node.start(&["--accept-data-loss"]);
+    let said = server.startup_lines.join("\n");
+    assert!(
+        said.contains(&format!("bytes {at}..{} ({len} bytes)", at + len)),
+        "{said}"
+    );
+    // Killed at once: what was recovered must already be sealed by a snapshot.
+    server.kill9();
+    let corrupt = node.data().join(format!("{name}.corrupt"));
+    assert_eq!(std::fs::read(corrupt).unwrap(), data);
+
+    let server = node.start(&[]);
+    let client = Client::new();
+    let jobs = drain(&client, &server, "t").await;
+    let expected: Vec<String> = (0..100)
+        .filter(|&i| i != 49)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(jobs, expected);
+    server.stop();
+}
+
+#[actix_web::test]
+async fn an_empty_segment_left_by_a_failed_start_does_not_block_later_starts() {
+    let node = Node::new(ALWAYS);
+    node.start(&[]).stop();
+    // A start that failed on a full disk: it created its segment but could not write
+    // the header.
+    let newest = node.files("log-").pop().unwrap();
+    let newest = newest.file_name().unwrap().to_str().unwrap();
+    let number: u64 = newest["log-".len()..newest.len() - ".presque".len()]
+        .parse()
+        .unwrap();
+    let empty = node.data().join(format!("log-{:020}.presque", number + 1));
+    std::fs::write(&empty, b"").unwrap();
+
+    let client = Client::new();
+    let server = node.start(&[]);
+    for i in 0..5 {
+        assert_eq!(
+            post(&client, &server, "/q/e", &i.to_string()).await,
+            StatusCode::CREATED
+        );
+    }
+    server.kill9();
+
+    let server = node.start(&[]);
+    assert_eq!(
+        drain(&client, &server, "e").await,
+        ["0", "1", "2", "3", "4"]
+    );
     server.stop();
 }
 
