@@ -271,7 +271,7 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
-    fn rest_of_stderr(&self) -> Vec<String> {
+    pub fn rest_of_stderr(&self) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(5)) {
             lines.push(line);
