@@ -2,9 +2,9 @@
 //!
 //! Strict and loud. A torn tail, what a crash mid-write leaves at the very end of the
 //! last segment (fewer bytes than a frame header, a sound frame header whose payload
-//! runs past the end, a sound frame header whose payload checksum fails and which
-//! ends exactly at the end of the file, or nothing but zero bytes), is moved to a side
-//! file with a warning. A segment whose header never reached the disk held nothing
+//! runs past the end; or, with no whole frame anywhere after it, a payload checksum
+//! that fails or a frame header ending in zeros: pages of the last batch that never
+//! landed before a power loss), is moved to a side file with a warning. A segment whose header never reached the disk held nothing
 //! and is skipped, wherever it is. Any other damage (a checksum mismatch, a damaged
 //! frame header, a missing segment, an unreadable snapshot that no older snapshot can
 //! replace without loss) stops the start with the file and offset, unless the
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{
     decode_record, log_header, parse_log_header, read_frame, Frame, HeaderError, LogRecord,
-    SnapshotData, LOG_HEADER_LEN,
+    SnapshotData, FRAME_HEADER_LEN, LOG_HEADER_LEN,
 };
 use super::log::parse_segment_file_name;
 use super::snapshot::{parse_snapshot_file_name, read_snapshot};
@@ -321,8 +321,23 @@ fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) 
                 offset += len;
                 continue;
             }
-            // Its fsync never returned: never acknowledged under fsync=always.
-            Frame::BadChecksum { len } if is_last && offset + len == data.len() => {
+            // Its fsync never returned: never acknowledged under fsync=always. A batch
+            // cut by a power loss can also leave some of its pages unwritten (zeros)
+            // and others written: whatever is unreadable with no whole record anywhere
+            // after it in the newest segment is that batch's remains.
+            // A damaged header is taken for a cut one only when it ends in zeros (a page
+            // that never landed); a flipped bit in the last record's length is refused.
+            Frame::BadChecksum { .. }
+                if is_last && next_whole_frame(&data, offset + 1).is_none() =>
+            {
+                outcome.torn_at = Some(offset);
+                break;
+            }
+            Frame::BadHeader
+                if is_last
+                    && rest.get(FRAME_HEADER_LEN - 1) == Some(&0)
+                    && next_whole_frame(&data, offset + 1).is_none() =>
+            {
                 outcome.torn_at = Some(offset);
                 break;
             }
@@ -335,11 +350,6 @@ fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) 
                 continue;
             }
             Frame::Truncated if is_last => {
-                outcome.torn_at = Some(offset);
-                break;
-            }
-            // A crash after the file grew but before the data landed leaves zeros.
-            Frame::BadHeader if is_last && rest.iter().all(|&b| b == 0) => {
                 outcome.torn_at = Some(offset);
                 break;
             }
@@ -761,6 +771,37 @@ mod tests {
     fn zero_bytes_at_the_end_are_a_torn_tail() {
         assert_torn_tail_set_aside(&[0u8; 100]);
         assert_torn_tail_set_aside(&[0u8; 5]);
+    }
+
+    #[test]
+    fn a_batch_cut_by_a_power_loss_is_a_torn_tail() {
+        // Some pages of the last batch landed, others are zeros: a record with its
+        // header and half its data, then nothing; or zeros, then a fragment.
+        let (four, five) = (job_record(4), job_record(5));
+        let mut half_landed = four.clone();
+        let half = half_landed.len() / 2;
+        half_landed[half..].fill(0);
+        half_landed.extend_from_slice(&vec![0u8; five.len()]);
+        assert_torn_tail_set_aside(&half_landed);
+        let mut zeros_then_fragment = vec![0u8; four.len()];
+        zeros_then_fragment.extend_from_slice(&five[5..]);
+        assert_torn_tail_set_aside(&zeros_then_fragment);
+    }
+
+    #[test]
+    fn a_damaged_record_with_a_whole_record_after_it_in_the_last_segment_is_refused() {
+        let mut data = segment(1, 1..=3);
+        let at = data.len();
+        let mut four = job_record(4);
+        four[2] ^= 0x40;
+        data.extend_from_slice(&four);
+        data.extend_from_slice(&job_record(5));
+        let dir = dir_with(&[(1, &data)]);
+        let message = refusal(dir.path());
+        assert!(
+            message.contains(&format!("{} at byte {at}", name(1))),
+            "{message}"
+        );
     }
 
     #[test]
