@@ -251,6 +251,16 @@ pub fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// A test that fails midway must not leave its server running.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl ServerProcess {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
