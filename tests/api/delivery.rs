@@ -498,3 +498,75 @@ async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
         .collect();
     assert_eq!(states, vec![json!("active"), json!("gone")]);
 }
+
+/// `depth` nested arrays around a number.
+fn nested(depth: usize) -> String {
+    format!("{}7{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[actix_web::test]
+async fn deeply_nested_jobs_are_accepted_and_handed_back_verbatim_by_every_route() {
+    let app = spawn_app().await;
+    let deep = [
+        nested(200),
+        nested(100_000),
+        format!("{{\"a\":{}}}", nested(5_000)),
+    ];
+    let r = app
+        .post_json("/settings/deep", "{\"max_attempts\": 1}")
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for body in &deep {
+        let r = app.post_json("/q/deep", body).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // Ready jobs, as JSON-text strings.
+    let (status, listed) = app.get_json("/status/deep?with_desc=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["jobs"], json!(deep));
+
+    // Each is fetched byte for byte, fails its only attempt, and dies.
+    let mut ids = Vec::new();
+    for body in &deep {
+        let r = app.get("/q/deep?lease=30").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let id = job_id_of(&r);
+        assert_eq!(&r.text().await.unwrap(), body);
+        let r = app
+            .client
+            .put(app.url(&format!("/q/deep/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let (status, info) = json_of(r).await;
+        assert_eq!(
+            (status, info["state"].clone()),
+            (StatusCode::OK, json!("dead"))
+        );
+        ids.push(id);
+    }
+    let r = app.get("/dead/deep").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let jobs: Vec<String> = ids
+        .iter()
+        .zip(&deep)
+        .map(|(id, body)| format!("{{\"id\":{id},\"attempts\":1,\"job\":{body}}}"))
+        .collect();
+    let expected = format!("{{\"queue\":\"deep\",\"jobs\":[{}]}}", jobs.join(","));
+    assert_eq!(r.text().await.unwrap(), expected);
+
+    // Retried, they come back through /qb as strings, still verbatim.
+    let (_, r) = json_of(app.client.post(app.url("/dead/deep")).send().await.unwrap()).await;
+    assert_eq!(r, json!({"queue": "deep", "retried": 3}));
+    let (status, batch) = json_of(app.get("/qb/deep?batch_size=10").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(batch, json!(deep));
+
+    // The server kept answering throughout.
+    let (status, _) = app.get_json("/status/").await;
+    assert_eq!(status, StatusCode::OK);
+}
