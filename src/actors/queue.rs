@@ -22,6 +22,12 @@ use crate::storage::StorageError;
 /// queue do not make senders wait.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
+/// Most leases one turn of the actor expires. The queue shares its thread with HTTP
+/// requests, so a storm of expiries is worked off in bounded steps with the thread
+/// handed back in between (see `arm_timer`); this many take a few milliseconds in a
+/// release build (BENCHMARKS.md, "Lease storm").
+pub const EXPIRY_BATCH: usize = 4096;
+
 /// Why a queue refused or could not answer a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -200,16 +206,29 @@ impl QueueActor {
         }
         if let Some(at) = next {
             let wait = Duration::from_millis(at.saturating_sub(now_ms()));
-            let handle = ctx.run_later(wait, |actor, ctx| {
+            // Work left over from a bounded step (more expired leases) is due at once.
+            // A zero-length timer can fire within the same turn of the thread, which
+            // would run every step back to back; yielding first lets the requests
+            // waiting on this thread through between steps.
+            let fire = async move {
+                if wait.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
+            };
+            let handle = ctx.spawn(fire.into_actor(self).map(|(), actor, ctx| {
                 actor.timer = None;
                 actor.tick(ctx);
                 actor.arm_timer(ctx);
-            });
+            }));
             self.timer = Some((at, handle));
         }
     }
 
-    /// Moves due delayed jobs to the head and expired leases back, then serves waiters.
+    /// Moves due delayed jobs to the head and expired leases back (at most
+    /// [`EXPIRY_BATCH`]; the timer comes back at once for the rest), then serves
+    /// waiters.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         if self.state.has_due(now) {
@@ -221,6 +240,7 @@ impl QueueActor {
                 Change::LeasesExpired {
                     now_ms: now,
                     max_attempts,
+                    limit: Some(EXPIRY_BATCH),
                 },
                 ctx,
             );

@@ -499,6 +499,87 @@ async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
     assert_eq!(states, vec![json!("active"), json!("gone")]);
 }
 
+/// Fills `queue` with jobs `0..n` (bodies are their numbers) through `/qb`.
+async fn fill(app: &TestApp, queue: &str, range: std::ops::Range<usize>) {
+    let numbers: Vec<usize> = range.collect();
+    for chunk in numbers.chunks(1000) {
+        let r = app
+            .post_json(
+                &format!("/qb/{queue}"),
+                &json!({ "jobs": chunk }).to_string(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+}
+
+/// Leases `n` jobs in batches of 1000; returns their ids in the order handed out.
+async fn lease_all(app: &TestApp, queue: &str, n: usize, lease: &str) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let r = app
+            .get(&format!("/qb/{queue}?batch_size=1000&lease={lease}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        ids.extend(
+            job_id_of(&r)
+                .split(',')
+                .map(|id| id.parse::<u64>().unwrap()),
+        );
+    }
+    ids
+}
+
+#[actix_web::test]
+async fn a_storm_of_expiring_leases_comes_back_in_order_while_the_server_answers() {
+    // One HTTP thread: the queue actor shares it with every request below.
+    let app = spawn_app_with(|s| s.server.workers = 1).await;
+    let n = 10_000;
+    fill(&app, "storm", 0..n + 1).await;
+    let ids = lease_all(&app, "storm", n, "0.5").await;
+    let (_, j) = app.get_json("/j/storm").await;
+    assert_eq!(j["job_count"], 1);
+
+    // Everything comes back; meanwhile the server keeps answering other requests.
+    let started = Instant::now();
+    let mut answered = 0;
+    loop {
+        let (status, s) = app.get_json("/status/").await;
+        assert_eq!((status, s["size"].clone()), (StatusCode::OK, json!(1)));
+        answered += 1;
+        let (_, j) = app.get_json("/j/storm").await;
+        if j["job_count"] == json!(n + 1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(answered > 1);
+    for id in [ids[0], ids[n / 2], ids[n - 1]] {
+        let (_, info) = app.get_json(&format!("/q/storm/{id}")).await;
+        assert_eq!(
+            (info["state"].clone(), info["attempts"].clone()),
+            (json!("ready"), json!(1)),
+            "job {id}"
+        );
+    }
+    // Back at the head in their original order, ahead of the job never leased.
+    let mut bodies = Vec::with_capacity(n + 1);
+    while bodies.len() < n + 1 {
+        let (status, batch) = json_of(app.get("/qb/storm?batch_size=1000").await).await;
+        assert_eq!(status, StatusCode::OK);
+        bodies.extend(
+            batch
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap().to_owned()),
+        );
+    }
+    let expected: Vec<String> = (0..n + 1).map(|i| i.to_string()).collect();
+    assert_eq!(bodies, expected);
+}
+
 /// `depth` nested arrays around a number.
 fn nested(depth: usize) -> String {
     format!("{}7{}", "[".repeat(depth), "]".repeat(depth))
