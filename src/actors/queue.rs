@@ -24,9 +24,9 @@ pub const MAILBOX_CAPACITY: usize = 4096;
 
 /// Most leases one turn of the actor expires. The queue shares its thread with HTTP
 /// requests, so a storm of expiries is worked off in bounded steps with the thread
-/// handed back in between (see `arm_timer`); this many take a few milliseconds in a
-/// release build (BENCHMARKS.md, "Lease storm").
-pub const EXPIRY_BATCH: usize = 4096;
+/// handed back in between (see `arm_timer`); this many take about half a millisecond
+/// in a release build (BENCHMARKS.md, "Lease storm").
+pub const EXPIRY_BATCH: usize = 1024;
 
 /// Why a queue refused or could not answer a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

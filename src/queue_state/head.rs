@@ -13,6 +13,8 @@
 //! snapshot format does not change: taking an image copies the head out (O(head),
 //! normally a handful of jobs), and recovery rebuilds the tree from it.
 
+use std::ops::{Index, IndexMut};
+
 use crate::job::Job;
 
 /// No node.
@@ -30,14 +32,74 @@ struct Node {
     right: u32,
 }
 
+/// Slots per arena chunk.
+const CHUNK: usize = 1024;
+
+/// A growable array in fixed-size chunks: growing never moves what is stored, so a
+/// storm that grows the head to 100,000 jobs never copies (and page-faults) megabytes
+/// in one go, as doubling a `Vec` would.
+#[derive(Debug)]
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, value: T) {
+        if self.len / CHUNK == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.get_mut(self.len / CHUNK) {
+            chunk.push(value);
+            self.len += 1;
+        }
+    }
+
+    /// Empties the array, keeping one chunk's memory.
+    fn clear(&mut self) {
+        self.chunks.truncate(1);
+        if let Some(chunk) = self.chunks.first_mut() {
+            chunk.clear();
+        }
+        self.len = 0;
+    }
+}
+
+impl<T> Index<usize> for Chunked<T> {
+    type Output = T;
+
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// A sequence of jobs (the head, front first).
 #[derive(Debug)]
 pub struct Head {
     /// Nodes live in one arena and link by index: no allocation per insert once the
     /// arena has grown, and dropping a large tree does not recurse.
-    nodes: Vec<Node>,
+    nodes: Chunked<Node>,
     /// Each node's job (`None` once freed).
-    jobs: Vec<Option<Job>>,
+    jobs: Chunked<Option<Job>>,
     free: Vec<u32>,
     root: u32,
     /// State of the priority generator. Priorities only shape the tree, never the
@@ -51,8 +113,8 @@ pub struct Head {
 impl Default for Head {
     fn default() -> Self {
         Head {
-            nodes: Vec::new(),
-            jobs: Vec::new(),
+            nodes: Chunked::default(),
+            jobs: Chunked::default(),
             free: Vec::new(),
             root: NIL,
             seed: 0x9E37_79B9_7F4A_7C15,
@@ -61,9 +123,6 @@ impl Default for Head {
         }
     }
 }
-
-/// Above this many nodes, an emptied arena gives its memory back.
-const KEEP_CAPACITY: usize = 4096;
 
 impl Head {
     /// A head of `jobs`, front first.
@@ -134,18 +193,12 @@ impl Head {
         taken
     }
 
+    /// Empties the head; the arena's memory goes back but for one chunk.
     fn clear(&mut self) {
-        if self.nodes.capacity() > KEEP_CAPACITY {
-            *self = Head {
-                seed: self.seed,
-                ..Head::default()
-            };
-        } else {
-            self.nodes.clear();
-            self.jobs.clear();
-            self.free.clear();
-            self.root = NIL;
-        }
+        self.nodes.clear();
+        self.jobs.clear();
+        self.free = Vec::new();
+        self.root = NIL;
     }
 
     /// The jobs, front first.
@@ -393,7 +446,7 @@ mod tests {
         assert_eq!(ids(&head), (600..1600).collect::<Vec<_>>());
         let mut big = Head::from_jobs((0..10_000).map(job));
         assert_eq!(big.pop_front(usize::MAX).len(), 10_000);
-        assert_eq!(big.nodes.capacity(), 0);
+        assert_eq!((big.nodes.chunks.len(), big.jobs.chunks.len()), (1, 1));
         assert_eq!(big.len(), 0);
     }
 }

@@ -724,7 +724,7 @@ async fn a_lease_storm_due_at_start_expires_in_steps_and_replays_the_same() {
     let node = Node::new(&format!("[server]\nworkers = 1\n{ALWAYS}"));
     let client = Client::new();
     let server = node.start(&[]);
-    // More than one step's worth (EXPIRY_BATCH is 4096), plus a job never leased.
+    // Several steps' worth (EXPIRY_BATCH is 1024), plus a job never leased.
     let n = 10_000usize;
     let numbers: Vec<usize> = (0..=n).collect();
     for chunk in numbers.chunks(1000) {
