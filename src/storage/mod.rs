@@ -1,6 +1,6 @@
 //! Persistence: an append-only log of every accepted change ([`log`]), periodic
 //! snapshots of every queue and the registry ([`snapshot`]), and start-up recovery
-//! from both ([`recovery`]). File layouts are in [`format`].
+//! from both ([`recovery`]). File layouts are in [`format`](mod@format).
 
 pub mod format;
 pub mod log;
