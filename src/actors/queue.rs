@@ -966,6 +966,60 @@ mod tests {
         assert_eq!(fetch(&addr, 1).await, Err(QueueError::Closed));
     }
 
+    /// Expired leases come back in steps of at most [`EXPIRY_BATCH`], and messages
+    /// sent meanwhile are answered between the steps, not after the whole storm. (The
+    /// test's own future is polled less often than a spawned task, such as an HTTP
+    /// connection, so it may see two steps at a time.)
+    #[actix::test]
+    async fn a_storm_of_expiries_is_worked_off_in_steps_between_other_messages() {
+        let (addr, _dir) = start_queue();
+        let n = 8 * EXPIRY_BATCH + 10;
+        enqueue(&addr, (1..=n as u64).map(job).collect(), None).await;
+        let (reply, answer) = oneshot::channel();
+        let lease = Fetch {
+            max: n,
+            lease: Some(LeaseRequest {
+                duration_ms: 50,
+                worker: None,
+            }),
+            wait: None,
+            reply,
+        };
+        assert!(addr.send(lease).await.is_ok());
+        let leased = answer.await.ok().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(leased.len(), n);
+        // Ask all along, from before the leases run out until they are all back.
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let c = addr.send(GetCounters).await.ok().and_then(Result::ok);
+            let ready = c.map_or(0, |c| c.ready);
+            seen.push(ready);
+            if ready == n {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never all back: {:?}",
+                seen.last()
+            );
+            tokio::task::yield_now().await;
+        }
+        let between: Vec<usize> = seen.iter().copied().filter(|&r| r > 0 && r < n).collect();
+        assert!(
+            between.len() >= 2,
+            "answered only around the storm: {seen:?}"
+        );
+        assert!(between.iter().all(|r| r % EXPIRY_BATCH == 0), "{seen:?}");
+        let ids: Vec<u64> = fetch(&addr, n)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|j| j.id.0)
+            .collect();
+        assert_eq!(ids, (1..=n as u64).collect::<Vec<_>>());
+    }
+
     #[actix::test]
     async fn a_purged_queue_answers_gone() {
         let (addr, _dir) = start_queue();
