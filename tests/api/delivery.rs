@@ -647,6 +647,19 @@ async fn deeply_nested_jobs_are_accepted_and_handed_back_verbatim_by_every_route
     assert_eq!(status, StatusCode::OK);
     assert_eq!(batch, json!(deep));
 
+    // Inside a batch, deep jobs are taken as they are too.
+    let batch = format!("{{\"jobs\":[{},{}]}}", deep[1], deep[0]);
+    let r = app.post_json("/qb/deep", &batch).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, batch) = json_of(app.get("/qb/deep?batch_size=10").await).await;
+    assert_eq!(batch, json!([deep[1], deep[0]]));
+    // Bodies the server reads itself (settings, control, a worker, a batch's
+    // envelope) are refused as the bad JSON they are for those routes, not a crash.
+    for path in ["/settings/deep", "/control/deep", "/qb/deep", "/w/deep"] {
+        let r = app.post_json(path, &deep[1]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+
     // The server kept answering throughout.
     let (status, _) = app.get_json("/status/").await;
     assert_eq!(status, StatusCode::OK);
