@@ -22,6 +22,12 @@ use crate::storage::StorageError;
 /// queue do not make senders wait.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
+/// Most leases one turn of the actor expires. The queue shares its thread with HTTP
+/// requests, so a storm of expiries is worked off in bounded steps with the thread
+/// handed back in between (see `arm_timer`); this many take about half a millisecond
+/// in a release build (BENCHMARKS.md, "Lease storm").
+pub const EXPIRY_BATCH: usize = 1024;
+
 /// Why a queue refused or could not answer a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -212,16 +218,29 @@ impl QueueActor {
         }
         if let Some(at) = next {
             let wait = Duration::from_millis(at.saturating_sub(now_ms()));
-            let handle = ctx.run_later(wait, |actor, ctx| {
+            // Work left over from a bounded step (more expired leases) is due at once.
+            // A zero-length timer can fire within the same turn of the thread, which
+            // would run every step back to back; yielding first lets the requests
+            // waiting on this thread through between steps.
+            let fire = async move {
+                if wait.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
+            };
+            let handle = ctx.spawn(fire.into_actor(self).map(|(), actor, ctx| {
                 actor.timer = None;
                 actor.tick(ctx);
                 actor.arm_timer(ctx);
-            });
+            }));
             self.timer = Some((at, handle));
         }
     }
 
-    /// Moves due delayed jobs to the head and expired leases back, then serves waiters.
+    /// Moves due delayed jobs to the head and expired leases back (at most
+    /// [`EXPIRY_BATCH`]; the timer comes back at once for the rest), then serves
+    /// waiters.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         if self.state.has_due(now) {
@@ -233,6 +252,7 @@ impl QueueActor {
                 Change::LeasesExpired {
                     now_ms: now,
                     max_attempts,
+                    limit: Some(EXPIRY_BATCH),
                 },
                 ctx,
             );
@@ -959,6 +979,60 @@ mod tests {
         enqueue(&addr, vec![job(1)], None).await;
         assert_eq!(addr.send(SetOpen(false)).await.ok(), Some(Ok(())));
         assert_eq!(fetch(&addr, 1).await, Err(QueueError::Closed));
+    }
+
+    /// Expired leases come back in steps of at most [`EXPIRY_BATCH`], and messages
+    /// sent meanwhile are answered between the steps, not after the whole storm. (The
+    /// test's own future is polled less often than a spawned task, such as an HTTP
+    /// connection, so it may see two steps at a time.)
+    #[actix::test]
+    async fn a_storm_of_expiries_is_worked_off_in_steps_between_other_messages() {
+        let (addr, _dir) = start_queue();
+        let n = 8 * EXPIRY_BATCH + 10;
+        enqueue(&addr, (1..=n as u64).map(job).collect(), None).await;
+        let (reply, answer) = oneshot::channel();
+        let lease = Fetch {
+            max: n,
+            lease: Some(LeaseRequest {
+                duration_ms: 50,
+                worker: None,
+            }),
+            wait: None,
+            reply,
+        };
+        assert!(addr.send(lease).await.is_ok());
+        let leased = answer.await.ok().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(leased.len(), n);
+        // Ask all along, from before the leases run out until they are all back.
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let c = addr.send(GetCounters).await.ok().and_then(Result::ok);
+            let ready = c.map_or(0, |c| c.ready);
+            seen.push(ready);
+            if ready == n {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never all back: {:?}",
+                seen.last()
+            );
+            tokio::task::yield_now().await;
+        }
+        let between: Vec<usize> = seen.iter().copied().filter(|&r| r > 0 && r < n).collect();
+        assert!(
+            between.len() >= 2,
+            "answered only around the storm: {seen:?}"
+        );
+        assert!(between.iter().all(|r| r % EXPIRY_BATCH == 0), "{seen:?}");
+        let ids: Vec<u64> = fetch(&addr, n)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|j| j.id.0)
+            .collect();
+        assert_eq!(ids, (1..=n as u64).collect::<Vec<_>>());
     }
 
     #[actix::test]

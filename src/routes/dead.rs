@@ -5,12 +5,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use super::input::{job_id, query, queue_name};
 use super::AppState;
 use crate::actors::queue::{ListDead, ResolveDead};
 use crate::error::ApiError;
+use crate::queue_state::DeadJob;
 
 #[derive(Deserialize)]
 struct Pick {
@@ -19,6 +19,10 @@ struct Pick {
 
 /// `GET /dead/NAME`: `{"queue": NAME, "jobs": [{"id", "attempts", "job"}]}`, where
 /// `job` is the job itself, as posted.
+///
+/// The stored bytes are written into the answer as they are, never parsed again: they
+/// were checked as one JSON value on the way in (without a depth limit), and a parser
+/// building a tree here would refuse, or recurse through, what the check let in.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let dead = state
@@ -26,15 +30,35 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .ask(&name, false, || ListDead)
         .await?
         .unwrap_or_default();
-    let mut jobs = Vec::with_capacity(dead.len());
-    for d in &dead {
-        // Bodies were checked as JSON on the way in.
-        let text = std::str::from_utf8(&d.job.body).unwrap_or("null");
-        let raw = RawValue::from_string(text.to_owned())
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        jobs.push(json!({ "id": d.job.id.0, "attempts": d.attempts, "job": raw }));
+    let body = dead_listing(name.as_str(), &dead)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// The `/dead/NAME` document, with each job's stored bytes embedded verbatim.
+fn dead_listing(queue: &str, dead: &[DeadJob]) -> Result<Vec<u8>, ApiError> {
+    let bodies: usize = dead.iter().map(|d| d.job.body.len() + 48).sum();
+    let mut out = Vec::with_capacity(queue.len() + 32 + bodies);
+    out.extend_from_slice(b"{\"queue\":");
+    serde_json::to_writer(&mut out, queue).map_err(|e| ApiError::Internal(e.to_string()))?;
+    out.extend_from_slice(b",\"jobs\":[");
+    for (i, d) in dead.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(
+            format!(
+                "{{\"id\":{},\"attempts\":{},\"job\":",
+                d.job.id.0, d.attempts
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&d.job.body);
+        out.push(b'}');
     }
-    Ok(HttpResponse::Ok().json(json!({ "queue": name.as_str(), "jobs": jobs })))
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 async fn resolve(
@@ -66,4 +90,48 @@ pub async fn retry(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// `DELETE /dead/NAME[?id=ID]`: dead jobs are dropped.
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     resolve(req, state, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Job, JobId};
+    use bytes::Bytes;
+
+    fn dead(id: u64, body: &str, attempts: u32) -> DeadJob {
+        DeadJob {
+            job: Job {
+                id: JobId(id),
+                body: Bytes::from(body.to_owned()),
+                uniq: None,
+            },
+            attempts,
+        }
+    }
+
+    #[test]
+    fn the_listing_has_the_documented_shape() {
+        let jobs = [dead(17, "{\"to\":\"a@b.c\"}", 5), dead(18, " [1, 2] ", 1)];
+        let out = dead_listing("em\"ails", &jobs).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(
+            value,
+            serde_json::json!({"queue": "em\"ails", "jobs": [
+                {"id": 17, "attempts": 5, "job": {"to": "a@b.c"}},
+                {"id": 18, "attempts": 1, "job": [1, 2]},
+            ]})
+        );
+        let empty = dead_listing("q", &[]).unwrap_or_default();
+        assert_eq!(empty, b"{\"queue\":\"q\",\"jobs\":[]}");
+    }
+
+    #[test]
+    fn deep_jobs_are_embedded_byte_for_byte() {
+        let depth = 100_000;
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let out = dead_listing("q", &[dead(1, &body, 1)]).unwrap_or_default();
+        let expected =
+            format!("{{\"queue\":\"q\",\"jobs\":[{{\"id\":1,\"attempts\":1,\"job\":{body}}}]}}");
+        assert_eq!(out, expected.as_bytes());
+    }
 }

@@ -106,6 +106,11 @@ pub async fn json_body(
 }
 
 /// Checks that `body` is one complete JSON value in UTF-8, without building it.
+///
+/// Nesting depth is not limited (only the body size is): serde_json skips an ignored
+/// value with a byte-per-level stack on the heap, not by recursion, so no depth can
+/// overflow the thread's stack. Routes never parse a stored job again (they hand its
+/// bytes back verbatim), so nothing downstream imposes a depth limit either.
 pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
     std::str::from_utf8(body).map_err(|e| ApiError::BadJson(format!("not UTF-8: {e}")))?;
     serde_json::from_slice::<serde::de::IgnoredAny>(body)
@@ -268,5 +273,16 @@ mod tests {
         assert!(check_json(b"\"x\"").is_ok());
         assert!(check_json(b"{\"a\":").is_err());
         assert!(check_json(b"{} {}").is_err());
+    }
+
+    #[test]
+    fn json_check_takes_any_depth_without_recursing() {
+        let depth = 1_000_000;
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(check_json(deep.as_bytes()).is_ok());
+        let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        assert!(check_json(objects.as_bytes()).is_ok());
+        let unbalanced = format!("{}{}", "[".repeat(depth), "]".repeat(depth - 1));
+        assert!(check_json(unbalanced.as_bytes()).is_err());
     }
 }

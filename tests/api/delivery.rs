@@ -498,3 +498,169 @@ async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
         .collect();
     assert_eq!(states, vec![json!("active"), json!("gone")]);
 }
+
+/// Fills `queue` with jobs `0..n` (bodies are their numbers) through `/qb`.
+async fn fill(app: &TestApp, queue: &str, range: std::ops::Range<usize>) {
+    let numbers: Vec<usize> = range.collect();
+    for chunk in numbers.chunks(1000) {
+        let r = app
+            .post_json(
+                &format!("/qb/{queue}"),
+                &json!({ "jobs": chunk }).to_string(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+}
+
+/// Leases `n` jobs in batches of 1000; returns their ids in the order handed out.
+async fn lease_all(app: &TestApp, queue: &str, n: usize, lease: &str) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let r = app
+            .get(&format!("/qb/{queue}?batch_size=1000&lease={lease}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        ids.extend(
+            job_id_of(&r)
+                .split(',')
+                .map(|id| id.parse::<u64>().unwrap()),
+        );
+    }
+    ids
+}
+
+#[actix_web::test]
+async fn a_storm_of_expiring_leases_comes_back_in_order_while_the_server_answers() {
+    // One HTTP thread: the queue actor shares it with every request below.
+    let app = spawn_app_with(|s| s.server.workers = 1).await;
+    let n = 10_000;
+    fill(&app, "storm", 0..n + 1).await;
+    let ids = lease_all(&app, "storm", n, "0.5").await;
+    let (_, j) = app.get_json("/j/storm").await;
+    assert_eq!(j["job_count"], 1);
+
+    // Everything comes back; meanwhile the server keeps answering other requests.
+    let started = Instant::now();
+    let mut answered = 0;
+    loop {
+        let (status, s) = app.get_json("/status/").await;
+        assert_eq!((status, s["size"].clone()), (StatusCode::OK, json!(1)));
+        answered += 1;
+        let (_, j) = app.get_json("/j/storm").await;
+        if j["job_count"] == json!(n + 1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(answered > 1);
+    for id in [ids[0], ids[n / 2], ids[n - 1]] {
+        let (_, info) = app.get_json(&format!("/q/storm/{id}")).await;
+        assert_eq!(
+            (info["state"].clone(), info["attempts"].clone()),
+            (json!("ready"), json!(1)),
+            "job {id}"
+        );
+    }
+    // Back at the head in their original order, ahead of the job never leased.
+    let mut bodies = Vec::with_capacity(n + 1);
+    while bodies.len() < n + 1 {
+        let (status, batch) = json_of(app.get("/qb/storm?batch_size=1000").await).await;
+        assert_eq!(status, StatusCode::OK);
+        bodies.extend(
+            batch
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap().to_owned()),
+        );
+    }
+    let expected: Vec<String> = (0..n + 1).map(|i| i.to_string()).collect();
+    assert_eq!(bodies, expected);
+}
+
+/// `depth` nested arrays around a number.
+fn nested(depth: usize) -> String {
+    format!("{}7{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[actix_web::test]
+async fn deeply_nested_jobs_are_accepted_and_handed_back_verbatim_by_every_route() {
+    let app = spawn_app().await;
+    let deep = [
+        nested(200),
+        nested(100_000),
+        format!("{{\"a\":{}}}", nested(5_000)),
+    ];
+    let r = app
+        .post_json("/settings/deep", "{\"max_attempts\": 1}")
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for body in &deep {
+        let r = app.post_json("/q/deep", body).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // Ready jobs, as JSON-text strings.
+    let (status, listed) = app.get_json("/status/deep?with_desc=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["jobs"], json!(deep));
+
+    // Each is fetched byte for byte, fails its only attempt, and dies.
+    let mut ids = Vec::new();
+    for body in &deep {
+        let r = app.get("/q/deep?lease=30").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let id = job_id_of(&r);
+        assert_eq!(&r.text().await.unwrap(), body);
+        let r = app
+            .client
+            .put(app.url(&format!("/q/deep/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let (status, info) = json_of(r).await;
+        assert_eq!(
+            (status, info["state"].clone()),
+            (StatusCode::OK, json!("dead"))
+        );
+        ids.push(id);
+    }
+    let r = app.get("/dead/deep").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let jobs: Vec<String> = ids
+        .iter()
+        .zip(&deep)
+        .map(|(id, body)| format!("{{\"id\":{id},\"attempts\":1,\"job\":{body}}}"))
+        .collect();
+    let expected = format!("{{\"queue\":\"deep\",\"jobs\":[{}]}}", jobs.join(","));
+    assert_eq!(r.text().await.unwrap(), expected);
+
+    // Retried, they come back through /qb as strings, still verbatim.
+    let (_, r) = json_of(app.client.post(app.url("/dead/deep")).send().await.unwrap()).await;
+    assert_eq!(r, json!({"queue": "deep", "retried": 3}));
+    let (status, batch) = json_of(app.get("/qb/deep?batch_size=10").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(batch, json!(deep));
+
+    // Inside a batch, deep jobs are taken as they are too.
+    let batch = format!("{{\"jobs\":[{},{}]}}", deep[1], deep[0]);
+    let r = app.post_json("/qb/deep", &batch).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, batch) = json_of(app.get("/qb/deep?batch_size=10").await).await;
+    assert_eq!(batch, json!([deep[1], deep[0]]));
+    // Bodies the server reads itself (settings, control, a worker, a batch's
+    // envelope) are refused as the bad JSON they are for those routes, not a crash.
+    for path in ["/settings/deep", "/control/deep", "/qb/deep", "/w/deep"] {
+        let r = app.post_json(path, &deep[1]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+
+    // The server kept answering throughout.
+    let (status, _) = app.get_json("/status/").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -806,3 +806,76 @@ async fn an_idle_server_does_not_rewrite_its_snapshot() {
     assert_ne!(node.files("snapshot-"), first);
     server.stop();
 }
+
+#[actix_web::test]
+async fn a_lease_storm_due_at_start_expires_in_steps_and_replays_the_same() {
+    let node = Node::new(&format!("[server]\nworkers = 1\n{ALWAYS}"));
+    let client = Client::new();
+    let server = node.start(&[]);
+    // Several steps' worth (EXPIRY_BATCH is 1024), plus a job never leased.
+    let n = 10_000usize;
+    let numbers: Vec<usize> = (0..=n).collect();
+    for chunk in numbers.chunks(1000) {
+        let body = json!({ "jobs": chunk }).to_string();
+        assert_eq!(
+            post(&client, &server, "/qb/storm", &body).await,
+            StatusCode::CREATED
+        );
+    }
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let r = client
+            .get(server.url("/qb/storm?batch_size=1000&lease=1"))
+            .send()
+            .await
+            .unwrap();
+        let header = r.headers()["X-presque-jobid"].to_str().unwrap().to_owned();
+        ids.extend(header.split(',').map(str::to_owned));
+    }
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Every lease ran out while the server was down: they expire as it starts.
+    let server = node.start(&[]);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = get_text(&client, &server, "/status/").await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, j) = get_text(&client, &server, "/j/storm").await;
+        let j: Value = serde_json::from_str(&j).unwrap();
+        if j["job_count"] == json!(n + 1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sample = [&ids[0], &ids[n / 2], &ids[n - 1]];
+    let mut infos = Vec::new();
+    for id in sample {
+        infos.push(
+            get_text(&client, &server, &format!("/q/storm/{id}"))
+                .await
+                .1,
+        );
+    }
+    let (_, listed) = get_text(&client, &server, "/status/storm?with_desc=1").await;
+
+    // The expiries now exist only in the log: replay must rebuild the same queue.
+    server.kill9();
+    let server = node.start(&[]);
+    let (_, relisted) = get_text(&client, &server, "/status/storm?with_desc=1").await;
+    assert_eq!(relisted, listed);
+    for (id, before) in sample.iter().zip(&infos) {
+        let (_, after) = get_text(&client, &server, &format!("/q/storm/{id}")).await;
+        assert_eq!(&after, before);
+        let info: Value = serde_json::from_str(&after).unwrap();
+        assert_eq!(
+            (info["state"].clone(), info["attempts"].clone()),
+            (json!("ready"), json!(1))
+        );
+    }
+    let listed: Value = serde_json::from_str(&relisted).unwrap();
+    let expected: Vec<String> = (0..=n).map(|i| i.to_string()).collect();
+    assert_eq!(listed["jobs"], json!(expected));
+    server.stop();
+}
