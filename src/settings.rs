@@ -92,9 +92,6 @@ impl Default for StorageSettings {
     version,
     about = "A local HTTP/JSON job queue server"
 )]
-// clap turns these doc comments into --help text, where `[server]` names a TOML table:
-// escaping it for rustdoc would print the backslashes in the help.
-#[allow(rustdoc::broken_intra_doc_links)]
 pub struct Cli {
     /// Configuration file. Without it, ./config.toml is read if present.
     #[arg(long, value_name = "PATH")]
