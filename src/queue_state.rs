@@ -27,8 +27,14 @@ use head::Head;
 pub enum Change {
     /// Jobs appended at the tail, or (with `due_ms`) held until that time.
     Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
-    /// Delayed jobs due at or before `now_ms` move to the head, earliest first.
-    Promoted { now_ms: u64 },
+    /// Delayed jobs due at or before `now_ms` move to the head, earliest first, at most
+    /// `limit` of them (all with `None`), so a mass of jobs coming due at once is
+    /// moved in steps that let other requests through; replay moves the same ones.
+    Promoted {
+        now_ms: u64,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     /// Up to `count` jobs leave the head: fetched; each counts as processed.
     Taken { count: usize },
     /// Jobs taken but never delivered (the client left) return to the head.
@@ -212,14 +218,16 @@ impl QueueState {
                     }
                 }
             }
-            Change::Promoted { now_ms } => {
+            Change::Promoted { now_ms, limit } => {
+                let mut left = limit.unwrap_or(usize::MAX);
                 while let Some(key) = self
                     .q
                     .delayed
                     .get_min()
                     .map(|(key, _)| *key)
-                    .filter(|(due, _)| *due <= now_ms)
+                    .filter(|(due, _)| *due <= now_ms && left > 0)
                 {
+                    left -= 1;
                     if let Some(job) = self.q.delayed.remove(&key) {
                         self.head.insert(self.head.len(), job);
                     }
@@ -649,10 +657,16 @@ mod tests {
             due_ms: Some(3_000),
         });
         assert!(!q.has_due(999));
-        q.apply(Change::Promoted { now_ms: 999 });
+        q.apply(Change::Promoted {
+            now_ms: 999,
+            limit: None,
+        });
         assert_eq!(q.ready_len(), 1);
         assert!(q.has_due(2_000));
-        q.apply(Change::Promoted { now_ms: 2_000 });
+        q.apply(Change::Promoted {
+            now_ms: 2_000,
+            limit: None,
+        });
         assert_eq!(q.next_due_ms(), Some(3_000));
         assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![3, 2, 1]);
     }
@@ -669,14 +683,23 @@ mod tests {
             jobs: vec![job(4, None)],
             due_ms: Some(2_000),
         });
-        q.apply(Change::Promoted { now_ms: 1_000 });
-        q.apply(Change::Promoted { now_ms: 2_000 });
+        q.apply(Change::Promoted {
+            now_ms: 1_000,
+            limit: None,
+        });
+        q.apply(Change::Promoted {
+            now_ms: 2_000,
+            limit: None,
+        });
         assert_eq!(ids(&q.apply(Change::Taken { count: 1 })), vec![3]);
         q.apply(Change::Enqueued {
             jobs: vec![job(5, None)],
             due_ms: Some(3_000),
         });
-        q.apply(Change::Promoted { now_ms: 3_000 });
+        q.apply(Change::Promoted {
+            now_ms: 3_000,
+            limit: None,
+        });
         assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![4, 5, 1, 2]);
     }
 
@@ -930,7 +953,10 @@ mod tests {
             due_ms: Some(20),
         });
         enqueue(&mut q, vec![job(7, None)]);
-        q.apply(Change::Promoted { now_ms: 20 });
+        q.apply(Change::Promoted {
+            now_ms: 20,
+            limit: None,
+        });
         // 4 goes before 5 (the first larger id), 1 and 2 before 4; nothing moves 3.
         expire(&mut q, None);
         let back = QueueState::from_image(q.image());
@@ -967,6 +993,35 @@ mod tests {
             full <= half + 10,
             "{half} steps a job for 50,000, {full} for 100,000"
         );
+    }
+
+    #[test]
+    fn promotion_in_bounded_steps_keeps_due_order() {
+        let fill = |q: &mut QueueState| {
+            for i in 1..=10u64 {
+                q.apply(Change::Enqueued {
+                    jobs: vec![job(i, None)],
+                    due_ms: Some(100 + (i % 3)),
+                });
+            }
+        };
+        let (mut stepped, mut whole) = (QueueState::default(), QueueState::default());
+        fill(&mut stepped);
+        fill(&mut whole);
+        whole.apply(Change::Promoted {
+            now_ms: 200,
+            limit: None,
+        });
+        let mut steps = 0;
+        while stepped.has_due(200) {
+            stepped.apply(Change::Promoted {
+                now_ms: 200,
+                limit: Some(3),
+            });
+            steps += 1;
+        }
+        assert_eq!(steps, 4);
+        assert_eq!(stepped.ready_bodies(), whole.ready_bodies());
     }
 
     #[test]

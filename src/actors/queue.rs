@@ -244,7 +244,11 @@ impl QueueActor {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         if self.state.has_due(now) {
-            self.commit_quietly(Change::Promoted { now_ms: now }, ctx);
+            let change = Change::Promoted {
+                now_ms: now,
+                limit: Some(EXPIRY_BATCH),
+            };
+            self.commit_quietly(change, ctx);
         }
         if self.state.has_expired(now) {
             let max_attempts = self.max_attempts();
