@@ -774,6 +774,29 @@ fn try_start(dir: &Path) -> Result<ServerProcess, (Option<i32>, String)> {
     }
 }
 
+/// The server between starts and stops: killed if the test fails while it runs, so a
+/// failure leaves no server behind.
+struct Running(Option<ServerProcess>);
+
+impl Running {
+    fn get(&self) -> &ServerProcess {
+        self.0.as_ref().expect("the server is running")
+    }
+
+    fn take(&mut self) -> ServerProcess {
+        self.0.take().expect("the server is running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.0.take() {
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+    }
+}
+
 /// One flipped byte, and what it hit.
 #[derive(Debug)]
 struct Damage {
@@ -989,10 +1012,11 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
     let data = dir.path().join("data");
 
     let mut model = Model::default();
-    let mut server = try_start(dir.path())
-        .unwrap_or_else(|(code, stderr)| panic!("first start failed ({code:?}):\n{stderr}"));
+    let mut server = Running(Some(try_start(dir.path()).unwrap_or_else(
+        |(code, stderr)| panic!("first start failed ({code:?}):\n{stderr}"),
+    )));
     let mut http = client();
-    register(&http, &server).await;
+    register(&http, server.get()).await;
 
     for cycle in 1..=cycles {
         let fail = |what: String| -> ! {
@@ -1008,7 +1032,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
                 tokio::time::sleep(Duration::from_millis(150 + rng.below(450))).await;
             }
             if rng.percent(3) {
-                let seen = observe(&http, &server).await;
+                let seen = observe(&http, server.get()).await;
                 if let Err(problems) = model.reconcile(&seen) {
                     fail(format!(
                         "the running server disagrees with the model:\n  {}",
@@ -1018,7 +1042,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
             }
             let queue = QUEUES[rng.below(QUEUES.len() as u64) as usize];
             let op = model.choose(&mut rng, queue, false);
-            let reply = send(&http, &server.address, &op)
+            let reply = send(&http, &server.get().address, &op)
                 .await
                 .unwrap_or_else(|e| fail(format!("{op:?} failed with no kill: {e}")));
             if let Err(e) = model.apply(&op, Some(&reply)) {
@@ -1036,10 +1060,12 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
                     burst.push(model.choose(&mut rng, queue, true));
                 }
             }
-            let pid = server.child.id() as libc::pid_t;
-            let delay = Duration::from_micros(rng.below(4000));
+            let pid = server.get().child.id() as libc::pid_t;
+            let delay = Duration::from_micros(rng.below(2500));
             let requests = futures_util::future::join_all(
-                burst.iter().map(|op| send(&http, &server.address, op)),
+                burst
+                    .iter()
+                    .map(|op| send(&http, &server.get().address, op)),
             );
             let kill = async move {
                 tokio::time::sleep(delay).await;
@@ -1047,7 +1073,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             };
             let (replies, ()) = tokio::join!(requests, kill);
-            server.kill9();
+            server.take().kill9();
             let mut lost = 0;
             for (op, reply) in burst.iter().zip(&replies) {
                 let reply = reply.as_ref().ok();
@@ -1061,7 +1087,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
                 burst.len()
             );
         } else {
-            server.stop();
+            server.take().stop();
             eprintln!("cycle {cycle}: {ops} ops, graceful stop");
         }
 
@@ -1077,7 +1103,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
             .as_ref()
             .map_or_else(|| "no damage".to_owned(), |d| format!("damage: {d}"));
 
-        server = match try_start(dir.path()) {
+        let up = match try_start(dir.path()) {
             Ok(server) => server,
             Err((code, stderr)) => {
                 let Some(d) = &damage else {
@@ -1111,16 +1137,18 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
                 })
             }
         };
+        let startup_lines = up.startup_lines.join("\n");
+        server = Running(Some(up));
         http = client();
-        register(&http, &server).await;
-        let seen = observe(&http, &server).await;
+        register(&http, server.get()).await;
+        let seen = observe(&http, server.get()).await;
         let before = summary(&model);
         if let Err(problems) = model.reconcile(&seen) {
             fail(format!(
                 "{}, {described}\nafter the restart the server holds less or other than acknowledged (a silently shorter history):\n  {}\nmodel before: {before}\nserver start-up said:\n{}",
                 if killed { "SIGKILL" } else { "graceful stop" },
                 listing(&problems),
-                server.startup_lines.join("\n")
+                startup_lines
             ));
         }
         if let Some(d) = &damage {
@@ -1131,7 +1159,7 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
         }
         eprintln!("cycle {cycle}: restarted and verified: {}", summary(&model));
     }
-    server.stop();
+    server.take().stop();
     eprintln!(
         "durability model: seed {seed}: {cycles} cycles passed in {:?}",
         started.elapsed()
