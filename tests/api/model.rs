@@ -19,7 +19,12 @@
 //! - a job taken by a plain GET that got its 200, or acked with a 204, never comes back;
 //! - nothing the model does not know of ever appears.
 //!
-//! `PRESQUE_MODEL_SEED` replays a run; `PRESQUE_MODEL_CYCLES` changes its length.
+//! `PRESQUE_MODEL_SEED` replays a run (the seed is printed first, and in every failure);
+//! `PRESQUE_MODEL_CYCLES` changes its length. A replay makes the same operations, kills
+//! and damage choices, but the snapshot timer and the kill run on the real clock: which
+//! requests a kill cuts short, and where exactly the log rotated, can differ, so a
+//! replay may hit a neighbouring byte. Failures print the file, offset and what the
+//! byte belonged to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -172,37 +177,41 @@ impl Model {
     }
 
     /// A random operation; `burst` ops are the ones a kill may cut short, so they stay
-    /// within what the model can settle after the restart (one job per lease).
+    /// within what the model can settle after the restart (one job per lease). It
+    /// draws the same numbers whatever the model holds, so that a replay that sees
+    /// other requests cut short still makes the same later choices.
     fn choose(&mut self, rng: &mut Rng, queue: &str, burst: bool) -> Op {
         let queue = queue.to_owned();
         let leased: Vec<u64> = self.queue(&queue).leased.keys().copied().collect();
         let roll = rng.below(100);
-        let lease_id = |rng: &mut Rng| leased[rng.below(leased.len() as u64) as usize];
+        let (count, size, lease_size, pick) = (
+            2 + rng.below(4),
+            1 + rng.below(4) as usize,
+            1 + rng.below(3) as usize,
+            rng.next(),
+        );
+        let lease_id = || leased[(pick % leased.len().max(1) as u64) as usize];
         match roll {
             0..=29 => Op::Post {
                 body: self.new_body(),
                 queue,
             },
             30..=39 => {
-                let count = 2 + rng.below(4);
                 let bodies = (0..count).map(|_| self.new_body()).collect();
                 Op::PostBatch { queue, bodies }
             }
             40..=54 => Op::Get { queue },
-            55..=59 => Op::GetBatch {
-                queue,
-                size: 1 + rng.below(4) as usize,
-            },
+            55..=59 => Op::GetBatch { queue, size },
             60..=64 if !burst => Op::LeaseBatch {
                 queue,
-                size: 1 + rng.below(3) as usize,
+                size: lease_size,
             },
             75..=89 if !leased.is_empty() => Op::Ack {
-                id: lease_id(rng),
+                id: lease_id(),
                 queue,
             },
             90..=99 if !leased.is_empty() => Op::Fail {
-                id: lease_id(rng),
+                id: lease_id(),
                 queue,
             },
             _ => Op::Lease { queue },
@@ -892,26 +901,27 @@ fn snapshot_spot(offset: usize) -> String {
     format!("snapshot {field}")
 }
 
-/// Flips one byte past byte 0 of the newest log segment or the newest snapshot.
-fn damage_newest(rng: &mut Rng, data: &Path) -> Option<Damage> {
-    let mut candidates = Vec::new();
-    candidates.extend(newest(data, "log-"));
-    candidates.extend(newest(data, "snapshot-"));
-    let mut candidates: Vec<(PathBuf, Vec<u8>)> = candidates
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).expect("read file to damage");
-            (p, bytes)
-        })
-        .filter(|(_, bytes)| bytes.len() > 1)
-        .collect();
-    if candidates.is_empty() {
-        return None;
+/// `draw` scaled to `0..n`: the same draw lands at the same relative place in files
+/// of different sizes (the snapshot timer runs on the wall clock, so a replay's files
+/// may differ a little).
+fn scaled(draw: u64, n: usize) -> usize {
+    ((u128::from(draw) * n as u128) >> 64) as usize
+}
+
+/// Flips one byte past byte 0 of the newest log segment or the newest snapshot
+/// (`draws`: which kind, where, and the XOR mask).
+fn damage_newest(draws: [u64; 3], data: &Path) -> Option<Damage> {
+    let mut kinds = ["log-", "snapshot-"];
+    if draws[0] % 2 == 1 {
+        kinds.reverse();
     }
-    let pick = rng.below(candidates.len() as u64) as usize;
-    let (path, mut bytes) = candidates.swap_remove(pick);
-    let offset = 1 + rng.below(bytes.len() as u64 - 1) as usize;
-    let flip = 1 + rng.below(255) as u8;
+    let (path, mut bytes) = kinds.iter().find_map(|kind| {
+        let path = newest(data, kind)?;
+        let bytes = std::fs::read(&path).expect("read file to damage");
+        (bytes.len() > 1).then_some((path, bytes))
+    })?;
+    let offset = 1 + scaled(draws[1], bytes.len() - 1);
+    let flip = 1 + (draws[2] % 255) as u8;
     let original = bytes[offset];
     let hit = if path
         .file_name()
@@ -1091,8 +1101,10 @@ async fn random_operations_kills_and_damage_never_silently_lose_acknowledged_job
             eprintln!("cycle {cycle}: {ops} ops, graceful stop");
         }
 
-        let damage = if rng.below(3) == 0 {
-            damage_newest(&mut rng, &data)
+        let damage_roll = rng.below(3);
+        let draws = [rng.next(), rng.next(), rng.next()];
+        let damage = if damage_roll == 0 {
+            damage_newest(draws, &data)
         } else {
             None
         };
