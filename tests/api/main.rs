@@ -7,6 +7,7 @@ mod delivery;
 mod disk;
 mod errors;
 mod helpers;
+mod model;
 mod persistence;
 mod process;
 mod queue;
