@@ -244,11 +244,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let mut signals = self.signals;
         let mut server = self.server;
-        tokio::select! {
+        let served: anyhow::Result<()> = tokio::select! {
             result = &mut server => {
                 // Stopped from elsewhere: the queues are gone with their workers, so
                 // there is nothing to snapshot; the log has every change.
-                result.context("HTTP server task failed")?.context("HTTP server failed")?;
+                result.context("HTTP server task failed").and_then(|r| r.context("HTTP server failed"))
             }
             signal = signals.recv() => {
                 tracing::info!(%signal, "shutting down: finishing in-flight requests");
@@ -263,12 +263,21 @@ impl Application {
                     Err(e) => tracing::warn!(error = %e, "no final snapshot: snapshot actor unavailable"),
                 }
                 self.handle.stop(true).await;
-                server.await.context("HTTP server task failed")?.context("HTTP server failed")?;
+                server.await.context("HTTP server task failed").and_then(|r| r.context("HTTP server failed"))
             }
         };
-        self.log.shutdown().await?;
-        tracing::info!("presque stopped");
-        Ok(())
+        // Whatever happened to the server, what the log holds is flushed; a loss it
+        // reports decides the exit code.
+        let flushed = self.log.shutdown().await;
+        match (served, flushed) {
+            (_, Err(e @ StorageError::Unwritten { .. })) => Err(e.into()),
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e.into()),
+            (Ok(()), Ok(())) => {
+                tracing::info!("presque stopped");
+                Ok(())
+            }
+        }
     }
 }
 

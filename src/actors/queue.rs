@@ -18,6 +18,9 @@ use crate::storage::format::{LogRecordRef, QueueSnapshot};
 use crate::storage::log::{Durable, Log};
 use crate::storage::StorageError;
 
+/// How long a queue's timer waits before trying again a change the log refused.
+const REFUSED_BACKOFF_MS: u64 = 100;
+
 /// Mailbox capacity: well above actix' default of 16 so bursts of requests to one
 /// queue do not make senders wait.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -124,6 +127,8 @@ pub struct QueueActor {
     /// Parked fetches, oldest first.
     waiters: VecDeque<Waiter>,
     next_waiter: u64,
+    /// Set while the log refuses the changes the timer makes: not before then.
+    refused_until: Option<u64>,
 }
 
 impl QueueActor {
@@ -141,6 +146,7 @@ impl QueueActor {
             timer: None,
             waiters: VecDeque::new(),
             next_waiter: 0,
+            refused_until: None,
         }
     }
 
@@ -196,10 +202,23 @@ impl QueueActor {
         Ok((out, durable))
     }
 
-    /// Logs an error from a change the actor makes on its own (timers, give-backs).
+    /// A change the actor makes on its own (timers, give-backs). While the log
+    /// refuses changes, the timer backs off instead of firing again at once for the
+    /// same due work, and the refusal is logged once, not at every try.
     fn commit_quietly(&mut self, change: Change, ctx: &mut Context<Self>) {
-        if let Err(e) = self.commit(change, ctx) {
-            tracing::error!(queue = %self.name, error = %e, "cannot record a change");
+        match self.commit(change, ctx) {
+            Ok(_) => {
+                if self.refused_until.take().is_some() {
+                    tracing::info!(queue = %self.name, "the log takes this queue's changes again");
+                }
+            }
+            Err(e) => {
+                if self.refused_until.is_none() {
+                    tracing::error!(queue = %self.name, error = %e, "cannot record a change; retrying while the log refuses");
+                }
+                self.refused_until = Some(now_ms() + REFUSED_BACKOFF_MS);
+                self.arm_timer(ctx);
+            }
         }
     }
 
@@ -209,6 +228,10 @@ impl QueueActor {
         let next = match (self.state.next_due_ms(), self.state.next_deadline_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        let next = match (next, self.refused_until) {
+            (Some(at), Some(backoff)) => Some(at.max(backoff)),
+            (next, _) => next,
         };
         if self.timer.as_ref().map(|(at, _)| *at) == next {
             return;
@@ -460,14 +483,6 @@ impl Handler<Enqueue> for QueueActor {
                 }
             }
         }
-        if let Err(e) = self.log.check() {
-            return answer(Err(e.into()));
-        }
-        if msg.failed {
-            if let Err(e) = self.commit(Change::FailureCounted, ctx) {
-                return answer(Err(e.into()));
-            }
-        }
         let due_ms = msg.due_ms.filter(|due| *due > now_ms());
         let committed = self.commit(
             Change::Enqueued {
@@ -478,6 +493,12 @@ impl Handler<Enqueue> for QueueActor {
         );
         match committed {
             Ok((_, durable)) => {
+                // After the jobs, not before: if the log refuses the jobs, nothing at
+                // all has changed; if it then refuses only the count (the disk filled
+                // in between), the jobs are safe and one failure goes uncounted.
+                if msg.failed {
+                    self.commit_quietly(Change::FailureCounted, ctx);
+                }
                 // Ordered after the Enqueued record, so a waiter's job is never handed
                 // out by a change the log could lose while keeping the job's creation.
                 self.serve_waiters(ctx);
@@ -1042,6 +1063,54 @@ mod tests {
             .map(|j| j.id.0)
             .collect();
         assert_eq!(ids, (1..=n as u64).collect::<Vec<_>>());
+    }
+
+    /// CPU time this thread has used, in milliseconds.
+    fn thread_cpu_ms() -> u64 {
+        // SAFETY: getrusage fills the struct it is given.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+            usage
+        };
+        let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+        ms(usage.ru_utime) + ms(usage.ru_stime)
+    }
+
+    /// While the log refuses changes, a lease that ran out cannot be put back: the
+    /// timer must back off, not fire again at once for ever.
+    #[actix::test]
+    async fn an_expired_lease_does_not_spin_the_thread_while_the_log_refuses() {
+        let (addr, dir) = start_queue();
+        enqueue(&addr, vec![job(1)], None).await;
+        let (reply, answer) = oneshot::channel();
+        let lease = Fetch {
+            max: 1,
+            lease: Some(LeaseRequest {
+                duration_ms: 300,
+                worker: None,
+            }),
+            wait: None,
+            reply,
+        };
+        assert!(addr.send(lease).await.is_ok());
+        let leased = answer.await.ok().and_then(Result::ok).map(|j| j.len());
+        assert_eq!(leased, Some(1));
+        // The log breaks (its segment deleted: noticed within 100 ms).
+        let segment = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("log-"))
+            .expect("a segment");
+        std::fs::remove_file(segment.path()).expect("remove");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = thread_cpu_ms();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = thread_cpu_ms() - before;
+        assert!(
+            used < 100,
+            "the queue's thread used {used} ms of CPU in 1 s"
+        );
     }
 
     #[actix::test]

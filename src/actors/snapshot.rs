@@ -160,7 +160,11 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             let queue_count = data.queues.len();
             let started = Instant::now();
             let (path, bytes) = tokio::task::spawn_blocking(move || {
+                // A log that broke meanwhile (its directory or lock gone) means the
+                // directory may now be another server's: write and prune nothing.
+                log.check()?;
                 let written = write_snapshot(&dir, &data)?;
+                log.check()?;
                 // Keep the previous good snapshot and the log it needs: if this new
                 // one is ever unreadable, that pair still recovers everything.
                 let (keep_from, keep_log_from) = keep.unwrap_or((generation, 1));

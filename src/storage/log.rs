@@ -91,6 +91,9 @@ struct Pending {
     reserve_failed: Option<String>,
     /// Budget an appender is waiting for.
     wanted: u64,
+    /// The largest record refused for want of space since the last reservation that
+    /// covered it: space counts as available again only once it fits.
+    refused: u64,
 }
 
 struct Shared {
@@ -214,6 +217,7 @@ impl Log {
             held: None,
             shutdown: None,
             stopping_since: None,
+            stalled_since: None,
             lost_bytes: 0,
             shared: shared.clone(),
         };
@@ -263,7 +267,8 @@ impl Log {
                 Some(budget) if budget < frame => {
                     // Not (yet) room for it on the disk: taken back, nothing changed.
                     pending.buf.truncate(start);
-                    if let Some(reason) = &pending.reserve_failed {
+                    if let Some(reason) = pending.reserve_failed.clone() {
+                        pending.refused = pending.refused.max(frame);
                         return Err(StorageError::Unavailable {
                             reason: format!("no disk space for the log: {reason}"),
                             retry: true,
@@ -332,6 +337,7 @@ impl Log {
         pending.stopping = true;
         drop(pending);
         self.shared.work.notify_one();
+        self.shared.room.notify_all();
     }
 
     /// Flushes, fsyncs and stops the writer. [`StorageError::Unwritten`] means changes
@@ -353,10 +359,11 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a stalled writer keeps retrying once the server is stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Under `everysec`, bytes written since the last fsync are kept until it succeeds:
-/// after a failed fsync the kernel may have dropped them, so they are written again.
-/// Past this size (a very fast producer and a very slow disk) they are not kept.
-const MAX_UNSYNCED_COPY: usize = 256 << 20;
+/// Bytes written since the last fsync are kept until it succeeds: after a failed
+/// fsync the kernel may have dropped them, so they are written again. Past this size
+/// the writer fsyncs instead of keeping more (under `no`, the only fsyncs besides
+/// rotations and the stop).
+const MAX_UNSYNCED_COPY: usize = 64 << 20;
 
 /// The data directory and its lock file as they were at start. A directory removed
 /// (or replaced) while the server runs would take every later change with it; a lock
@@ -554,7 +561,8 @@ struct Writer {
     identity: DirIdentity,
     segment: Segment,
     policy: FsyncPolicy,
-    /// Under `everysec`: the bytes written since the last fsync.
+    /// A copy of the bytes written since the last good fsync: what is written again
+    /// if an fsync fails.
     unsynced: Vec<u8>,
     last_sync: Instant,
     last_check: Instant,
@@ -562,6 +570,8 @@ struct Writer {
     held: Option<Held>,
     shutdown: Option<Done>,
     stopping_since: Option<Instant>,
+    /// When the writer began holding records it could not write.
+    stalled_since: Option<Instant>,
     /// Bytes of records dropped without being written (given up at stop, or arriving
     /// after the directory was lost).
     lost_bytes: u64,
@@ -615,7 +625,10 @@ impl Writer {
             }
             pending.writer_idle = true;
             let mut wait = CHECK_INTERVAL;
-            if self.policy == FsyncPolicy::EverySec && self.segment.len > self.segment.synced_len {
+            if self.policy == FsyncPolicy::EverySec
+                && self.segment.len > self.segment.synced_len
+                && self.shared.health.is(HEALTHY)
+            {
                 wait = wait.min(Duration::from_secs(1).saturating_sub(self.last_sync.elapsed()));
             }
             let (guard, timeout) = self
@@ -670,7 +683,7 @@ impl Writer {
             && self.last_sync.elapsed() >= Duration::from_secs(1)
         {
             if let Err(e) = self.sync() {
-                self.stall(e, Vec::new(), Vec::new());
+                self.stall(e, &[], Vec::new());
             }
         }
     }
@@ -724,13 +737,14 @@ impl Writer {
         let mut written = 0;
         let mut controls = controls.into_iter();
         while let Some((at, control)) = controls.next() {
-            let step = self.write(&buf[written..at]).and_then(|()| match &control {
-                // Every record before the rotation must be durable in the old segment.
-                Control::Rotate(_) => self.sync(),
-                Control::Shutdown(_) => Ok(()),
-            });
-            if let Err(e) = step {
-                self.stall(e, buf[written..].to_vec(), waiters);
+            // Every record before a rotation must be durable in the old segment.
+            let step = match self.write(&buf[written..at]) {
+                Err(e) => Err((e, written)),
+                Ok(()) if matches!(control, Control::Rotate(_)) => self.sync().map_err(|e| (e, at)),
+                Ok(()) => Ok(()),
+            };
+            if let Err((e, unwritten_from)) = step {
+                self.stall(e, &buf[unwritten_from..], waiters);
                 self.refuse(control);
                 for (_, control) in controls {
                     self.refuse(control);
@@ -753,7 +767,7 @@ impl Writer {
             }
         }
         if let Err(e) = self.write(&buf[written..]) {
-            self.stall(e, buf[written..].to_vec(), waiters);
+            self.stall(e, &buf[written..], waiters);
             return buf;
         }
         let must_sync = match self.policy {
@@ -762,10 +776,10 @@ impl Writer {
                 self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
             }
             FsyncPolicy::No => self.shutdown.is_some(),
-        };
+        } || self.unsynced.len() > MAX_UNSYNCED_COPY;
         if must_sync {
             if let Err(e) = self.sync() {
-                self.stall(e, Vec::new(), waiters);
+                self.stall(e, &[], waiters);
                 return buf;
             }
         }
@@ -802,9 +816,7 @@ impl Writer {
             ));
         }
         segment.len += bytes.len() as u64;
-        if self.policy == FsyncPolicy::EverySec && self.unsynced.len() < MAX_UNSYNCED_COPY {
-            self.unsynced.extend_from_slice(bytes);
-        }
+        self.unsynced.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -812,6 +824,15 @@ impl Writer {
         let segment = &mut self.segment;
         if segment.len == segment.synced_len {
             return Ok(());
+        }
+        // Unit tests make fsyncs fail here: a real one fails only on a broken disk.
+        #[cfg(test)]
+        if tests::sync_fails(&segment.path) {
+            return Err(StorageError::io(
+                "cannot fsync log segment",
+                &segment.path,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
         }
         segment
             .file
@@ -823,33 +844,33 @@ impl Writer {
         Ok(())
     }
 
-    /// A write or fsync failed: hold `rest` (the bytes not written) and the waiters
-    /// until a retry succeeds, and refuse new changes meanwhile. After a failed fsync
-    /// the bytes since the last good one may be lost in the kernel (it can drop dirty
-    /// pages and report success next time): they are cut off and written again with
-    /// the rest. A failed write leaves earlier writes as they were.
-    fn stall(&mut self, e: StorageError, rest: Vec<u8>, waiters: Vec<Done>) {
+    /// A write or fsync failed: hold `not_written` (bytes that are not in the file)
+    /// and the waiters until a retry succeeds, and refuse new changes meanwhile. A
+    /// failed write was already cut back by [`Writer::write`], leaving earlier writes
+    /// as they were. After a failed fsync the kernel may have dropped the pages
+    /// written since the last good one (and report success next time), so those are
+    /// cut off too and held, from the copy kept of them, to be written again.
+    fn stall(&mut self, e: StorageError, not_written: &[u8], waiters: Vec<Done>) {
         let segment = &mut self.segment;
-        let mut buf = Vec::new();
         let failed_sync = matches!(&e, StorageError::Io { action, .. } if action.contains("fsync"));
+        let mut buf = Vec::new();
         if failed_sync && segment.len > segment.synced_len {
-            let unsynced = (segment.len - segment.synced_len) as usize;
-            if self.unsynced.len() == unsynced {
-                buf.append(&mut self.unsynced);
-                segment.len = segment.synced_len;
-                let _ = segment.file.set_len(segment.len);
-                segment.reserved = segment.len;
-            }
+            buf.append(&mut self.unsynced);
+            segment.len = segment.synced_len;
+            let _ = segment.file.set_len(segment.len);
+            segment.reserved = segment.len;
         }
-        buf.extend_from_slice(&rest);
-        tracing::error!(
-            error = %e,
-            held_bytes = buf.len(),
-            "the log cannot be written; holding what it could not write, refusing new changes (503) and retrying"
-        );
-        self.shared.health.set(STALLED, e.to_string());
-        // Appenders waiting for disk space must learn they are refused.
-        self.shared.room.notify_all();
+        buf.extend_from_slice(not_written);
+        // A retry that fails again is the same stall: its clock and its log line stay.
+        if self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
+            tracing::error!(
+                error = %e,
+                held_bytes = buf.len(),
+                "the log cannot be written; holding what it could not write, refusing new changes (503) and retrying"
+            );
+        }
+        self.set_health(STALLED, e.to_string());
         match &mut self.held {
             Some(held) => {
                 held.buf.splice(0..0, buf);
@@ -859,44 +880,53 @@ impl Writer {
         }
     }
 
-    /// Tries to write what is held; on success the log takes changes again.
+    /// Sets the log's health under the appenders' lock, then wakes those waiting for
+    /// disk space: one that checked the health just before cannot miss the change.
+    fn set_health(&self, state: u8, reason: String) {
+        let pending = self.shared.lock();
+        self.shared.health.set(state, reason);
+        drop(pending);
+        self.shared.room.notify_all();
+    }
+
+    /// Tries to write what is held, and fsyncs it whatever the policy; on success
+    /// the log takes changes again.
     fn retry(&mut self) {
         let Some(held) = self.held.take() else { return };
-        let result = self.write(&held.buf).and_then(|()| match self.policy {
-            // Whatever a failure held is written through to the disk at once.
-            FsyncPolicy::No => Ok(()),
-            _ => self.sync(),
-        });
-        match result {
-            Ok(()) => {
-                if let Some(problem) = self.identity.problem(&self.segment) {
-                    self.break_down(problem);
-                    self.drop_records(&[], held.waiters);
-                    return;
-                }
-                tracing::info!(
-                    written_bytes = held.buf.len(),
-                    "the log is writable again; taking changes"
-                );
-                self.shared.health.set(HEALTHY, String::new());
-                for waiter in held.waiters {
-                    let _ = waiter.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                self.shared.health.set(STALLED, e.to_string());
-                self.held = Some(held);
-            }
+        if let Err(e) = self.write(&held.buf) {
+            self.stall(e, &held.buf, held.waiters);
+            return;
+        }
+        if let Err(e) = self.sync() {
+            // The held bytes are in the file and in the copy: `stall` cuts them back.
+            self.stall(e, &[], held.waiters);
+            return;
+        }
+        if let Some(problem) = self.identity.problem(&self.segment) {
+            self.break_down(problem);
+            self.drop_records(&[], held.waiters);
+            return;
+        }
+        tracing::info!(
+            written_bytes = held.buf.len(),
+            "the log is writable again; taking changes"
+        );
+        self.stalled_since = None;
+        self.set_health(HEALTHY, String::new());
+        for waiter in held.waiters {
+            let _ = waiter.send(Ok(()));
         }
     }
 
     /// Once the server is stopping and retries have gone on for [`STOP_GRACE`], the
     /// held records are given up: their waiters are refused and the loss is reported.
     fn give_up_if_stopping(&mut self) {
-        let Some(since) = self.stopping_since else {
+        // STOP_GRACE of retrying, counted from the stop or from the stall, whichever
+        // came later: a write failing late in a long graceful stop still gets it.
+        let (Some(stopping), Some(stalled)) = (self.stopping_since, self.stalled_since) else {
             return;
         };
-        if since.elapsed() < STOP_GRACE {
+        if stopping.max(stalled).elapsed() < STOP_GRACE {
             return;
         }
         if let Some(held) = self.held.take() {
@@ -906,7 +936,7 @@ impl Writer {
                 self.shared.health.reason()
             );
             tracing::error!("{reason}");
-            self.shared.health.set(BROKEN, reason);
+            self.set_health(BROKEN, reason);
             self.drop_records(&held.buf, held.waiters);
         }
     }
@@ -914,8 +944,7 @@ impl Writer {
     /// The directory or the lock is gone: nothing written from now on would survive.
     fn break_down(&mut self, problem: String) {
         tracing::error!(problem = %problem, "refusing every change from now on; restart the server on an intact data directory");
-        self.shared.health.set(BROKEN, problem);
-        self.shared.room.notify_all();
+        self.set_health(BROKEN, problem);
         if let Some(held) = self.held.take() {
             self.drop_records(&held.buf, held.waiters);
         }
@@ -948,7 +977,10 @@ impl Writer {
         }
         let (queued, wanted) = {
             let pending = self.shared.lock();
-            (pending.buf.len() as u64, pending.wanted)
+            (
+                pending.buf.len() as u64,
+                pending.wanted.max(pending.refused),
+            )
         };
         let segment = &mut self.segment;
         let needed = segment.len + in_hand + queued + wanted;
@@ -1003,32 +1035,65 @@ impl Writer {
             (None, Some(_)) => tracing::info!("disk space for the log is available again"),
             _ => {}
         }
+        if failed.is_none() {
+            pending.refused = 0;
+        }
         pending.reserve_failed = failed;
         pending.wanted = 0;
         drop(pending);
         self.shared.room.notify_all();
     }
 
-    /// Answers the shutdown and stops appends for good.
+    /// Answers the shutdown and stops appends for good. Records appended after the
+    /// batch that carried the shutdown (under `everysec` and `no`, answered already)
+    /// are taken under the same lock that stops appends, and written too.
     fn finish(&mut self) {
+        let (rest, waiters, controls) = {
+            let mut pending = self.shared.lock();
+            pending.stopped = true;
+            (
+                std::mem::take(&mut pending.buf),
+                std::mem::take(&mut pending.waiters),
+                std::mem::take(&mut pending.controls),
+            )
+        };
+        self.shared.room.notify_all();
+        for (_, control) in controls {
+            if let Control::Rotate(reply) = control {
+                let _ = reply.send(Err(stopped()));
+            }
+        }
+        let mut outcome = if self.shared.health.is(BROKEN) {
+            Err(self.shared.health.reason())
+        } else {
+            self.write(&rest).map_err(|e| e.to_string())
+        };
+        if outcome.is_err() {
+            self.lost_bytes += rest.len() as u64;
+        }
         // Whatever was written is worth making durable, even if something was lost.
-        let synced = self.sync();
-        let result = if self.shared.health.is(BROKEN) || self.lost_bytes > 0 {
-            Err(StorageError::Unwritten {
+        let unsynced = self.unsynced.len() as u64;
+        if let Err(e) = self.sync() {
+            self.lost_bytes += unsynced;
+            outcome = outcome.and(Err(e.to_string()));
+        }
+        for waiter in waiters {
+            let _ = waiter.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(_) => Err(stopped()),
+            });
+        }
+        let result = match outcome {
+            Ok(()) if self.lost_bytes == 0 => Ok(()),
+            Ok(()) => Err(StorageError::Unwritten {
                 bytes: self.lost_bytes,
                 reason: self.shared.health.reason(),
-            })
-        } else {
-            synced
+            }),
+            Err(reason) => Err(StorageError::Unwritten {
+                bytes: self.lost_bytes,
+                reason,
+            }),
         };
-        let mut pending = self.shared.lock();
-        pending.stopped = true;
-        let waiters = std::mem::take(&mut pending.waiters);
-        drop(pending);
-        self.shared.room.notify_all();
-        for waiter in waiters {
-            let _ = waiter.send(Err(stopped()));
-        }
         if let Some(reply) = self.shutdown.take() {
             let _ = reply.send(result);
         }
@@ -1038,6 +1103,154 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::format::{read_frame, Frame};
+
+    /// The next N fsyncs of log segments in one directory fail with EIO. Tests that
+    /// set it hold `SERIAL`; writers of other tests (other directories) are spared.
+    static FAIL_SYNCS: Mutex<Option<(PathBuf, usize)>> = Mutex::new(None);
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail_syncs(dir: &Path, count: usize) {
+        *FAIL_SYNCS.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir.to_path_buf(), count));
+    }
+
+    /// Whether this fsync of `segment` is to fail (and counts it).
+    pub(super) fn sync_fails(segment: &Path) -> bool {
+        let mut fault = FAIL_SYNCS.lock().unwrap_or_else(|e| e.into_inner());
+        match fault.as_mut() {
+            Some((dir, left)) if *left > 0 && segment.starts_with(dir.as_path()) => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn record(name: &str) -> LogRecordRef<'_> {
+        LogRecordRef::QueueCreated { queue: 7, name }
+    }
+
+    /// The records in a segment file; every frame must be whole.
+    fn frames(path: &Path) -> Vec<Vec<u8>> {
+        let data = std::fs::read(path).expect("read segment");
+        let mut at = LOG_HEADER_LEN;
+        let mut out = Vec::new();
+        while at < data.len() {
+            match read_frame(&data[at..]) {
+                Frame::Whole { payload, len } => {
+                    out.push(payload.to_vec());
+                    at += len;
+                }
+                other => panic!("bad frame at {at}: {other:?}"),
+            }
+        }
+        out
+    }
+
+    fn wait_until(mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_failed_fsync_under_always_is_cut_back_held_and_written_again() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(segment_file_name(1));
+        let log = Log::start(dir.path(), 1, FsyncPolicy::Always).expect("log");
+        fail_syncs(dir.path(), usize::MAX);
+        let durable = log.append(&record("a")).expect("append");
+        wait_until(|| log.check().is_err());
+        // The kernel may have dropped the pages: the record is not trusted in place.
+        let len_while_stalled = std::fs::metadata(&path).expect("segment").len();
+        fail_syncs(dir.path(), 0);
+        block_on(durable.wait()).expect("acknowledged once written again");
+        assert_eq!(len_while_stalled, LOG_HEADER_LEN as u64);
+        assert_eq!(frames(&path).len(), 1);
+    }
+
+    #[test]
+    fn a_retry_whose_fsync_fails_does_not_write_the_held_bytes_twice() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::EverySec).expect("log");
+        log.append(&record("a")).expect("append");
+        // The once-a-second fsync fails, and so does the first retry's.
+        fail_syncs(dir.path(), 2);
+        wait_until(|| log.check().is_err());
+        wait_until(|| log.check().is_ok());
+        block_on(log.shutdown()).expect("shutdown");
+        assert_eq!(frames(&dir.path().join(segment_file_name(1))).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_fsync_at_rotation_does_not_write_the_records_before_it_twice() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::No).expect("log");
+        fail_syncs(dir.path(), 1);
+        // The record and the rotation in one batch (under `no` the writer lingers).
+        log.append(&record("a")).expect("append");
+        assert!(block_on(log.rotate()).is_err(), "rotation refused");
+        wait_until(|| log.check().is_ok());
+        block_on(log.shutdown()).expect("shutdown");
+        assert_eq!(frames(&dir.path().join(segment_file_name(1))).len(), 1);
+    }
+
+    /// CPU ticks of the newest writer thread in this process.
+    fn writer_cpu_ticks() -> u64 {
+        let mut newest: Option<(u64, std::path::PathBuf)> = None;
+        for task in std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let tid: u64 = task.file_name().to_string_lossy().parse().unwrap_or(0);
+            if comm.trim() == "presque-log" && newest.as_ref().is_none_or(|(t, _)| tid > *t) {
+                newest = Some((tid, task.path()));
+            }
+        }
+        let stat =
+            std::fs::read_to_string(newest.expect("a writer thread").1.join("stat")).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("comm end") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_broken_everysec_writer_does_not_spin() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::EverySec).expect("log");
+        log.append(&record("a")).expect("append");
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::remove_file(dir.path().join(segment_file_name(1))).expect("remove");
+        wait_until(|| log.check().is_err());
+        // Past the second at which an everysec fsync would be due.
+        std::thread::sleep(Duration::from_millis(1200));
+        let before = writer_cpu_ticks();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = writer_cpu_ticks() - before;
+        assert!(
+            used < 10,
+            "the broken writer used {used} of 100 ticks in 1 s"
+        );
+    }
 
     #[test]
     fn segment_names_round_trip() {
