@@ -8,7 +8,7 @@
 //! queueing behind each other's.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::format::{append_record, log_header, LogRecordRef, LOG_HEADER_LEN};
+use super::watch::{DirIdentity, DirWatch, CHECK_INTERVAL};
 use super::{sync_dir, StorageError};
 
 /// When the log is flushed to stable storage.
@@ -213,7 +214,7 @@ impl Log {
             policy,
             unsynced: Vec::new(),
             last_sync: Instant::now(),
-            last_check: Instant::now(),
+            watch: DirWatch::start(dir),
             held: None,
             shutdown: None,
             stopping_since: None,
@@ -353,9 +354,6 @@ impl Log {
 /// How often a stalled writer tries again to write what it holds.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How often an idle writer checks that its directory and lock are still there.
-const CHECK_INTERVAL: Duration = Duration::from_millis(100);
-
 /// How long a stalled writer keeps retrying once the server is stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -364,64 +362,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// the writer fsyncs instead of keeping more (under `no`, the only fsyncs besides
 /// rotations and the stop).
 const MAX_UNSYNCED_COPY: usize = 64 << 20;
-
-/// The data directory and its lock file as they were at start. A directory removed
-/// (or replaced) while the server runs would take every later change with it; a lock
-/// file removed would let a second server in.
-struct DirIdentity {
-    dir: PathBuf,
-    dev_ino: (u64, u64),
-    lock: Option<(PathBuf, u64)>,
-}
-
-impl DirIdentity {
-    fn of(dir: &Path) -> Result<Self, StorageError> {
-        let meta =
-            std::fs::metadata(dir).map_err(|e| StorageError::io("cannot inspect", dir, e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = std::fs::metadata(&lock_path)
-            .ok()
-            .map(|m| (lock_path, m.ino()));
-        Ok(DirIdentity {
-            dir: dir.to_path_buf(),
-            dev_ino: (meta.dev(), meta.ino()),
-            lock,
-        })
-    }
-
-    /// What is wrong, if anything.
-    fn problem(&self, segment: &Segment) -> Option<String> {
-        let dir = self.dir.display();
-        match std::fs::metadata(&self.dir) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.dev_ino => {}
-            Ok(_) => {
-                return Some(format!(
-                    "the data directory {dir} was replaced by another one while the server ran"
-                ))
-            }
-            Err(e) => {
-                return Some(format!(
-                    "the data directory {dir} was removed while the server ran ({e})"
-                ))
-            }
-        }
-        if segment.file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
-            return Some(format!(
-                "log segment {} was deleted while the server ran",
-                segment.path.display()
-            ));
-        }
-        if let Some((path, ino)) = &self.lock {
-            if std::fs::metadata(path).map(|m| m.ino()).ok() != Some(*ino) {
-                return Some(format!(
-                    "the lock file {} was removed or replaced while the server ran: another server may be using {dir}",
-                    path.display()
-                ));
-            }
-        }
-        None
-    }
-}
 
 /// The segment being written.
 struct Segment {
@@ -565,7 +505,8 @@ struct Writer {
     /// if an fsync fails.
     unsynced: Vec<u8>,
     last_sync: Instant,
-    last_check: Instant,
+    /// When to check `identity` in full.
+    watch: DirWatch,
     /// Set while stalled: what must be written before anything else.
     held: Option<Held>,
     shutdown: Option<Done>,
@@ -670,11 +611,10 @@ impl Writer {
         if self.shared.health.is(BROKEN) {
             return;
         }
-        if let Some(problem) = self.identity.problem(&self.segment) {
+        if let Some(problem) = self.problem() {
             self.break_down(problem);
             return;
         }
-        self.last_check = Instant::now();
         if self.shared.lock().reserve_failed.is_some() {
             self.reserve(0);
         }
@@ -723,8 +663,8 @@ impl Writer {
         }
         // Checked before writing too: a record written into a directory that another
         // server now owns would come back there as a change this one refused.
-        if !buf.is_empty() {
-            if let Some(problem) = self.identity.problem(&self.segment) {
+        if !buf.is_empty() && self.watch.due() {
+            if let Some(problem) = self.problem() {
                 self.break_down(problem);
                 return self.handle(Batch {
                     buf,
@@ -784,9 +724,8 @@ impl Writer {
             }
         }
         // Only now is it known the records went somewhere that will survive.
-        if self.last_check.elapsed() >= CHECK_INTERVAL || !waiters.is_empty() {
-            self.last_check = Instant::now();
-            if let Some(problem) = self.identity.problem(&self.segment) {
+        if self.watch.due() {
+            if let Some(problem) = self.problem() {
                 self.break_down(problem);
                 self.drop_records(&[], waiters);
                 return buf;
@@ -902,7 +841,7 @@ impl Writer {
             self.stall(e, &[], held.waiters);
             return;
         }
-        if let Some(problem) = self.identity.problem(&self.segment) {
+        if let Some(problem) = self.problem() {
             self.break_down(problem);
             self.drop_records(&[], held.waiters);
             return;
@@ -1042,6 +981,11 @@ impl Writer {
         pending.wanted = 0;
         drop(pending);
         self.shared.room.notify_all();
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.identity
+            .problem(&self.segment.file, &self.segment.path)
     }
 
     /// Answers the shutdown and stops appends for good. Records appended after the

@@ -6,6 +6,7 @@ pub mod format;
 pub mod log;
 pub mod recovery;
 pub mod snapshot;
+mod watch;
 
 use std::path::PathBuf;
 
