@@ -198,6 +198,7 @@ impl Log {
         policy: FsyncPolicy,
     ) -> Result<Self, StorageError> {
         let identity = DirIdentity::of(dir)?;
+        release_old_reserves(dir);
         let segment = Segment::create(dir, first_segment)?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
@@ -419,6 +420,29 @@ impl Segment {
     fn release_reserve(&self) {
         if self.reserved > self.len {
             let _ = release_space(&self.file, self.len, self.reserved);
+        }
+        // Cutting a file to its own size drops what is allocated past its end on the
+        // file systems where a punched hole past the end is a no-op.
+        let _ = self.file.set_len(self.len);
+    }
+}
+
+/// Gives back the space a server that stopped (or was killed) had reserved past the
+/// end of its segments: nothing is ever appended to them again.
+fn release_old_reserves(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().and_then(parse_segment_file_name).is_none() {
+            continue;
+        }
+        if let Ok(file) = OpenOptions::new().write(true).open(entry.path()) {
+            if let Ok(meta) = file.metadata() {
+                let _ = release_space(&file, meta.len(), meta.len() + RESERVE_AHEAD * 4);
+                let _ = file.set_len(meta.len());
+            }
         }
     }
 }
@@ -1021,6 +1045,7 @@ impl Writer {
             self.lost_bytes += unsynced;
             outcome = outcome.and(Err(e.to_string()));
         }
+        self.segment.release_reserve();
         for waiter in waiters {
             let _ = waiter.send(match &outcome {
                 Ok(()) => Ok(()),

@@ -464,3 +464,42 @@ async fn a_snapshot_that_does_not_fit_leaves_no_temporary_file_and_loses_nothing
     assert_eq!(size(&server, "jobs").await, 150);
     server.stop();
 }
+
+#[actix_web::test]
+async fn space_reserved_by_a_killed_server_is_given_back_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(dir.path(), "4m") else {
+        return;
+    };
+    let data = disk.path.join("d");
+    let data = data.to_str().unwrap();
+    let args = server_args(data, "always");
+    let job = |n: u64| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
+    // Each start reserves what the small disk has left ahead of its log; a killed
+    // server never gives it back itself.
+    for round in 0..3u64 {
+        let server = start_binary(dir.path(), &args, &[]);
+        for n in 0..10 {
+            let r = post_body(&server, "jobs", job(round * 10 + n)).await;
+            assert_eq!(r.status(), StatusCode::CREATED, "round {round}");
+        }
+        server.kill9();
+    }
+    let server = start_binary(dir.path(), &args, &[]);
+    assert_eq!(size(&server, "jobs").await, 30);
+    server.stop();
+    // Stopped, the log holds its records and nothing more: 30 jobs of 16 KiB.
+    let used = used_bytes(&disk.path);
+    assert!(used < 1 << 20, "{used} bytes still allocated on the disk");
+}
+
+fn used_bytes(mount: &Path) -> u64 {
+    let path = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+    // SAFETY: statvfs fills the struct it is given.
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(path.as_ptr(), &mut stat), 0);
+        stat
+    };
+    (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+}
