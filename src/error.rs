@@ -42,6 +42,8 @@ pub enum ApiError {
     WorkerIdMissing,
     #[error("invalid worker_id: {0}")]
     BadWorkerId(NameError),
+    #[error("invalid uniq: must not contain control characters")]
+    BadUniq,
     #[error("worker not found")]
     WorkerNotFound,
     #[error("{0}")]

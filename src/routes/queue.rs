@@ -121,6 +121,15 @@ async fn enqueue(
         return Err(ApiError::JobMissing);
     }
     check_json(&body)?;
+    // Stored in the log beside the job: what no record holds (NUL runs among them)
+    // is what tells recovery an unwritten stretch from damage.
+    if params
+        .uniq
+        .as_deref()
+        .is_some_and(|k| k.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadUniq);
+    }
     let job = Job {
         id: state.queues.ids().next(),
         body,

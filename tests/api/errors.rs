@@ -329,3 +329,21 @@ async fn bad_worker_header_is_refused() {
     // The job is still there.
     assert_eq!(app.get("/q/x").await.status(), StatusCode::OK);
 }
+
+#[actix_web::test]
+async fn uniq_with_control_characters_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    for value in ["%00", "a%0Ab", &"%00".repeat(64)] {
+        let path = format!("/q/x?uniq={value}");
+        assert_error(
+            app.post_json(&path, "{}").await,
+            StatusCode::BAD_REQUEST,
+            "invalid uniq: must not contain control characters",
+        )
+        .await;
+    }
+    let (_, status) = app.get_json("/status/x").await;
+    assert_eq!(status["size"], 0);
+    let ok = app.post_json("/q/x?uniq=user-42", "{}").await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+}
