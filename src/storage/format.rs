@@ -188,11 +188,11 @@ pub fn log_header(segment: u64) -> [u8; LOG_HEADER_LEN] {
 /// What is wrong with a file header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    #[error("file is shorter than its header")]
+    #[error("file is shorter than its header (at byte 0)")]
     Short,
-    #[error("not a presque file (bad magic bytes)")]
+    #[error("not a presque file (bad magic bytes at byte 0)")]
     BadMagic,
-    #[error("format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error("format version {found} at byte 8 is not supported (this build reads version {FORMAT_VERSION})")]
     Version { found: u32 },
 }
 
@@ -223,7 +223,7 @@ pub fn parse_log_header(data: &[u8]) -> Result<u64, HeaderError> {
 pub enum SnapshotDecodeError {
     #[error(transparent)]
     Header(#[from] HeaderError),
-    #[error("payload is truncated: header says {expected} bytes, file holds {found}")]
+    #[error("payload length does not match: the header (bytes 12..20) says {expected} bytes, the file holds {found}")]
     Truncated { expected: u64, found: u64 },
     #[error("checksum mismatch in the payload (bytes {start}..{end})")]
     Checksum { start: usize, end: usize },

@@ -859,9 +859,10 @@ fn log_spot(data: &[u8], offset: usize) -> String {
     let mut frames = Vec::new();
     let mut at = 20;
     while at < data.len() {
-        let end = if at + 8 <= data.len() {
+        // Frames: length, payload checksum, header checksum (12 bytes), payload.
+        let end = if at + 12 <= data.len() {
             let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-            at + 8 + len
+            at + 12 + len
         } else {
             data.len()
         };
@@ -873,7 +874,8 @@ fn log_spot(data: &[u8], offset: usize) -> String {
         if offset < end {
             let field = match offset - start {
                 0..=3 => "length field",
-                4..=7 => "checksum field",
+                4..=7 => "payload checksum field",
+                8..=11 => "header checksum field",
                 _ => "payload",
             };
             let which = if i + 1 == count {

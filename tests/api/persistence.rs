@@ -647,7 +647,7 @@ async fn an_unknown_format_version_is_refused_with_a_clear_message() {
 
     let stderr = node.start_expecting_failure(&[]);
     assert!(
-        stderr.contains("format version 99 is not supported"),
+        stderr.contains("format version 99 at byte 8 is not supported"),
         "{stderr}"
     );
     assert!(
