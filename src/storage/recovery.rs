@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    decode_record, log_header, parse_log_header, read_frame, Frame, HeaderError, LogRecord,
-    SnapshotData, LOG_HEADER_LEN,
+    decode_record, decode_snapshot_payload, log_header, parse_log_header, read_frame, Frame,
+    HeaderError, LogRecord, SnapshotData, LOG_HEADER_LEN,
 };
 use super::log::parse_segment_file_name;
 use super::snapshot::{parse_snapshot_file_name, read_snapshot};
@@ -312,6 +312,13 @@ fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) 
         Ok(n) => outcome.damage.push(format!(
             "log segment {file} at byte 0: the header says it is segment {n}"
         )),
+        // A damaged version field, when the first frame reads as this format's: the
+        // frames carry their own checksums, so they are read (and the damage told).
+        Err(e @ HeaderError::Version { .. })
+            if matches!(read_frame(&data[LOG_HEADER_LEN..]), Frame::Whole { .. }) =>
+        {
+            outcome.damage.push(format!("log segment {file}: {e}"));
+        }
         Err(e @ HeaderError::Version { .. }) => {
             // Another format: its frames cannot be read as this one's.
             outcome.damage.push(format!(
@@ -505,6 +512,25 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
             }
         }
     }
+    let mut lenient = None;
+    if base.is_none() && accept_loss {
+        // No snapshot reads whole: one whose header alone is damaged still holds a
+        // payload that checks out, better than none.
+        for (generation, path) in listing.snapshots.iter().rev() {
+            let payload = std::fs::read(path)
+                .ok()
+                .and_then(|file| decode_snapshot_payload(&file));
+            if let Some(data) = payload {
+                tracing::error!(file = %path.display(), "using a snapshot whose header is damaged: its payload checks out (--accept-data-loss)");
+                base = Some((*generation, data));
+                lenient = Some(format!(
+                    "snapshot {} has a damaged header; its payload, whose checksum holds, was used",
+                    path.display()
+                ));
+                break;
+            }
+        }
+    }
     let last_generation = listing.snapshots.keys().next_back().copied().unwrap_or(0);
     let fallback = base.as_ref().map(|(g, d)| (*g, d.log_start));
     // Without a snapshot the log must reach back to its very first segment.
@@ -556,6 +582,7 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         }
     }
 
+    problems.extend(lenient);
     if !problems.is_empty() {
         if !unreadable.is_empty() && fallback.is_some() {
             for (_, message) in &unreadable {
@@ -1007,6 +1034,59 @@ mod tests {
         assert!(refusal(dir.path()).contains(&format!("{} at byte 0", name(1))));
         let recovered = recover(dir.path(), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bodies(&recovered), expected(1..=4));
+    }
+
+    #[test]
+    fn accepting_loss_reads_the_frames_of_a_segment_whose_version_field_is_damaged() {
+        let mut two = segment(2, 4..=6);
+        two[9] ^= 0x01;
+        let dir = dir_with(&[(1, &segment(1, 1..=3)), (2, &two)]);
+        let message = refusal(dir.path());
+        assert!(message.contains(&name(2)), "{message}");
+        let recovered = recover(dir.path(), true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies(&recovered), expected(1..=6));
+    }
+
+    #[test]
+    fn accepting_loss_uses_a_snapshot_whose_header_alone_is_damaged() {
+        // A snapshot of jobs 1-3 whose log starts at segment 2 (segment 1 pruned).
+        let base = recover(dir_with(&[(1, &segment(1, 1..=3))]).path(), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let queues = base
+            .queues
+            .into_iter()
+            .map(|q| crate::storage::format::QueueSnapshot {
+                incarnation: q.incarnation,
+                name: q.name.as_str().to_owned(),
+                seq: q.seq,
+                image: q.state.image(),
+            })
+            .collect();
+        let data = SnapshotData {
+            generation: 1,
+            log_start: 2,
+            incarnation_watermark: 0,
+            next_incarnation: base.next_incarnation,
+            next_job_id: base.next_job_id,
+            created_at_ms: 0,
+            queues,
+            registry_seq: 0,
+            workers: vec![],
+        };
+        let mut file = crate::storage::format::encode_snapshot(&data).unwrap_or_default();
+        file[1] ^= 0x01;
+        let dir = dir_with(&[(2, &segment(2, 4..=6))]);
+        std::fs::write(
+            dir.path()
+                .join(crate::storage::snapshot::snapshot_file_name(1)),
+            &file,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let message = refusal(dir.path());
+        assert!(message.contains("at byte 0"), "{message}");
+        let recovered = recover(dir.path(), true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies(&recovered), expected(1..=6));
+        assert!(recovered.lost_data, "a fresh snapshot is to be written");
     }
 
     #[test]
