@@ -535,7 +535,9 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
     let fallback = base.as_ref().map(|(g, d)| (*g, d.log_start));
     // Without a snapshot the log must reach back to its very first segment.
     let log_start = base.as_ref().map_or(1, |(_, d)| d.log_start);
-    if base.is_none() && !unreadable.is_empty() && listing.segments.keys().next() != Some(&1) {
+    let unreadable_listed =
+        base.is_none() && !unreadable.is_empty() && listing.segments.keys().next() != Some(&1);
+    if unreadable_listed {
         for (_, message) in &unreadable {
             problems.push(message.clone());
         }
@@ -584,12 +586,15 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
 
     problems.extend(lenient);
     if !problems.is_empty() {
-        if !unreadable.is_empty() && fallback.is_some() {
+        // Every file accepting the loss would set aside is named in the refusal.
+        if !unreadable_listed {
             for (_, message) in &unreadable {
-                problems.insert(
-                    0,
-                    format!("{message} (and the older snapshot cannot replace it without loss)"),
-                );
+                let why = if fallback.is_some() {
+                    "(and the older snapshot cannot replace it without loss)"
+                } else {
+                    "(recovery used the log instead)"
+                };
+                problems.insert(0, format!("{message} {why}"));
             }
         }
         if !accept_loss {
@@ -1087,6 +1092,26 @@ mod tests {
         let recovered = recover(dir.path(), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bodies(&recovered), expected(1..=6));
         assert!(recovered.lost_data, "a fresh snapshot is to be written");
+    }
+
+    #[test]
+    fn a_refusal_names_every_file_accepting_the_loss_would_set_aside() {
+        let mut two = segment(2, 4..=6);
+        let (at, _) = frames(&two)[1];
+        two[at + 2] ^= 0x40;
+        let dir = dir_with(&[(1, &segment(1, 1..=3)), (2, &two)]);
+        let snapshot = crate::storage::snapshot::snapshot_file_name(1);
+        std::fs::write(
+            dir.path().join(&snapshot),
+            b"not a snapshot at all, just bytes",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let message = refusal(dir.path());
+        assert!(message.contains(&snapshot), "{message}");
+        assert!(
+            message.contains(&format!("{} at byte {at}", name(2))),
+            "{message}"
+        );
     }
 
     #[test]
