@@ -721,6 +721,15 @@ mod tests {
         seqs.into_iter().map(|n| format!("{{\"n\":{n}}}")).collect()
     }
 
+    /// Recovery refuses, naming segment `segment` and byte `at`.
+    fn assert_refused_at(dir: &Path, segment: u64, at: usize) {
+        let message = refusal(dir);
+        assert!(
+            message.contains(&format!("{} at byte {at}", name(segment))),
+            "{message}"
+        );
+    }
+
     fn refusal(dir: &Path) -> String {
         match recover(dir, false) {
             Ok(r) => panic!("recovered {:?} instead of refusing", bodies(&r)),
@@ -823,11 +832,7 @@ mod tests {
         record[last] ^= 0x01;
         data.extend_from_slice(&record);
         let dir = dir_with(&[(1, &data)]);
-        let message = refusal(dir.path());
-        assert!(
-            message.contains(&format!("{} at byte {at}", name(1))),
-            "{message}"
-        );
+        assert_refused_at(dir.path(), 1, at);
         assert_eq!(read(&dir.path().join(name(1))), data);
     }
 
@@ -920,11 +925,7 @@ mod tests {
         last[end] ^= 0x01;
         data.extend_from_slice(&last);
         let dir = dir_with(&[(1, &data)]);
-        let message = refusal(dir.path());
-        assert!(
-            message.contains(&format!("{} at byte {at}", name(1))),
-            "{message}"
-        );
+        assert_refused_at(dir.path(), 1, at);
     }
 
     #[test]
@@ -936,11 +937,7 @@ mod tests {
         data.extend_from_slice(&four);
         data.extend_from_slice(&job_record(5));
         let dir = dir_with(&[(1, &data)]);
-        let message = refusal(dir.path());
-        assert!(
-            message.contains(&format!("{} at byte {at}", name(1))),
-            "{message}"
-        );
+        assert_refused_at(dir.path(), 1, at);
     }
 
     #[test]
@@ -962,11 +959,7 @@ mod tests {
         let cut_at = first.len();
         first.extend_from_slice(&job_record(4)[..10]);
         let dir = dir_with(&[(1, &first), (2, &segment(2, 5..=6))]);
-        let message = refusal(dir.path());
-        assert!(
-            message.contains(&format!("{} at byte {cut_at}", name(1))),
-            "{message}"
-        );
+        assert_refused_at(dir.path(), 1, cut_at);
         assert_eq!(read(&dir.path().join(name(1))), first);
     }
 
