@@ -71,6 +71,9 @@ pub enum RecoveryError {
 struct Listing {
     snapshots: BTreeMap<u64, PathBuf>,
     segments: BTreeMap<u64, PathBuf>,
+    /// Unfinished snapshots from a crash mid-write (never the only copy): removed
+    /// once recovery succeeds, so a refused start leaves every file as it was.
+    unfinished: Vec<PathBuf>,
 }
 
 fn list(dir: &Path) -> Result<Listing, RecoveryError> {
@@ -81,6 +84,7 @@ fn list(dir: &Path) -> Result<Listing, RecoveryError> {
     let mut listing = Listing {
         snapshots: BTreeMap::new(),
         segments: BTreeMap::new(),
+        unfinished: Vec::new(),
     };
     for entry in entries {
         let entry = entry.map_err(|e| RecoveryError::ListDir {
@@ -94,9 +98,7 @@ fn list(dir: &Path) -> Result<Listing, RecoveryError> {
         } else if let Some(n) = parse_segment_file_name(name) {
             listing.segments.insert(n, entry.path());
         } else if name.ends_with(".presque.tmp") {
-            // An unfinished snapshot from a crash mid-write: never the only copy.
-            tracing::info!(file = %entry.path().display(), "removing an unfinished snapshot");
-            let _ = std::fs::remove_file(entry.path());
+            listing.unfinished.push(entry.path());
         }
     }
     Ok(listing)
@@ -622,6 +624,10 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         set_aside_torn_tail(&path, offset)?;
     }
 
+    for path in &listing.unfinished {
+        tracing::info!(file = %path.display(), "removing an unfinished snapshot");
+        let _ = std::fs::remove_file(path);
+    }
     let lost_data = !problems.is_empty();
     let next_segment = listing
         .segments
@@ -1105,6 +1111,23 @@ mod tests {
             message.contains(&format!("{} at byte {at}", name(2))),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_refused_start_leaves_even_an_unfinished_snapshot_in_place() {
+        let mut one = segment(1, 1..=3);
+        let (at, _) = frames(&one)[1];
+        one[at + 2] ^= 0x40;
+        let dir = dir_with(&[(1, &one)]);
+        let unfinished = dir.path().join("snapshot-00000000000000000001.presque.tmp");
+        std::fs::write(&unfinished, b"half a snapshot").unwrap_or_else(|e| panic!("{e}"));
+        assert_refused_at(dir.path(), 1, at);
+        assert!(unfinished.exists(), "a refused start changed the directory");
+        std::fs::write(dir.path().join(name(1)), segment(1, 1..=3))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let recovered = recover(dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies(&recovered), expected(1..=3));
+        assert!(!unfinished.exists(), "removed once recovery succeeds");
     }
 
     #[test]
