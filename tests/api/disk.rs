@@ -284,6 +284,11 @@ async fn a_removed_lock_file_refuses_writes_so_a_second_server_loses_nothing() {
     third.stop();
 }
 
+/// A 16 KiB job, so a few hundred fill a small disk.
+fn big_job(n: u64) -> String {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(16 * 1024))
+}
+
 /// A small tmpfs, unmounted on drop; `None` (with a message) where mounting is not
 /// allowed.
 struct Tmpfs {
@@ -314,6 +319,11 @@ impl Tmpfs {
         }
     }
 
+    /// The data directory on it.
+    fn data(&self) -> String {
+        self.path.join("d").to_string_lossy().into_owned()
+    }
+
     /// Fills what is left of the file system; returns the filler's path.
     fn fill(&self) -> PathBuf {
         use std::io::Write;
@@ -339,14 +349,13 @@ async fn a_full_disk_refuses_writes_cleanly_and_they_resume_when_space_frees() {
         let Some(disk) = Tmpfs::mount(dir.path(), "4m") else {
             return;
         };
-        let data = disk.path.join("d");
-        let data = data.to_str().unwrap();
+        let data = disk.data();
+        let data = data.as_str();
         let args = server_args(data, policy);
         let server = start_binary(dir.path(), &args, &[]);
-        let job = |n: u64| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
         let mut acked = 0;
         for _ in 0..10 {
-            let r = post_body(&server, "jobs", job(acked)).await;
+            let r = post_body(&server, "jobs", big_job(acked)).await;
             assert_eq!(r.status(), StatusCode::CREATED);
             acked += 1;
         }
@@ -354,7 +363,7 @@ async fn a_full_disk_refuses_writes_cleanly_and_they_resume_when_space_frees() {
         // The log reserves its space ahead: the disk filling up is met by a clean
         // refusal of the next record, not by a failed write.
         let refusal = loop {
-            let r = post_body(&server, "jobs", job(acked)).await;
+            let r = post_body(&server, "jobs", big_job(acked)).await;
             if r.status() != StatusCode::CREATED {
                 break r;
             }
@@ -368,7 +377,7 @@ async fn a_full_disk_refuses_writes_cleanly_and_they_resume_when_space_frees() {
         std::fs::remove_file(&filler).unwrap();
         let freed = Instant::now();
         loop {
-            let r = post_body(&server, "jobs", job(acked)).await;
+            let r = post_body(&server, "jobs", big_job(acked)).await;
             if r.status() == StatusCode::CREATED {
                 acked += 1;
                 break;
@@ -426,13 +435,12 @@ async fn a_snapshot_that_does_not_fit_leaves_no_temporary_file_and_loses_nothing
     let Some(disk) = Tmpfs::mount(dir.path(), "4m") else {
         return;
     };
-    let data = disk.path.join("d");
-    let data = data.to_str().unwrap();
+    let data = disk.data();
+    let data = data.as_str();
     let args = server_args(data, "always");
     let mut server = start_binary(dir.path(), &args, &[]);
-    let job = |n: u64| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
     for n in 0..150 {
-        let r = post_body(&server, "jobs", job(n)).await;
+        let r = post_body(&server, "jobs", big_job(n)).await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     // Room for a new log segment, not for a 2.4 MB snapshot beside the 2.4 MB log on
@@ -471,16 +479,15 @@ async fn space_reserved_by_a_killed_server_is_given_back_at_the_next_start() {
     let Some(disk) = Tmpfs::mount(dir.path(), "4m") else {
         return;
     };
-    let data = disk.path.join("d");
-    let data = data.to_str().unwrap();
+    let data = disk.data();
+    let data = data.as_str();
     let args = server_args(data, "always");
-    let job = |n: u64| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(16 * 1024));
     // Each start reserves what the small disk has left ahead of its log; a killed
     // server never gives it back itself.
     for round in 0..3u64 {
         let server = start_binary(dir.path(), &args, &[]);
         for n in 0..10 {
-            let r = post_body(&server, "jobs", job(round * 10 + n)).await;
+            let r = post_body(&server, "jobs", big_job(round * 10 + n)).await;
             assert_eq!(r.status(), StatusCode::CREATED, "round {round}");
         }
         server.kill9();

@@ -164,6 +164,19 @@ pub fn start_binary_with(
     envs: &[(&str, &str)],
     configure: impl FnOnce(&mut Command),
 ) -> ServerProcess {
+    try_start_binary(cwd, args, envs, configure).unwrap_or_else(|(code, said)| {
+        panic!("presque did not report its address (exit code {code:?}); it said:\n{said}")
+    })
+}
+
+/// Starts the built binary and waits for its "listening" line: the server, or, if it
+/// exits first, its exit code and everything it printed.
+pub fn try_start_binary(
+    cwd: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    configure: impl FnOnce(&mut Command),
+) -> Result<ServerProcess, (Option<i32>, String)> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_presque"));
     command
         .args(args)
@@ -189,33 +202,39 @@ pub fn start_binary_with(
             }
         }
     });
-    let mut address = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut startup_lines = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while address.is_empty() {
+    loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                if let Some(at) = line.find("listening on http://") {
+                let address = line.find("listening on http://").map(|at| {
                     let rest = &line[at + "listening on ".len()..];
-                    address = rest.split_whitespace().next().unwrap_or("").to_owned();
-                }
+                    rest.split_whitespace().next().unwrap_or("").to_owned()
+                });
                 startup_lines.push(line);
+                if let Some(address) = address {
+                    return Ok(ServerProcess {
+                        child,
+                        address,
+                        startup_lines,
+                        stderr_lines: rx,
+                    });
+                }
             }
-            Err(_) => {
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let code = wait_for_exit(&mut child, Duration::from_secs(60));
+                return Err((code, startup_lines.join("\n")));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!(
-                    "presque did not report its address; it said:\n{}",
+                    "presque neither started nor exited within a minute; it said:\n{}",
                     startup_lines.join("\n")
                 );
             }
         }
-    }
-    ServerProcess {
-        child,
-        address,
-        startup_lines,
-        stderr_lines: rx,
     }
 }
 

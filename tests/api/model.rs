@@ -27,10 +27,7 @@
 //! byte belonged to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
@@ -717,70 +714,17 @@ async fn observe(client: &Client, server: &ServerProcess) -> BTreeMap<String, Se
 /// Starts the binary on the node's data directory: the server, or its exit code and
 /// everything it printed when it refused.
 fn try_start(dir: &Path) -> Result<ServerProcess, (Option<i32>, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presque"))
-        .args([
-            "--config",
-            "presque.toml",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-            "--fsync",
-            "always",
-        ])
-        .current_dir(dir)
-        .env_remove("PRESQUE_BIND")
-        .env_remove("PRESQUE_DATA_DIR")
-        .env_remove("PRESQUE_FSYNC")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn presque");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let address = line.find("listening on http://").map(|at| {
-                    let rest = &line[at + "listening on ".len()..];
-                    rest.split_whitespace().next().unwrap_or("").to_owned()
-                });
-                lines.push(line);
-                if let Some(address) = address {
-                    return Ok(ServerProcess {
-                        child,
-                        address,
-                        startup_lines: lines,
-                        stderr_lines: rx,
-                    });
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let code = wait_for_exit(&mut child, Duration::from_secs(60));
-                return Err((code, lines.join("\n")));
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "presque neither started nor exited within a minute:\n{}",
-                    lines.join("\n")
-                );
-            }
-        }
-    }
+    let args = [
+        "--config",
+        "presque.toml",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        "data",
+        "--fsync",
+        "always",
+    ];
+    try_start_binary(dir, &args, &[], |_| {})
 }
 
 /// The server between starts and stops: killed if the test fails while it runs, so a
