@@ -2,22 +2,20 @@
 //! presque, whose state lives in actors (one per queue, one worker registry).
 //!
 //! `main.rs` is thin on purpose: everything a test needs to start the real server on
-//! port 0 is here, behind [`startup::Application`].
+//! port 0 is here, behind [`Application`]. ARCHITECTURE.md says where each part lives.
 
-pub mod actors;
-pub mod clock;
-pub mod directory;
-pub mod error;
-pub mod job;
-pub mod names;
-pub mod queue_state;
-pub mod registry_state;
-pub mod routes;
-pub mod settings;
-pub mod startup;
-pub mod storage;
+mod clock;
+mod http;
+mod names;
+mod queue;
+mod registry;
+mod settings;
+mod startup;
+mod storage;
 pub mod telemetry;
-pub mod worker_counts;
 
-pub use settings::Settings;
+pub use settings::{Cli, FsyncPolicy, Settings};
 pub use startup::{exit_code, Application};
+/// The on-disk format (log segments and snapshots), for tools and tests that read or
+/// damage the files on purpose.
+pub use storage::format;

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use presque::settings::{Cli, Settings};
 use presque::{exit_code, telemetry, Application};
+use presque::{Cli, Settings};
 
 #[actix_web::main]
 async fn main() -> ExitCode {

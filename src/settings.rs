@@ -9,10 +9,6 @@ use serde::Deserialize;
 
 pub use crate::storage::log::FsyncPolicy;
 
-/// The repository's `config.toml`, compiled in: documentation of every key and, by a
-/// unit test, proof that [`Settings::default`] matches it.
-pub const EMBEDDED_CONFIG: &str = include_str!("../config.toml");
-
 /// The largest `max_attempts` a queue may have.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 
@@ -219,6 +215,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    /// The repository's `config.toml`: documentation of every key, and (by the test
+    /// below) proof that [`Settings::default`] matches it.
+    const EMBEDDED_CONFIG: &str = include_str!("../config.toml");
+
     use super::*;
 
     #[test]

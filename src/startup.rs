@@ -16,17 +16,17 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::actors::queue::QueueConfig;
-use crate::actors::registry::WorkerRegistry;
-use crate::actors::snapshot::{SnapshotActor, TakeSnapshot};
-use crate::directory::QueueDirectory;
-use crate::job::JobIds;
-use crate::routes::{self, AppState};
+use crate::http::{self, AppState};
+use crate::queue::actor::QueueConfig;
+use crate::queue::directory::QueueDirectory;
+use crate::queue::job::JobIds;
+use crate::registry::actor::WorkerRegistry;
+use crate::registry::counts::WorkerCounts;
 use crate::settings::Settings;
 use crate::storage::log::Log;
 use crate::storage::recovery::recover;
+use crate::storage::snapshotter::{SnapshotActor, TakeSnapshot};
 use crate::storage::StorageError;
-use crate::worker_counts::WorkerCounts;
 
 /// A built server, already serving; [`Application::run_until_stopped`] waits for it
 /// to stop and shuts down persistence cleanly.
@@ -142,9 +142,9 @@ impl Application {
             }
             App::new()
                 .app_data(state.clone())
-                .wrap(middleware::from_fn(routes::admit))
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .wrap(middleware::from_fn(http::admit))
+                .configure(http::configure)
+                .default_service(web::to(http::not_found))
         })
         .workers(workers)
         // Signals are ours: actix-server would stop the whole actix system on one,

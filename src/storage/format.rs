@@ -18,8 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::queue_state::{Change, QueueImage};
-use crate::registry_state::{RegistryChange, WorkerImage};
+use crate::queue::state::{Change, QueueImage};
+use crate::registry::state::{RegistryChange, WorkerImage};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
@@ -292,7 +292,7 @@ pub fn decode_snapshot(file: &[u8]) -> Result<SnapshotData, SnapshotDecodeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Job, JobId};
+    use crate::queue::job::{Job, JobId};
     use proptest::prelude::*;
 
     fn sample_change() -> Change {

@@ -3,9 +3,10 @@
 //! from both ([`recovery`]). File layouts are in [`format`](mod@format).
 
 pub mod format;
-pub mod log;
-pub mod recovery;
-pub mod snapshot;
+pub(crate) mod log;
+pub(crate) mod recovery;
+pub(crate) mod snapshot;
+pub(crate) mod snapshotter;
 mod watch;
 
 use std::path::PathBuf;

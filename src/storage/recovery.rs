@@ -22,8 +22,8 @@ use super::log::parse_segment_file_name;
 use super::snapshot::{parse_snapshot_file_name, read_snapshot};
 use super::sync_dir;
 use crate::names::QueueName;
-use crate::queue_state::{Change, QueueState};
-use crate::registry_state::RegistryState;
+use crate::queue::state::{Change, QueueState};
+use crate::registry::state::RegistryState;
 
 /// One queue as recovered.
 pub struct RecoveredQueue {
@@ -657,8 +657,8 @@ mod tests {
 
     fn job_record(seq: u64) -> Vec<u8> {
         let change = Change::Enqueued {
-            jobs: vec![crate::job::Job {
-                id: crate::job::JobId(seq),
+            jobs: vec![crate::queue::job::Job {
+                id: crate::queue::job::JobId(seq),
                 body: bytes::Bytes::from(format!("{{\"n\":{seq}}}")),
                 uniq: None,
             }],
@@ -914,8 +914,8 @@ mod tests {
         let mut data = segment(1, 1..=3);
         let at = data.len();
         let change = Change::Enqueued {
-            jobs: vec![crate::job::Job {
-                id: crate::job::JobId(4),
+            jobs: vec![crate::queue::job::Job {
+                id: crate::queue::job::JobId(4),
                 body: bytes::Bytes::from("{\"n\":4}"),
                 uniq: Some(nul.as_str().into()),
             }],

@@ -11,7 +11,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use presque::storage::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
+use presque::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
 
 use crate::helpers::*;
 

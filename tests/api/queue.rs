@@ -350,7 +350,7 @@ async fn fetches_abandoned_by_their_clients_put_jobs_back_in_order() {
     use std::io::Write;
     // Under fsync=always a fetch is answered only after its removal is on disk; a
     // client that hangs up in that window must not take the job with it.
-    let app = spawn_app_with(|s| s.storage.fsync = presque::settings::FsyncPolicy::Always).await;
+    let app = spawn_app_with(|s| s.storage.fsync = presque::FsyncPolicy::Always).await;
     for i in 0..100 {
         app.post_json("/q/a", &i.to_string()).await;
     }

@@ -4,8 +4,8 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::actors::queue::QueueError;
 use crate::names::NameError;
+use crate::queue::actor::QueueError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]

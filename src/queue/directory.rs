@@ -18,11 +18,11 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::queue::{
+use crate::names::QueueName;
+use crate::queue::actor::{
     Fetch, LeaseRequest, QueueActor, QueueConfig, QueueError, QueueResult, ReleaseWaiters,
 };
-use crate::job::{Job, JobIds};
-use crate::names::QueueName;
+use crate::queue::job::{Job, JobIds};
 use crate::storage::log::Log;
 use crate::storage::recovery::RecoveredQueue;
 

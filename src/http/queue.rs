@@ -8,11 +8,11 @@ use super::input::{
     worker_header,
 };
 use super::AppState;
-use crate::actors::queue::{Enqueue, LeaseRequest, Purge};
-use crate::directory::FetchRequest;
-use crate::error::ApiError;
-use crate::job::Job;
+use crate::http::error::ApiError;
 use crate::names::WorkerId;
+use crate::queue::actor::{Enqueue, LeaseRequest, Purge};
+use crate::queue::directory::FetchRequest;
+use crate::queue::job::Job;
 
 /// Response header carrying the ids of leased jobs (comma-separated for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";

@@ -9,14 +9,14 @@ use super::AppState;
 use std::collections::BTreeMap;
 
 use super::input::epoch_secs;
-use crate::actors::queue::{GetCounters, ListLeases};
-use crate::actors::registry::{
-    AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister,
-};
 use crate::clock::now_ms;
 use crate::clock::now_secs;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::names::{QueueName, WorkerId};
+use crate::queue::actor::{GetCounters, ListLeases};
+use crate::registry::actor::{
+    AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister,
+};
 
 #[derive(Deserialize)]
 struct WorkerQuery {

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::queue::TakeImage;
-use super::registry::{TakeRegistryImage, WorkerRegistry};
 use crate::clock::now_ms;
-use crate::directory::QueueDirectory;
+use crate::queue::actor::TakeImage;
+use crate::queue::directory::QueueDirectory;
+use crate::registry::actor::{TakeRegistryImage, WorkerRegistry};
 use crate::storage::format::SnapshotData;
 use crate::storage::log::Log;
 use crate::storage::snapshot::{prune, write_snapshot};
@@ -192,6 +192,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
                     actor.fallback = Some((report.generation, report.log_start));
                     tracing::info!(
                         generation = report.generation,
+                        path = %report.path.display(),
                         queues = report.queues,
                         jobs = report.jobs,
                         bytes = report.bytes,

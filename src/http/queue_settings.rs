@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use super::input::{json_body, queue_name};
 use super::AppState;
-use crate::actors::queue::{GetSettings, SetMaxAttempts};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::names::QueueName;
+use crate::queue::actor::{GetSettings, SetMaxAttempts};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
 async fn current(

@@ -1,5 +1,5 @@
 //! The worker registry's state and the only code that changes it, built like
-//! [`crate::queue_state`]: every mutation is a [`RegistryChange`] passed to
+//! [`crate::queue::state`]: every mutation is a [`RegistryChange`] passed to
 //! [`RegistryState::apply`], which the log records and recovery replays.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,12 +20,6 @@ pub enum RegistryChange {
     },
     /// A worker left a queue; a worker on no queue is forgotten.
     Unregistered { worker: String, queue: String },
-    /// Jobs a registered worker fetched or reported failed.
-    Counted {
-        worker: String,
-        processed: u64,
-        failed: u64,
-    },
 }
 
 /// What the registry knows of one worker.
@@ -99,19 +93,6 @@ impl RegistryState {
                     if record.queues.is_empty() {
                         self.workers.remove(&worker);
                     }
-                }
-            }
-            RegistryChange::Counted {
-                worker,
-                processed,
-                failed,
-            } => {
-                let Ok(worker) = WorkerId::parse(worker) else {
-                    return;
-                };
-                if let Some(record) = self.workers.get_mut(&worker) {
-                    record.processed += processed;
-                    record.failed += failed;
                 }
             }
         }
@@ -203,16 +184,11 @@ mod tests {
         let mut s = RegistryState::default();
         s.apply(&reg("w", "q1"));
         s.apply(&reg("w", "q2"));
-        s.apply(&RegistryChange::Counted {
-            worker: "w".into(),
-            processed: 3,
-            failed: 1,
-        });
         let w = WorkerId::parse("w").ok();
         let record = w.as_ref().and_then(|w| s.worker(w)).cloned();
         assert_eq!(
             record.map(|r| (r.processed, r.failed, r.started_at)),
-            Some((3, 1, 7))
+            Some((0, 0, 7))
         );
         s.apply(&RegistryChange::Unregistered {
             worker: "w".into(),
@@ -222,17 +198,6 @@ mod tests {
         s.apply(&RegistryChange::Unregistered {
             worker: "w".into(),
             queue: "q2".into(),
-        });
-        assert!(s.all_workers().is_empty());
-    }
-
-    #[test]
-    fn unregistered_workers_are_not_counted() {
-        let mut s = RegistryState::default();
-        s.apply(&RegistryChange::Counted {
-            worker: "ghost".into(),
-            processed: 1,
-            failed: 0,
         });
         assert!(s.all_workers().is_empty());
     }

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 
 use std::time::Duration;
 
-use crate::error::ApiError;
-use crate::job::JobId;
+use crate::http::error::ApiError;
 use crate::names::{QueueName, WorkerId};
+use crate::queue::job::JobId;
 
 /// Header carrying the worker id (the protocol's final form).
 pub const WORKER_HEADER: &str = "X-presque-workerid";

@@ -11,11 +11,11 @@ use super::input::{
 };
 use super::queue::count_work;
 use super::AppState;
-use crate::actors::queue::{Ack, Extend, FailLease, FindJob};
-use crate::error::ApiError;
-use crate::job::JobId;
+use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue_state::JobInfo;
+use crate::queue::actor::{Ack, Extend, FailLease, FindJob};
+use crate::queue::job::JobId;
+use crate::queue::state::JobInfo;
 
 fn target(req: &HttpRequest) -> Result<(QueueName, JobId), ApiError> {
     let name = queue_name(req)?;

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
-use crate::job::{Job, JobId};
 use crate::names::QueueName;
-use crate::queue_state::{Change, Counters, DeadJob, JobInfo, QueueState};
+use crate::queue::job::{Job, JobId};
+use crate::queue::state::{Change, Counters, DeadJob, JobInfo, QueueState};
 use crate::storage::format::{LogRecordRef, QueueSnapshot};
 use crate::storage::log::{Durable, Log};
 use crate::storage::StorageError;
@@ -887,7 +887,7 @@ impl Handler<TakeImage> for QueueActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::JobId;
+    use crate::queue::job::JobId;
     use crate::storage::log::FsyncPolicy;
 
     /// A queue actor logging to a throw-away directory (kept alive by the guard).

@@ -15,7 +15,7 @@
 
 use std::ops::{Index, IndexMut};
 
-use crate::job::Job;
+use crate::queue::job::Job;
 
 /// No node.
 const NIL: u32 = u32::MAX;
@@ -343,7 +343,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::JobId;
+    use crate::queue::job::JobId;
     use bytes::Bytes;
     use proptest::prelude::*;
 

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::input::{job_id, query, queue_name};
 use super::AppState;
-use crate::actors::queue::{ListDead, ResolveDead};
-use crate::error::ApiError;
-use crate::queue_state::DeadJob;
+use crate::http::error::ApiError;
+use crate::queue::actor::{ListDead, ResolveDead};
+use crate::queue::state::DeadJob;
 
 #[derive(Deserialize)]
 struct Pick {
@@ -95,7 +95,7 @@ pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Job, JobId};
+    use crate::queue::job::{Job, JobId};
     use bytes::Bytes;
 
     fn dead(id: u64, body: &str, attempts: u32) -> DeadJob {

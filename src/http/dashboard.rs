@@ -6,8 +6,8 @@ use std::fmt::Write;
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
-use crate::actors::queue::GetCounters;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::queue::actor::GetCounters;
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

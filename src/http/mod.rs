@@ -6,16 +6,17 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::{web, HttpRequest};
 
-use crate::actors::registry::WorkerRegistry;
-use crate::directory::QueueDirectory;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::queue::directory::QueueDirectory;
+use crate::registry::actor::WorkerRegistry;
 
 mod batch;
 mod control;
 mod counters;
 mod dashboard;
 mod dead;
-pub mod input;
+pub(crate) mod error;
+mod input;
 mod jobs;
 mod queue;
 mod queue_settings;
@@ -26,7 +27,7 @@ mod workers;
 pub struct AppState {
     pub queues: Arc<QueueDirectory>,
     pub registry: Addr<WorkerRegistry>,
-    pub worker_counts: Arc<crate::worker_counts::WorkerCounts>,
+    pub worker_counts: Arc<crate::registry::counts::WorkerCounts>,
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,
@@ -195,7 +196,7 @@ pub async fn admit(
             .and_then(|v| v.to_str().ok())
             .filter(|raw| due_report(raw));
         if let Some(id) = raw.and_then(|raw| crate::names::WorkerId::parse(raw).ok()) {
-            state.registry.do_send(crate::actors::registry::Seen(id));
+            state.registry.do_send(crate::registry::actor::Seen(id));
         }
     }
     next.call(req).await

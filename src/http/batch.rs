@@ -12,9 +12,9 @@ use super::input::{
 };
 use super::queue::{count_work, fetch_request, jobs_response, FetchQuery};
 use super::AppState;
-use crate::actors::queue::Enqueue;
-use crate::error::ApiError;
-use crate::job::Job;
+use crate::http::error::ApiError;
+use crate::queue::actor::Enqueue;
+use crate::queue::job::Job;
 
 #[derive(Deserialize)]
 struct CreateQuery {

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::input::{flag, query, queue_name};
 use super::AppState;
-use crate::actors::queue::{GetCounters, ListReady};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::queue::actor::{GetCounters, ListReady};
 
 #[derive(Deserialize)]
 struct StatusQuery {

@@ -9,11 +9,11 @@ use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::names::{QueueName, WorkerId};
-use crate::registry_state::{RegistryChange, RegistryState, WorkerImage, WorkerRecord};
+use crate::registry::counts::WorkerCounts;
+use crate::registry::state::{RegistryChange, RegistryState, WorkerImage, WorkerRecord};
 use crate::storage::format::LogRecordRef;
 use crate::storage::log::{Durable, Log};
 use crate::storage::StorageError;
-use crate::worker_counts::WorkerCounts;
 
 /// Mailbox capacity, raised from actix' default of 16 for the same reason as queues'.
 pub const MAILBOX_CAPACITY: usize = 4096;
