@@ -21,7 +21,7 @@ use crate::queue::actor::QueueConfig;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::registry::actor::WorkerRegistry;
-use crate::registry::counts::WorkerCounts;
+use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::storage::log::Log;
 use crate::storage::recovery::recover;
@@ -108,11 +108,10 @@ impl Application {
         let log = Log::start(&dir, recovered.next_segment, storage.fsync)?;
 
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
-        let worker_counts = Arc::new(WorkerCounts::default());
+        let worker_counts = recovered.registry.counts();
         let registry = {
             let (state, seq, log) = (recovered.registry, recovered.registry_seq, log.clone());
-            let counts = worker_counts.clone();
-            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log, counts))
+            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log))
         };
         let queues = Arc::new(QueueDirectory::new(
             JobIds::starting_at(recovered.next_job_id),
@@ -126,8 +125,7 @@ impl Application {
 
         let state = web::Data::new(AppState {
             queues: queues.clone(),
-            registry: registry.clone(),
-            worker_counts,
+            registry: Registry::new(registry.clone(), worker_counts),
             max_body_bytes: settings.server.max_body_bytes,
             max_wait_secs: settings.server.max_wait_secs,
             worker_timeout_secs: settings.server.worker_timeout_secs,

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::input::{
     batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
 };
-use super::queue::{count_work, fetch_request, jobs_response, FetchQuery};
+use super::queue::{fetch_request, jobs_response, FetchQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::actor::Enqueue;
@@ -32,7 +32,9 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let request = fetch_request(&params, &state, worker.as_ref(), max)?;
     let leased = request.lease.is_some();
     let jobs = state.queues.fetch(&name, request).await?;
-    count_work(&state, worker, jobs.len() as u64, 0);
+    state
+        .registry
+        .count_work(worker.as_ref(), jobs.len() as u64, 0);
     // Job bodies were checked as UTF-8 JSON on the way in.
     let texts: Vec<&str> = jobs
         .iter()

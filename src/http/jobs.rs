@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use super::input::{
     delayed_ms, epoch_secs, job_id, lease_ms, path_target, query, queue_name, worker_header,
 };
-use super::queue::count_work;
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
@@ -75,7 +74,7 @@ pub async fn fail(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .ask(&name, false, || FailLease { id, due_ms })
         .await?
         .ok_or(ApiError::JobNotFound)?;
-    count_work(&state, worker, 0, 1);
+    state.registry.count_work(worker.as_ref(), 0, 1);
     Ok(HttpResponse::Ok().json(job_json(&name, id, &info)))
 }
 

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_web::{web, HttpRequest};
 
 use crate::http::error::ApiError;
 use crate::queue::directory::QueueDirectory;
-use crate::registry::actor::WorkerRegistry;
+use crate::registry::Registry;
 
 mod batch;
 mod control;
@@ -26,8 +25,7 @@ mod workers;
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {
     pub queues: Arc<QueueDirectory>,
-    pub registry: Addr<WorkerRegistry>,
-    pub worker_counts: Arc<crate::registry::counts::WorkerCounts>,
+    pub registry: Registry,
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,
@@ -148,40 +146,6 @@ fn not_allowed(
     }
 }
 
-/// How often one HTTP worker tells the registry it saw a given worker: last-seen times
-/// are kept to about this precision, and a worker that sends its id on every request
-/// costs one cross-thread message a second, not one per request.
-const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-thread_local! {
-    /// When this thread last reported each worker id.
-    static REPORTED: std::cell::RefCell<std::collections::HashMap<Box<str>, std::time::Instant>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
-/// Whether this thread should report worker `id` as seen now.
-fn due_report(id: &str) -> bool {
-    REPORTED.with(|reported| {
-        let mut reported = reported.borrow_mut();
-        let now = std::time::Instant::now();
-        match reported.get_mut(id) {
-            Some(last) if now.duration_since(*last) < SEEN_EVERY => false,
-            Some(last) => {
-                *last = now;
-                true
-            }
-            None => {
-                // Bounded: ids are client-chosen.
-                if reported.len() >= 10_000 {
-                    reported.clear();
-                }
-                reported.insert(id.into(), now);
-                true
-            }
-        }
-    })
-}
-
 /// Runs before every request: waits until recovery has opened the queue directory,
 /// and tells the registry a worker was seen when the request carries its id.
 pub async fn admit(
@@ -193,10 +157,9 @@ pub async fn admit(
         let raw = req
             .headers()
             .get(input::WORKER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|raw| due_report(raw));
-        if let Some(id) = raw.and_then(|raw| crate::names::WorkerId::parse(raw).ok()) {
-            state.registry.do_send(crate::registry::actor::Seen(id));
+            .and_then(|v| v.to_str().ok());
+        if let Some(raw) = raw {
+            state.registry.saw(raw);
         }
     }
     next.call(req).await

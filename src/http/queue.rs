@@ -72,7 +72,9 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let request = fetch_request(&params, &state, worker.as_ref(), 1)?;
     let leased = request.lease.is_some();
     let jobs = state.queues.fetch(&name, request).await?;
-    count_work(&state, worker, jobs.len() as u64, 0);
+    state
+        .registry
+        .count_work(worker.as_ref(), jobs.len() as u64, 0);
     let body = jobs
         .first()
         .map(|job| job.body.clone())
@@ -144,7 +146,7 @@ async fn enqueue(
         })
         .await?;
     if failed {
-        count_work(&state, worker, 0, 1);
+        state.registry.count_work(worker.as_ref(), 0, 1);
     }
     Ok(HttpResponse::Created().finish())
 }
@@ -158,14 +160,4 @@ pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         let _ = addr.send(Purge).await?;
     }
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Credits a worker named in the request with processed or failed jobs (registered
-/// workers only).
-pub(super) fn count_work(state: &AppState, worker: Option<WorkerId>, processed: u64, failed: u64) {
-    if let Some(worker) = worker {
-        if processed + failed > 0 {
-            state.worker_counts.count(&worker, processed, failed);
-        }
-    }
 }

@@ -55,6 +55,7 @@ pub async fn register(
     };
     state
         .registry
+        .actor
         .send(Register {
             worker,
             queue,
@@ -80,7 +81,11 @@ pub async fn unregister(
             }
         }
     };
-    state.registry.send(Unregister { worker, queue }).await??;
+    state
+        .registry
+        .actor
+        .send(Unregister { worker, queue })
+        .await??;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -92,7 +97,11 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             "" => return Err(ApiError::QueueNameMissing),
             raw => QueueName::parse(raw).map_err(ApiError::BadQueueName)?,
         };
-        let workers = state.registry.send(QueueWorkers(queue.clone())).await?;
+        let workers = state
+            .registry
+            .actor
+            .send(QueueWorkers(queue.clone()))
+            .await?;
         let counters = state
             .queues
             .ask(&queue, false, || GetCounters)
@@ -110,17 +119,19 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         let worker = parse_worker(raw)?;
         let record = state
             .registry
+            .actor
             .send(GetWorker(worker.clone()))
             .await?
             .ok_or(ApiError::WorkerNotFound)?;
+        let (processed, failed) = state.registry.counters(&worker);
         return Ok(HttpResponse::Ok().json(json!({
             "worker_id": worker.as_str(),
             "started_at": record.started_at,
-            "processed": record.processed,
-            "failed": record.failed,
+            "processed": processed,
+            "failed": failed,
         })));
     }
-    let all = state.registry.send(AllWorkers).await?;
+    let all = state.registry.actor.send(AllWorkers).await?;
     let ids: Vec<&str> = all.iter().map(WorkerId::as_str).collect();
     Ok(HttpResponse::Ok().json(ids))
 }
@@ -129,7 +140,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// with its queues, counters, when it was last seen, whether it is gone (silent for
 /// `worker_timeout_secs`) and the jobs it holds on lease.
 pub async fn liveness(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let views = state.registry.send(ListWorkers).await?;
+    let views = state.registry.actor.send(ListWorkers).await?;
     // Leases live with their queues: gather them per worker.
     let mut held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (queue, _) in state.queues.entries() {
@@ -157,13 +168,14 @@ pub async fn liveness(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
                 .last_seen_ms
                 .is_none_or(|seen| now.saturating_sub(seen) > timeout_ms);
             let record = view.record.as_ref();
+            let (processed, failed) = state.registry.counters(&view.id);
             json!({
                 "worker_id": view.id.as_str(),
                 "registered": record.is_some(),
                 "queues": record.map(|r| r.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>()).unwrap_or_default(),
                 "started_at": record.map(|r| r.started_at),
-                "processed": record.map_or(0, |r| r.processed),
-                "failed": record.map_or(0, |r| r.failed),
+                "processed": processed,
+                "failed": failed,
                 "last_seen": view.last_seen_ms.map(epoch_secs),
                 "state": if gone { "gone" } else { "active" },
                 "jobs": held.remove(view.id.as_str()).unwrap_or_default(),

@@ -1,15 +1,14 @@
-//! The worker registry actor: owns the [`RegistryState`] (workers, their queues,
-//! counters, start times) and logs every change before applying it.
+//! The worker registry actor: owns the [`RegistryState`] (workers, their queues and
+//! start times) and when each worker was last seen, and logs every registration
+//! change before applying it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::names::{QueueName, WorkerId};
-use crate::registry::counts::WorkerCounts;
 use crate::registry::state::{RegistryChange, RegistryState, WorkerImage, WorkerRecord};
 use crate::storage::format::LogRecordRef;
 use crate::storage::log::{Durable, Log};
@@ -27,9 +26,6 @@ pub struct WorkerRegistry {
     state: RegistryState,
     seq: u64,
     log: Log,
-    /// Live counters, added to by request handlers directly; `state`'s own counters
-    /// are only what recovery started from.
-    counts: Arc<WorkerCounts>,
     /// When each worker was last seen (epoch ms). Not persisted: after a restart,
     /// registered workers count as seen at the start.
     last_seen: HashMap<WorkerId, u64>,
@@ -37,34 +33,19 @@ pub struct WorkerRegistry {
 
 impl WorkerRegistry {
     /// A registry starting from `state`, whose last logged change was `seq`.
-    pub fn new(state: RegistryState, seq: u64, log: Log, counts: Arc<WorkerCounts>) -> Self {
+    pub fn new(state: RegistryState, seq: u64, log: Log) -> Self {
         let now = now_ms();
-        let mut last_seen = HashMap::new();
-        for worker in state.all_workers() {
-            if let Some(record) = state.worker(&worker) {
-                counts.set(&worker, record.processed, record.failed);
-            }
-            last_seen.insert(worker, now);
-        }
+        let last_seen = state.all_workers().into_iter().map(|w| (w, now)).collect();
         WorkerRegistry {
             state,
             seq,
             log,
-            counts,
             last_seen,
         }
     }
 
-    /// A worker's record with its live counters.
     fn record(&self, worker: &WorkerId) -> Option<WorkerRecord> {
-        self.state.worker(worker).map(|record| {
-            let (processed, failed) = self.counts.get(worker);
-            WorkerRecord {
-                processed,
-                failed,
-                ..record.clone()
-            }
-        })
+        self.state.worker(worker).cloned()
     }
 
     fn seen(&mut self, worker: WorkerId, now_ms: u64) {
@@ -120,15 +101,11 @@ impl Handler<Register> for WorkerRegistry {
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         self.seen(msg.worker.clone(), msg.now_secs.saturating_mul(1000));
-        let done = self.commit_and_wait(RegistryChange::Registered {
+        self.commit_and_wait(RegistryChange::Registered {
             worker: msg.worker.as_str().to_owned(),
             queue: msg.queue.as_str().to_owned(),
             now_secs: msg.now_secs,
-        });
-        if self.state.is_registered(&msg.worker) {
-            self.counts.set(&msg.worker, 0, 0);
-        }
-        done
+        })
     }
 }
 
@@ -145,14 +122,10 @@ impl Handler<Unregister> for WorkerRegistry {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) -> Self::Result {
-        let done = self.commit_and_wait(RegistryChange::Unregistered {
+        self.commit_and_wait(RegistryChange::Unregistered {
             worker: msg.worker.as_str().to_owned(),
             queue: msg.queue.as_str().to_owned(),
-        });
-        if !self.state.is_registered(&msg.worker) {
-            self.counts.remove(&msg.worker);
-        }
-        done
+        })
     }
 }
 
@@ -205,12 +178,7 @@ impl Handler<TakeRegistryImage> for WorkerRegistry {
 
     fn handle(&mut self, _: TakeRegistryImage, _: &mut Context<Self>) -> Self::Result {
         let start = std::time::Instant::now();
-        let mut image = self.state.image();
-        for worker in &mut image {
-            if let Ok(id) = WorkerId::parse(&worker.id) {
-                (worker.processed, worker.failed) = self.counts.get(&id);
-            }
-        }
+        let image = self.state.image();
         MessageResult((self.seq, image, start.elapsed()))
     }
 }

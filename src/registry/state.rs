@@ -1,11 +1,17 @@
 //! The worker registry's state and the only code that changes it, built like
-//! [`crate::queue::state`]: every mutation is a [`RegistryChange`] passed to
-//! [`RegistryState::apply`], which the log records and recovery replays.
+//! [`crate::queue::state`]: every registration change is a [`RegistryChange`] passed
+//! to [`RegistryState::apply`], which the log records and recovery replays.
+//!
+//! Workers' processed/failed counters live in [`WorkerCounts`], the one place they
+//! are kept: handlers add to them without a message, the state resets and drops them
+//! as workers register and leave, and snapshots carry them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::counts::WorkerCounts;
 use crate::names::{QueueName, WorkerId};
 
 /// A change to the registry. Names are plain strings so the log can carry them;
@@ -22,12 +28,10 @@ pub enum RegistryChange {
     Unregistered { worker: String, queue: String },
 }
 
-/// What the registry knows of one worker.
+/// What the registry knows of one registered worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRecord {
     pub started_at: u64,
-    pub processed: u64,
-    pub failed: u64,
     pub queues: BTreeSet<QueueName>,
 }
 
@@ -41,11 +45,12 @@ pub struct WorkerImage {
     pub queues: Vec<String>,
 }
 
-/// Every registered worker and the queues each is on.
-#[derive(Debug, Default, Clone)]
+/// Every registered worker, the queues each is on, and their counters.
+#[derive(Debug, Default)]
 pub struct RegistryState {
     workers: BTreeMap<WorkerId, WorkerRecord>,
     by_queue: HashMap<QueueName, BTreeSet<WorkerId>>,
+    counts: Arc<WorkerCounts>,
 }
 
 impl RegistryState {
@@ -67,13 +72,10 @@ impl RegistryState {
                     .entry(worker.clone())
                     .or_insert_with(|| WorkerRecord {
                         started_at: *now_secs,
-                        processed: 0,
-                        failed: 0,
                         queues: BTreeSet::new(),
                     });
                 record.started_at = *now_secs;
-                record.processed = 0;
-                record.failed = 0;
+                self.counts.set(&worker, 0, 0);
                 record.queues.insert(queue.clone());
                 self.by_queue.entry(queue).or_default().insert(worker);
             }
@@ -92,6 +94,7 @@ impl RegistryState {
                     record.queues.remove(&queue);
                     if record.queues.is_empty() {
                         self.workers.remove(&worker);
+                        self.counts.remove(&worker);
                     }
                 }
             }
@@ -120,16 +123,24 @@ impl RegistryState {
         self.workers.keys().cloned().collect()
     }
 
-    /// The registry as stored in a snapshot.
+    /// The live counters, shared with the request handlers that add to them.
+    pub fn counts(&self) -> Arc<WorkerCounts> {
+        self.counts.clone()
+    }
+
+    /// The registry as stored in a snapshot, counters as they stand now.
     pub fn image(&self) -> Vec<WorkerImage> {
         self.workers
             .iter()
-            .map(|(id, r)| WorkerImage {
-                id: id.as_str().to_owned(),
-                started_at: r.started_at,
-                processed: r.processed,
-                failed: r.failed,
-                queues: r.queues.iter().map(|q| q.as_str().to_owned()).collect(),
+            .map(|(id, r)| {
+                let (processed, failed) = self.counts.get(id);
+                WorkerImage {
+                    id: id.as_str().to_owned(),
+                    started_at: r.started_at,
+                    processed,
+                    failed,
+                    queues: r.queues.iter().map(|q| q.as_str().to_owned()).collect(),
+                }
             })
             .collect()
     }
@@ -153,12 +164,11 @@ impl RegistryState {
                     .or_default()
                     .insert(id.clone());
             }
+            state.counts.set(&id, w.processed, w.failed);
             state.workers.insert(
                 id,
                 WorkerRecord {
                     started_at: w.started_at,
-                    processed: w.processed,
-                    failed: w.failed,
                     queues,
                 },
             );
@@ -185,11 +195,17 @@ mod tests {
         s.apply(&reg("w", "q1"));
         s.apply(&reg("w", "q2"));
         let w = WorkerId::parse("w").ok();
-        let record = w.as_ref().and_then(|w| s.worker(w)).cloned();
+        let Some(w) = w else { unreachable!() };
+        s.counts().count(&w, 3, 1);
+        assert_eq!(s.worker(&w).map(|r| r.started_at), Some(7));
+        assert_eq!(s.image()[0].processed, 3);
+        s.apply(&reg("w", "q1"));
         assert_eq!(
-            record.map(|r| (r.processed, r.failed, r.started_at)),
-            Some((0, 0, 7))
+            s.counts().get(&w),
+            (0, 0),
+            "registering again resets counters"
         );
+        s.counts().count(&w, 3, 1);
         s.apply(&RegistryChange::Unregistered {
             worker: "w".into(),
             queue: "q1".into(),
@@ -200,6 +216,11 @@ mod tests {
             queue: "q2".into(),
         });
         assert!(s.all_workers().is_empty());
+        assert_eq!(
+            s.counts().get(&w),
+            (0, 0),
+            "a forgotten worker's counters go"
+        );
     }
 
     #[test]
@@ -207,6 +228,9 @@ mod tests {
         let mut s = RegistryState::default();
         s.apply(&reg("a", "q"));
         s.apply(&reg("b", "q"));
+        if let Ok(a) = WorkerId::parse("a") {
+            s.counts().count(&a, 5, 2);
+        }
         let back = RegistryState::from_image(&s.image());
         assert_eq!(back.image(), s.image());
         let q = QueueName::parse("q").ok();
