@@ -16,16 +16,17 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, RecoveryGate};
 use crate::queue::actor::QueueConfig;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::registry::actor::WorkerRegistry;
+use crate::registry::state::RegistryState;
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::storage::log::Log;
-use crate::storage::recovery::recover;
-use crate::storage::snapshotter::{SnapshotActor, TakeSnapshot};
+use crate::storage::recovery::{recover, RecoveredQueue};
+use crate::storage::snapshotter::{SnapshotActor, SnapshotSources, TakeSnapshot};
 use crate::storage::StorageError;
 
 /// A built server, already serving; [`Application::run_until_stopped`] waits for it
@@ -66,6 +67,153 @@ impl ShutdownSignals {
     }
 }
 
+/// How long the HTTP workers get to start.
+const ARBITERS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the HTTP handlers share, before the server starts.
+struct Parts {
+    gate: Arc<RecoveryGate>,
+    queues: Arc<QueueDirectory>,
+    job_ids: JobIds,
+    state: web::Data<AppState>,
+}
+
+impl Parts {
+    /// `next_ids`: the next queue incarnation and the next job id.
+    fn new(settings: &Settings, next_ids: (u64, u64), log: &Log, registry: Registry) -> Self {
+        let server = &settings.server;
+        let gate = Arc::new(RecoveryGate::default());
+        let queues = Arc::new(QueueDirectory::new(
+            next_ids.0,
+            log.clone(),
+            QueueConfig {
+                default_max_attempts: server.default_max_attempts,
+                max_waiters: server.max_waiters_per_queue,
+            },
+        ));
+        let job_ids = JobIds::starting_at(next_ids.1);
+        Parts {
+            state: web::Data::new(AppState {
+                gate: gate.clone(),
+                queues: queues.clone(),
+                job_ids: job_ids.clone(),
+                registry,
+                max_body_bytes: server.max_body_bytes,
+                max_wait_secs: server.max_wait_secs,
+                worker_timeout_secs: server.worker_timeout_secs,
+                default_max_attempts: server.default_max_attempts,
+            }),
+            gate,
+            queues,
+            job_ids,
+        }
+    }
+}
+
+/// Starts the registry actor on the calling thread's arbiter.
+fn start_registry(state: RegistryState, seq: u64, log: &Log) -> Registry {
+    let counts = state.counts();
+    let log = log.clone();
+    let actor = WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log));
+    Registry::new(actor, counts)
+}
+
+/// Starts the HTTP workers on `listener`. Each registers its arbiter with the queue
+/// directory as it starts; queues will live there.
+fn start_http(
+    settings: &Settings,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> anyhow::Result<(
+    actix_rt::task::JoinHandle<std::io::Result<()>>,
+    ServerHandle,
+)> {
+    let main_thread = std::thread::current().id();
+    let server = HttpServer::new(move || {
+        if std::thread::current().id() != main_thread {
+            state.queues.register_current_arbiter();
+        }
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(http::admit))
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(settings.worker_threads())
+    // Signals are ours: actix-server would stop the whole actix system on one,
+    // before the final snapshot could be taken.
+    .disable_signals()
+    // A client that closes its side has gone: drop its request at once, so a
+    // fetch it abandoned puts its job back instead of writing it to a dead socket.
+    .h1_allow_half_closed(false)
+    .listen(listener)
+    .context("cannot start the HTTP server")?
+    .run();
+    let handle = server.handle();
+    Ok((actix_rt::spawn(server), handle))
+}
+
+/// Starts the snapshot actor, which goes on from the `last` snapshot recovery found
+/// (its generation, and the fallback pair pruning must keep). With `seal` (recovery
+/// accepted lost data) it takes one at once, so the damage is not met again next start.
+async fn start_snapshots(
+    dir: &Path,
+    settings: &Settings,
+    sources: SnapshotSources,
+    log: &Log,
+    last: (u64, Option<(u64, u64)>),
+    seal: bool,
+) -> anyhow::Result<Addr<SnapshotActor>> {
+    let interval = Duration::from_secs(settings.storage.snapshot_interval_secs);
+    let snapshots = SnapshotActor::new(
+        dir.to_path_buf(),
+        sources,
+        log.clone(),
+        interval,
+        last.0,
+        last.1,
+    )
+    .start();
+    if seal {
+        snapshots
+            .send(TakeSnapshot { if_changed: false })
+            .await
+            .context("snapshot actor unavailable")??;
+    }
+    Ok(snapshots)
+}
+
+/// Starts the actor of every recovered queue and says what recovery found.
+fn restore_queues(
+    directory: &QueueDirectory,
+    queues: Vec<RecoveredQueue>,
+    records_replayed: usize,
+    started: Instant,
+    dir: &Path,
+) {
+    let (queue_count, mut job_count) = (queues.len(), 0);
+    for queue in queues {
+        let c = queue.state.counters();
+        job_count += c.ready + c.delayed + c.leased;
+        directory.insert_recovered(queue);
+    }
+    tracing::info!(
+        queues = queue_count,
+        jobs = job_count,
+        log_records = records_replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        data_dir = %dir.display(),
+        "recovered"
+    );
+}
+
+/// Creates the data directory if needed and takes its lock.
+fn open_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    lock_data_dir(dir)
+}
+
 /// Takes the data directory's lock file, so two servers never share one directory.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     let path = dir.join("LOCK");
@@ -91,12 +239,8 @@ impl Application {
     /// Recovers the data directory, binds the listener, starts the log, the actors and
     /// the HTTP workers. Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let storage = &settings.storage;
-        let dir = storage.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let lock = lock_data_dir(&dir)?;
-
+        let dir = settings.storage.data_dir.clone();
+        let lock = open_data_dir(&dir)?;
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let address = listener
@@ -104,100 +248,37 @@ impl Application {
             .context("cannot read the bound address")?;
 
         let started = Instant::now();
-        let recovered = recover(&dir, storage.accept_data_loss)?;
-        let log = Log::start(&dir, recovered.next_segment, storage.fsync)?;
-
+        let recovered = recover(&dir, settings.storage.accept_data_loss)?;
+        let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
-        let worker_counts = recovered.registry.counts();
-        let registry = {
-            let (state, seq, log) = (recovered.registry, recovered.registry_seq, log.clone());
-            WorkerRegistry::create(move |_| WorkerRegistry::new(state, seq, log))
-        };
-        let queues = Arc::new(QueueDirectory::new(
-            JobIds::starting_at(recovered.next_job_id),
-            recovered.next_incarnation,
-            log.clone(),
-            QueueConfig {
-                default_max_attempts: settings.server.default_max_attempts,
-                max_waiters: settings.server.max_waiters_per_queue,
-            },
-        ));
-
-        let state = web::Data::new(AppState {
-            queues: queues.clone(),
-            registry: Registry::new(registry.clone(), worker_counts),
-            max_body_bytes: settings.server.max_body_bytes,
-            max_wait_secs: settings.server.max_wait_secs,
-            worker_timeout_secs: settings.server.worker_timeout_secs,
-            default_max_attempts: settings.server.default_max_attempts,
-        });
-        let workers = settings.worker_threads();
-        let main_thread = std::thread::current().id();
-        let server = HttpServer::new(move || {
-            // Runs once on each worker thread: queues will live on these arbiters.
-            if std::thread::current().id() != main_thread {
-                state.queues.register_current_arbiter();
-            }
-            App::new()
-                .app_data(state.clone())
-                .wrap(middleware::from_fn(http::admit))
-                .configure(http::configure)
-                .default_service(web::to(http::not_found))
-        })
-        .workers(workers)
-        // Signals are ours: actix-server would stop the whole actix system on one,
-        // before the final snapshot could be taken.
-        .disable_signals()
-        // A client that closes its side has gone: drop its request at once, so a
-        // fetch it abandoned puts its job back instead of writing it to a dead socket.
-        .h1_allow_half_closed(false)
-        .listen(listener)
-        .context("cannot start the HTTP server")?
-        .run();
-        let handle = server.handle();
-        let server = actix_rt::spawn(server);
-
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while queues.arbiter_count() < workers {
-            if Instant::now() > deadline {
-                anyhow::bail!("the HTTP workers did not start");
-            }
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
-        }
-        let (queue_count, mut job_count) = (recovered.queues.len(), 0);
-        for queue in recovered.queues {
-            let c = queue.state.counters();
-            job_count += c.ready + c.delayed + c.leased;
-            queues.insert_recovered(queue);
-        }
-        tracing::info!(
-            queues = queue_count,
-            jobs = job_count,
-            log_records = recovered.records_replayed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            data_dir = %dir.display(),
-            "recovered"
+        let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
+        let ids = (recovered.next_incarnation, recovered.next_job_id);
+        let parts = Parts::new(&settings, ids, &log, registry.clone());
+        let (server, handle) = start_http(&settings, listener, parts.state.clone())?;
+        parts
+            .queues
+            .wait_for_arbiters(
+                settings.worker_threads(),
+                Instant::now() + ARBITERS_DEADLINE,
+            )
+            .await
+            .map_err(|()| anyhow::anyhow!("the HTTP workers did not start"))?;
+        restore_queues(
+            &parts.queues,
+            recovered.queues,
+            recovered.records_replayed,
+            started,
+            &dir,
         );
-
-        let snapshots = SnapshotActor::new(
-            dir.clone(),
-            queues.clone(),
-            registry.clone(),
-            log.clone(),
-            Duration::from_secs(storage.snapshot_interval_secs),
-            recovered.last_generation,
-            recovered.fallback,
-        )
-        .start();
-        if recovered.lost_data {
-            // Seal what was recovered, so the damage is not met again next start.
-            snapshots
-                .send(TakeSnapshot { if_changed: false })
-                .await
-                .context("snapshot actor unavailable")??;
-        }
-
-        queues.open();
+        let sources = SnapshotSources {
+            queues: parts.queues.clone(),
+            job_ids: parts.job_ids.clone(),
+            registry: registry.actor.clone(),
+        };
+        let last = (recovered.last_generation, recovered.fallback);
+        let snapshots =
+            start_snapshots(&dir, &settings, sources, &log, last, recovered.lost_data).await?;
+        parts.gate.open();
 
         let signals = ShutdownSignals::install()?;
         tracing::info!(
@@ -210,16 +291,11 @@ impl Application {
             server,
             handle,
             snapshots,
-            queues,
+            queues: parts.queues,
             log,
             signals,
             _lock: lock,
         })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn address(&self) -> SocketAddr {
-        self.address
     }
 
     /// The port actually bound.
@@ -227,12 +303,7 @@ impl Application {
         self.address.port()
     }
 
-    /// A handle to stop the server from elsewhere (tests).
-    pub fn handle(&self) -> ServerHandle {
-        self.handle.clone()
-    }
-
-    /// Serves until SIGINT/SIGTERM (or a stop through [`Application::handle`]). On a
+    /// Serves until SIGINT/SIGTERM (or the HTTP server stopping by itself). On a
     /// signal: stops accepting connections, answers parked fetches, writes a final
     /// snapshot while the queues (which live on the HTTP workers) are still up, lets
     /// in-flight requests finish, then flushes the log. Changes made after that

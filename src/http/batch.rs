@@ -75,7 +75,7 @@ pub async fn create(
     let jobs: Vec<Job> = raw_jobs
         .into_iter()
         .map(|raw| Job {
-            id: state.queues.ids().next(),
+            id: state.job_ids.mint(),
             body: subslice(&body, raw.get().as_bytes()),
             uniq: None,
         })

@@ -7,8 +7,10 @@ use actix_web::{web, HttpRequest};
 
 use crate::http::error::ApiError;
 use crate::queue::directory::QueueDirectory;
+use crate::queue::job::JobIds;
 use crate::registry::Registry;
 
+mod admit;
 mod batch;
 mod control;
 mod counters;
@@ -22,9 +24,13 @@ mod queue_settings;
 mod status;
 mod workers;
 
+pub use admit::{admit, RecoveryGate};
+
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {
+    pub gate: Arc<RecoveryGate>,
     pub queues: Arc<QueueDirectory>,
+    pub job_ids: JobIds,
     pub registry: Registry,
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
@@ -144,25 +150,6 @@ fn not_allowed(
             allow,
         }))
     }
-}
-
-/// Runs before every request: waits until recovery has opened the queue directory,
-/// and tells the registry a worker was seen when the request carries its id.
-pub async fn admit(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        state.queues.wait_open().await;
-        let raw = req
-            .headers()
-            .get(input::WORKER_HEADER)
-            .and_then(|v| v.to_str().ok());
-        if let Some(raw) = raw {
-            state.registry.saw(raw);
-        }
-    }
-    next.call(req).await
 }
 
 /// The answer for paths no route knows.

@@ -133,7 +133,7 @@ async fn enqueue(
         return Err(ApiError::BadUniq);
     }
     let job = Job {
-        id: state.queues.ids().next(),
+        id: state.job_ids.mint(),
         body,
         uniq: params.uniq.filter(|k| !k.is_empty()).map(Into::into),
     };

@@ -1,18 +1,17 @@
-//! The queue directory: finds (or creates) a queue's actor by name.
+//! The queue directory: finds (or creates) a queue's actor by name, and places new
+//! queue actors on threads.
 //!
 //! Handlers read it concurrently through a read-write lock; only creating or deleting a
 //! queue takes the write side, so finding a queue never funnels traffic through one
 //! mailbox. Queue actors live on the HTTP workers' own arbiters (one per core by
 //! default), spread round-robin: a request whose queue lives on its own worker thread
 //! reaches it without a thread hop, and with one worker no request ever hops.
-//!
-//! The directory opens only once recovery has put back every recovered queue, so no
-//! request can create an empty twin of a queue that is still being restored.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
@@ -22,7 +21,7 @@ use crate::names::QueueName;
 use crate::queue::actor::{
     Fetch, LeaseRequest, QueueActor, QueueConfig, QueueError, QueueResult, ReleaseWaiters,
 };
-use crate::queue::job::{Job, JobIds};
+use crate::queue::job::Job;
 use crate::storage::log::Log;
 use crate::storage::recovery::RecoveredQueue;
 
@@ -35,10 +34,9 @@ pub struct QueueDirectory {
     queues: RwLock<HashMap<QueueName, Addr<QueueActor>>>,
     /// The HTTP workers' arbiters, with the threads they run on.
     arbiters: RwLock<Vec<(std::thread::ThreadId, ArbiterHandle)>>,
-    open: AtomicBool,
-    opened: tokio::sync::Notify,
+    /// Notified as each arbiter registers.
+    arbiter_added: tokio::sync::Notify,
     next_arbiter: AtomicUsize,
-    ids: JobIds,
     /// The next queue incarnation number. Only advanced under the write lock, together
     /// with the insertion, so a snapshot that reads it and then lists the queues sees
     /// every incarnation numbered below it that still exists.
@@ -58,15 +56,13 @@ pub struct FetchRequest {
 }
 
 impl QueueDirectory {
-    /// A directory placing new queues on `arbiters` (at least one).
-    pub fn new(ids: JobIds, next_incarnation: u64, log: Log, config: QueueConfig) -> Self {
+    /// An empty directory; queues are placed on the arbiters that register.
+    pub fn new(next_incarnation: u64, log: Log, config: QueueConfig) -> Self {
         QueueDirectory {
             queues: RwLock::new(HashMap::new()),
             arbiters: RwLock::new(Vec::new()),
-            open: AtomicBool::new(false),
-            opened: tokio::sync::Notify::new(),
+            arbiter_added: tokio::sync::Notify::new(),
             next_arbiter: AtomicUsize::new(0),
-            ids,
             next_incarnation: AtomicU64::new(next_incarnation),
             log,
             config,
@@ -88,12 +84,23 @@ impl QueueDirectory {
         let mut arbiters = self.arbiters.write().unwrap_or_else(|e| e.into_inner());
         if !arbiters.iter().any(|(t, _)| *t == thread) {
             arbiters.push((thread, Arbiter::current()));
+            self.arbiter_added.notify_waiters();
         }
     }
 
-    /// How many arbiters have registered.
-    pub fn arbiter_count(&self) -> usize {
-        self.arbiters.read().map_or(0, |a| a.len())
+    /// Resolves once `count` arbiters have registered, or fails at `deadline`.
+    pub async fn wait_for_arbiters(&self, count: usize, deadline: Instant) -> Result<(), ()> {
+        loop {
+            // Created before the check, so a registration in between still wakes it.
+            let added = self.arbiter_added.notified();
+            if self.arbiters.read().map_or(0, |a| a.len()) >= count {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, added).await.is_err() {
+                return Err(());
+            }
+        }
     }
 
     /// The arbiter for a new queue: the workers' in turn, or (before any registered)
@@ -105,26 +112,6 @@ impl QueueDirectory {
         }
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len();
         arbiters[i].1.clone()
-    }
-
-    /// Lets requests in (recovery is complete).
-    pub fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        self.opened.notify_waiters();
-    }
-
-    /// Resolves once the directory is open.
-    pub async fn wait_open(&self) {
-        if self.open.load(Ordering::Acquire) {
-            return;
-        }
-        loop {
-            let notified = self.opened.notified();
-            if self.open.load(Ordering::SeqCst) {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// Starts the actor of a queue brought back by recovery.
@@ -162,11 +149,6 @@ impl QueueDirectory {
             .iter()
             .map(|(n, a)| (n.clone(), a.clone()))
             .collect()
-    }
-
-    /// The job id generator shared by all queues.
-    pub fn ids(&self) -> &JobIds {
-        &self.ids
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QueueName, Addr<QueueActor>>> {
@@ -214,8 +196,7 @@ impl QueueDirectory {
     }
 
     /// Sends a message to the queue, creating it first if `create`. `None` when the
-    /// queue does not exist and `create` is false. Retries on a queue deleted under
-    /// our feet, so the message lands on the queue's current incarnation.
+    /// queue does not exist and `create` is false.
     pub async fn ask<M, T>(
         &self,
         name: &QueueName,
@@ -228,21 +209,11 @@ impl QueueDirectory {
         QueueActor: Handler<M>,
         <QueueActor as Actor>::Context: ToEnvelope<QueueActor, M>,
     {
-        for _ in 0..GONE_RETRIES {
-            let addr = if create {
-                self.get_or_create(name)
-            } else {
-                match self.get(name) {
-                    Some(addr) => addr,
-                    None => return Ok(None),
-                }
-            };
-            match addr.send(make()).await {
-                Ok(Err(QueueError::Gone)) | Err(_) => continue,
-                Ok(result) => return result.map(Some),
-            }
-        }
-        Err(QueueError::Gone)
+        self.with_queue(name, create, |addr| {
+            let message = make();
+            async move { addr.send(message).await.ok() }
+        })
+        .await
     }
 
     /// Fetches (or leases) jobs from the head of the queue. A fetch that may wait
@@ -252,12 +223,7 @@ impl QueueDirectory {
         let wait = request
             .wait
             .filter(|w| !w.is_zero() && !self.closing.load(Ordering::SeqCst));
-        for _ in 0..GONE_RETRIES {
-            let addr = match (wait, self.get(name)) {
-                (_, Some(addr)) => addr,
-                (Some(_), None) => self.get_or_create(name),
-                (None, None) => return Err(QueueError::Empty),
-            };
+        let fetched = self.with_queue(name, wait.is_some(), |addr| {
             let (reply, answer) = oneshot::channel();
             let fetch = Fetch {
                 max: request.max,
@@ -265,12 +231,37 @@ impl QueueDirectory {
                 wait,
                 reply,
             };
-            if addr.send(fetch).await.is_err() {
-                continue;
+            async move {
+                addr.send(fetch).await.ok()?;
+                answer.await.ok()
             }
-            match answer.await {
-                Ok(Err(QueueError::Gone)) | Err(_) => continue,
-                Ok(result) => return result,
+        });
+        fetched.await?.ok_or(QueueError::Empty)
+    }
+
+    /// Runs `attempt` against the queue's actor (creating the queue first if
+    /// `create`), again if the queue was deleted under our feet (`attempt` answering
+    /// `None` for an actor that stopped, or [`QueueError::Gone`]), so the message
+    /// lands on the queue's current incarnation.
+    async fn with_queue<T, F, Fut>(
+        &self,
+        name: &QueueName,
+        create: bool,
+        mut attempt: F,
+    ) -> QueueResult<Option<T>>
+    where
+        F: FnMut(Addr<QueueActor>) -> Fut,
+        Fut: Future<Output = Option<QueueResult<T>>>,
+    {
+        for _ in 0..GONE_RETRIES {
+            let addr = match self.get(name) {
+                Some(addr) => addr,
+                None if create => self.get_or_create(name),
+                None => return Ok(None),
+            };
+            match attempt(addr).await {
+                None | Some(Err(QueueError::Gone)) => continue,
+                Some(result) => return result.map(Some),
             }
         }
         Err(QueueError::Gone)

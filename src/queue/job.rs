@@ -23,22 +23,24 @@ pub struct Job {
     pub uniq: Option<Arc<str>>,
 }
 
-/// Hands out job ids; shared by every queue so ids are unique across the server.
+/// Mints job ids. One is shared by every queue (handlers mint the id before the job
+/// reaches its queue), so ids are unique across the server; snapshots record where
+/// it stands so ids are never reused after a restart.
 #[derive(Debug, Clone)]
 pub struct JobIds(Arc<AtomicU64>);
 
 impl JobIds {
-    /// A generator whose first id is `next`.
+    /// A minter whose first id is `next`.
     pub fn starting_at(next: u64) -> Self {
         JobIds(Arc::new(AtomicU64::new(next)))
     }
 
-    /// A fresh id.
-    pub fn next(&self) -> JobId {
+    /// A fresh id, never handed out before.
+    pub fn mint(&self) -> JobId {
         JobId(self.0.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The id the next call to [`JobIds::next`] will hand out.
+    /// The id the next call to [`JobIds::mint`] will hand out.
     pub fn peek(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -86,11 +88,5 @@ impl<'de> Deserialize<'de> for Job {
         }
 
         deserializer.deserialize_tuple(3, JobVisitor)
-    }
-}
-
-impl Default for JobIds {
-    fn default() -> Self {
-        JobIds::starting_at(1)
     }
 }

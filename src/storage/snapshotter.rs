@@ -17,6 +17,7 @@ use actix::prelude::*;
 use crate::clock::now_ms;
 use crate::queue::actor::TakeImage;
 use crate::queue::directory::QueueDirectory;
+use crate::queue::job::JobIds;
 use crate::registry::actor::{TakeRegistryImage, WorkerRegistry};
 use crate::storage::format::SnapshotData;
 use crate::storage::log::Log;
@@ -39,9 +40,17 @@ pub struct SnapshotReport {
 }
 
 /// Takes snapshots, one at a time.
+/// What snapshots are taken of.
+pub struct SnapshotSources {
+    pub queues: Arc<QueueDirectory>,
+    pub job_ids: JobIds,
+    pub registry: Addr<WorkerRegistry>,
+}
+
 pub struct SnapshotActor {
     dir: PathBuf,
     queues: Arc<QueueDirectory>,
+    job_ids: JobIds,
     registry: Addr<WorkerRegistry>,
     log: Log,
     interval: Duration,
@@ -59,16 +68,21 @@ pub struct SnapshotActor {
 impl SnapshotActor {
     pub fn new(
         dir: PathBuf,
-        queues: Arc<QueueDirectory>,
-        registry: Addr<WorkerRegistry>,
+        sources: SnapshotSources,
         log: Log,
         interval: Duration,
         generation: u64,
         fallback: Option<(u64, u64)>,
     ) -> Self {
+        let SnapshotSources {
+            queues,
+            job_ids,
+            registry,
+        } = sources;
         SnapshotActor {
             dir,
             queues,
+            job_ids,
             registry,
             log,
             interval,
@@ -115,6 +129,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             self.registry.clone(),
             self.log.clone(),
         );
+        let job_ids = self.job_ids.clone();
         let work = async move {
             let log_start = log.rotate().await?;
             let incarnation_watermark = queues.incarnation_watermark();
@@ -151,7 +166,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
                 log_start,
                 incarnation_watermark,
                 next_incarnation: queues.next_incarnation(),
-                next_job_id: queues.ids().peek(),
+                next_job_id: job_ids.peek(),
                 created_at_ms: now_ms(),
                 queues: images,
                 registry_seq,
