@@ -54,9 +54,7 @@ pub async fn create(
     let name = queue_name(&req)?;
     let params: CreateQuery = query(&req)?;
     if params.uniq.is_some() {
-        return Err(ApiError::BadQuery(
-            "uniq is not supported in batch mode".into(),
-        ));
+        return Err(ApiError::NotInBatchMode("uniq"));
     }
     let due_ms = delayed_ms(params.delayed.as_deref())?;
     require_json(&req)?;

@@ -46,8 +46,18 @@ pub enum ApiError {
     BadUniq,
     #[error("worker not found")]
     WorkerNotFound,
+    /// The path names something no route can have (not UTF-8, not a job id).
+    #[error("{0}")]
+    BadPath(String),
+    /// A header the route reads is malformed.
+    #[error("{0}")]
+    BadHeader(String),
+    /// The query string, or one of its parameters, is malformed or out of range.
     #[error("{0}")]
     BadQuery(String),
+    /// The body is valid JSON but not what the route takes.
+    #[error("{0}")]
+    BadBody(String),
     #[error("method {method} is not allowed here; allowed: {allow}")]
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("not found")]

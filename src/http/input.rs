@@ -46,7 +46,7 @@ pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
     }
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
-        .map_err(|_| ApiError::BadQuery("queue name is not valid UTF-8".into()))?;
+        .map_err(|_| ApiError::BadPath("queue name is not valid UTF-8".into()))?;
     QueueName::parse(&decoded).map_err(ApiError::BadQueueName)
 }
 
@@ -124,7 +124,7 @@ pub fn worker_header(req: &HttpRequest) -> Result<Option<WorkerId>, ApiError> {
         None => Ok(None),
         Some(value) => {
             let raw = value.to_str().map_err(|_| {
-                ApiError::BadQuery(format!("{WORKER_HEADER} must be visible ASCII"))
+                ApiError::BadHeader(format!("{WORKER_HEADER} must be visible ASCII"))
             })?;
             if raw.is_empty() {
                 return Ok(None);
@@ -206,11 +206,11 @@ pub fn lease_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     Ok(Some(ms))
 }
 
-/// A job id from the path or the query.
+/// A job id from the path.
 pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse::<u64>()
         .map(JobId)
-        .map_err(|_| ApiError::BadQuery(format!("invalid job id: {raw:?}")))
+        .map_err(|_| ApiError::BadPath(format!("invalid job id: {raw:?}")))
 }
 
 /// Epoch milliseconds as epoch seconds, the protocol's unit.

@@ -54,12 +54,12 @@ pub async fn set(
         Some(v) => match v.as_u64() {
             Some(n) if (1..=u64::from(MAX_ATTEMPTS_LIMIT)).contains(&n) => Some(n as u32),
             _ => {
-                return Err(ApiError::BadQuery(format!(
+                return Err(ApiError::BadBody(format!(
                 "max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT} (or null), not {v}"
             )))
             }
         },
-        None => return Err(ApiError::BadQuery("expected {\"max_attempts\": N}".into())),
+        None => return Err(ApiError::BadBody("expected {\"max_attempts\": N}".into())),
     };
     state
         .queues
