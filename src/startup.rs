@@ -309,7 +309,7 @@ impl Application {
     /// in-flight requests finish, then flushes the log. Changes made after that
     /// snapshot are in the log. A failed final snapshot loses nothing (the log holds
     /// every change) and is only logged; an error means the log could not be flushed,
-    /// and [`StorageError::Unwritten`] in its chain means changes were lost.
+    /// and an error whose [`exit_code`] is 3 means changes were lost.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let mut signals = self.signals;
         let mut server = self.server;
