@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Interleaved A/B of POST /q (enqueue) between two presque binaries, at every fsync
-policy. Started by `bench/ab`. Same harness as `bench/run` (server pinned to core 0
+"""Interleaved A/B between two presque binaries: POST /q (enqueue) at every fsync
+policy, then GET /q by a registered worker (dequeue, with the worker's counters) under
+`everysec`. Started by `bench/ab`. Same harness as `bench/run` (server pinned to core 0
 with one worker, wrk on core 1 with 32 connections); each round runs the base, then
 this build, so drift in the host's load hits both alike. Prints medians and the
 ratio this/base (requests/s: above 1 is faster; CPU per request: below 1 is cheaper).
@@ -31,23 +32,43 @@ def main():
           f"{'base p99':>8} {'this p99':>8}   {'base cpu':>8} {'this cpu':>8} {'ratio':>6}")
     try:
         for fsync in ("always", "everysec", "no"):
-            got = {"base": [], "this": []}
-            for _ in range(runs):
-                for name, binary in (("base", base_bin), ("this", this_bin)):
-                    run.PRESQUE = binary
-                    d = tempfile.mkdtemp(dir=work)
-                    proc, url, _ = run.presque(d, fsync, extra=("--config", config))
-                    got[name].append(run.measure(proc, f"{url}/q/bench", "post.lua"))
-                    run.stop(proc)
-            med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "p99", "cpu")}
-                   for k, v in got.items()}
-            b, t = med["base"], med["this"]
-            print(f"{fsync:<9} {b['rate']:>11.0f} {t['rate']:>11.0f} {t['rate'] / b['rate']:>5.2f}x   "
-                  f"{b['p99']:>6.0f}µs {t['p99']:>6.0f}µs   {b['cpu']:>6.1f}µs {t['cpu']:>6.1f}µs "
-                  f"{t['cpu'] / b['cpu']:>5.2f}x", flush=True)
+            ab_row(fsync, base_bin, this_bin, work, config, runs, enqueue)
+        print("dequeue (GET /q by a registered worker, 100-byte jobs), fsync=everysec")
+        ab_row("everysec", base_bin, this_bin, work, config, runs, dequeue)
     finally:
         for proc in list(run.started):
             run.stop(proc, "KILL")
+
+
+def enqueue(proc, url):
+    return run.measure(proc, f"{url}/q/bench", "post.lua")
+
+
+def dequeue(proc, url):
+    run.http("POST", f"{url}/w/deq", headers={"X-presque-workerid": "bench-worker"})
+    run.fill(url, "deq", 1_000_000)
+    result = run.measure(proc, f"{url}/q/deq", "get_worker.lua")
+    if run.ready(url, "deq") == 0:
+        raise RuntimeError("the dequeue queue ran dry: the figure would count 404s")
+    return result
+
+
+def ab_row(fsync, base_bin, this_bin, work, config, runs, scenario):
+    """One table row: `runs` rounds of base then this, medians and ratios."""
+    got = {"base": [], "this": []}
+    for _ in range(runs):
+        for name, binary in (("base", base_bin), ("this", this_bin)):
+            run.PRESQUE = binary
+            d = tempfile.mkdtemp(dir=work)
+            proc, url, _ = run.presque(d, fsync, extra=("--config", config))
+            got[name].append(scenario(proc, url))
+            run.stop(proc)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "p99", "cpu")}
+           for k, v in got.items()}
+    b, t = med["base"], med["this"]
+    print(f"{fsync:<9} {b['rate']:>11.0f} {t['rate']:>11.0f} {t['rate'] / b['rate']:>5.2f}x   "
+          f"{b['p99']:>6.0f}µs {t['p99']:>6.0f}µs   {b['cpu']:>6.1f}µs {t['cpu']:>6.1f}µs "
+          f"{t['cpu'] / b['cpu']:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":
