@@ -13,8 +13,8 @@ use super::input::{
 use super::queue::{count_work, fetch_request, jobs_response, FetchQuery};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::Enqueue;
 use crate::queue::job::Job;
+use crate::queue::Enqueue;
 
 #[derive(Deserialize)]
 struct CreateQuery {

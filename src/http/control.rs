@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::input::{json_body, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::{GetCounters, SetOpen};
+use crate::queue::{GetCounters, SetOpen};
 
 /// `GET /control/NAME`: status 1 when open, 0 when closed (a new queue is open).
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

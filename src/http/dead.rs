@@ -9,8 +9,8 @@ use serde_json::json;
 use super::input::{job_id, query, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::{ListDead, ResolveDead};
 use crate::queue::state::DeadJob;
+use crate::queue::{ListDead, ResolveDead};
 
 #[derive(Deserialize)]
 struct Pick {

@@ -10,9 +10,9 @@ use super::input::{
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::WorkerId;
-use crate::queue::actor::{Enqueue, LeaseRequest, Purge};
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
+use crate::queue::{Enqueue, LeaseRequest, Purge};
 
 /// Response header carrying the ids of leased jobs (comma-separated for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
