@@ -14,7 +14,7 @@ use super::queue::{count_work, fetch_request, jobs_response, FetchQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
-use crate::queue::Enqueue;
+use crate::queue::{Arrival, Enqueue};
 
 #[derive(Deserialize)]
 struct CreateQuery {
@@ -84,7 +84,7 @@ pub async fn create(
             .ask(&name, true, || Enqueue {
                 jobs: jobs.clone(),
                 due_ms,
-                failed: false,
+                arrival: Arrival::Posted,
             })
             .await?;
     }

@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::names::WorkerId;
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
-use crate::queue::{Enqueue, LeaseRequest, Purge};
+use crate::queue::{Arrival, Enqueue, LeaseRequest, Purge};
 
 /// Response header carrying the ids of leased jobs (comma-separated for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
@@ -140,7 +140,11 @@ async fn enqueue(
         .ask(&name, true, || Enqueue {
             jobs: vec![job.clone()],
             due_ms,
-            failed,
+            arrival: if failed {
+                Arrival::ReportedFailed
+            } else {
+                Arrival::Posted
+            },
         })
         .await?;
     if failed {

@@ -79,7 +79,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use crate::queue::error::QueueError;
-    use crate::queue::messages::{Enqueue, Fetch, GetCounters};
+    use crate::queue::messages::{Arrival, Enqueue, Fetch, GetCounters};
     use crate::queue::testing::{enqueue, fetch, job, start_queue};
 
     #[actix::test]
@@ -102,7 +102,7 @@ mod tests {
             .send(Enqueue {
                 jobs: vec![job(1)],
                 due_ms: None,
-                failed: false,
+                arrival: Arrival::Posted,
             })
             .await;
         assert_eq!(dup.ok(), Some(Err(QueueError::Duplicate)));

@@ -58,6 +58,16 @@ impl QueueActor {
     }
 }
 
+/// Why jobs are enqueued, which decides whether a failure is counted with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// New jobs (`POST /q/NAME`, batch `POST`).
+    Posted,
+    /// A worker reports a job it failed (`PUT /q/NAME`): queued again as a new job,
+    /// and one failed job is counted.
+    ReportedFailed,
+}
+
 /// Adds jobs (POST, PUT and batch POST).
 #[derive(Message)]
 #[rtype(result = "QueueResult<()>")]
@@ -65,8 +75,7 @@ pub struct Enqueue {
     pub jobs: Vec<Job>,
     /// Epoch milliseconds before which the jobs may not be fetched.
     pub due_ms: Option<u64>,
-    /// A worker's failure report (PUT): count one failed job as well.
-    pub failed: bool,
+    pub arrival: Arrival,
 }
 
 impl Handler<Enqueue> for QueueActor {
@@ -92,7 +101,7 @@ impl Handler<Enqueue> for QueueActor {
                 // After the jobs, not before: if the log refuses the jobs, nothing at
                 // all has changed; if it then refuses only the count (the disk filled
                 // in between), the jobs are safe and one failure goes uncounted.
-                if msg.failed {
+                if msg.arrival == Arrival::ReportedFailed {
                     self.commit_quietly(Change::FailureCounted, ctx);
                 }
                 // Ordered after the Enqueued record, so a waiter's job is never handed

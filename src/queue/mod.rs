@@ -20,6 +20,6 @@ mod waiters;
 pub(crate) use actor::QueueConfig;
 pub(crate) use error::QueueError;
 pub(crate) use messages::{
-    Ack, Enqueue, Extend, FailLease, FindJob, GetCounters, GetSettings, LeaseRequest, ListDead,
-    ListLeases, ListReady, Purge, ResolveDead, SetMaxAttempts, SetOpen, TakeImage,
+    Ack, Arrival, Enqueue, Extend, FailLease, FindJob, GetCounters, GetSettings, LeaseRequest,
+    ListDead, ListLeases, ListReady, Purge, ResolveDead, SetMaxAttempts, SetOpen, TakeImage,
 };

@@ -8,7 +8,7 @@ use crate::names::QueueName;
 use crate::queue::actor::{QueueActor, QueueConfig};
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
-use crate::queue::messages::{Enqueue, Fetch};
+use crate::queue::messages::{Arrival, Enqueue, Fetch};
 use crate::storage::log::{FsyncPolicy, Log};
 
 /// A queue actor logging to a throw-away directory (kept alive by the guard).
@@ -35,7 +35,7 @@ pub(super) async fn enqueue(addr: &Addr<QueueActor>, jobs: Vec<Job>, due_ms: Opt
         .send(Enqueue {
             jobs,
             due_ms,
-            failed: false,
+            arrival: Arrival::Posted,
         })
         .await;
     assert_eq!(sent.ok(), Some(Ok(())));
