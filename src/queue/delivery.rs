@@ -14,6 +14,15 @@ use crate::queue::messages::{LeaseRequest, Reply};
 use crate::queue::state::Change;
 use crate::storage::log::Durable;
 
+/// How jobs left the queue, which decides how they come back if undelivered.
+#[derive(Debug, Clone, Copy)]
+enum HandOut {
+    /// Fetched for good ([`Change::Taken`]).
+    Taken,
+    /// On lease ([`Change::Leased`]).
+    Leased,
+}
+
 impl QueueActor {
     /// Takes (or leases) up to `max` jobs for a fetcher and delivers them once the
     /// change is durable as the fsync policy requires.
@@ -24,26 +33,28 @@ impl QueueActor {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
-        let leased = lease.is_some();
-        let change = match lease {
-            None => Change::Taken { count: max },
-            Some(lease) => Change::Leased {
-                count: max,
-                deadline_ms: now_ms().saturating_add(lease.duration_ms),
-                worker: lease.worker,
-            },
+        let (how, change) = match lease {
+            None => (HandOut::Taken, Change::Taken { count: max }),
+            Some(lease) => (
+                HandOut::Leased,
+                Change::Leased {
+                    count: max,
+                    deadline_ms: now_ms().saturating_add(lease.duration_ms),
+                    worker: lease.worker,
+                },
+            ),
         };
         match self.commit(change, ctx) {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
-            Ok((jobs, Durable::Now)) => self.deliver(jobs, leased, reply, ctx),
+            Ok((jobs, Durable::Now)) => self.deliver(jobs, how, reply, ctx),
             Ok((jobs, durable)) => {
                 ctx.spawn(durable.wait().into_actor(self).map(
                     move |synced, actor, ctx| match synced {
-                        Ok(()) => actor.deliver(jobs, leased, reply, ctx),
+                        Ok(()) => actor.deliver(jobs, how, reply, ctx),
                         Err(e) => {
-                            actor.give_back(jobs, leased, ctx);
+                            actor.give_back(jobs, how, ctx);
                             let _ = reply.send(Err(e.into()));
                         }
                     },
@@ -53,22 +64,21 @@ impl QueueActor {
     }
 
     /// Sends jobs to their fetcher; if it has gone, they go back where they were.
-    fn deliver(&mut self, jobs: Vec<Job>, leased: bool, reply: Reply, ctx: &mut Context<Self>) {
+    fn deliver(&mut self, jobs: Vec<Job>, how: HandOut, reply: Reply, ctx: &mut Context<Self>) {
         if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
             tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back");
-            self.give_back(jobs, leased, ctx);
+            self.give_back(jobs, how, ctx);
             self.serve_waiters(ctx);
         }
     }
 
     /// Undoes a hand-out whose jobs never reached their fetcher.
-    fn give_back(&mut self, jobs: Vec<Job>, leased: bool, ctx: &mut Context<Self>) {
-        let change = if leased {
-            Change::LeaseReleased {
+    fn give_back(&mut self, jobs: Vec<Job>, how: HandOut, ctx: &mut Context<Self>) {
+        let change = match how {
+            HandOut::Taken => Change::Returned { jobs },
+            HandOut::Leased => Change::LeaseReleased {
                 ids: jobs.iter().map(|j| j.id).collect(),
-            }
-        } else {
-            Change::Returned { jobs }
+            },
         };
         self.commit_quietly(change, ctx);
     }
