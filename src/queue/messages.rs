@@ -1,9 +1,10 @@
 //! What a queue actor can be asked, each message next to its handler.
 //!
-//! Every handler first answers [`QueueError::Gone`] if the queue was purged, so a
-//! request that raced a delete looks the queue up again. Handlers that change the queue
-//! answer once the change is as durable as the fsync policy requires
-//! ([`when_durable`]).
+//! Once the queue is purged its handlers answer [`QueueError::Gone`] ([`TakeImage`]:
+//! `None`), so a request that raced the delete looks the queue up again and finds its
+//! new incarnation. Handlers that change the queue answer only once the change is as
+//! durable as the fsync policy requires ([`when_durable`]; fetches in
+//! [`delivery`](super::delivery)).
 
 use std::collections::HashSet;
 use std::sync::Arc;

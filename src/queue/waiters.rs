@@ -1,9 +1,10 @@
 //! Parked long-poll fetches (`GET /q/NAME?wait=S`): a fetch that finds no job waits in
 //! line until one arrives or its time is up.
 //!
-//! Whatever may make a job ready (an enqueue, the timer, a queue opening, a job given
-//! back) calls [`QueueActor::serve_waiters`]; a waiter whose time is up gets the answer
-//! it would have had without waiting.
+//! Whatever may make a job ready (an enqueue, the timer, the queue opening, a failed or
+//! retried job, jobs a departed fetcher left behind) calls
+//! [`QueueActor::serve_waiters`]; a waiter whose time is up gets the answer it would
+//! have had without waiting.
 
 use std::time::Duration;
 
