@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::http::{self, AppState, RecoveryGate};
-use crate::queue::actor::QueueConfig;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
+use crate::queue::QueueConfig;
 use crate::registry::actor::WorkerRegistry;
 use crate::registry::state::RegistryState;
 use crate::registry::Registry;

@@ -13,8 +13,8 @@ use super::input::{
 use super::queue::{fetch_request, jobs_response, FetchQuery};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::Enqueue;
 use crate::queue::job::Job;
+use crate::queue::{Arrival, Enqueue};
 
 #[derive(Deserialize)]
 struct CreateQuery {
@@ -84,7 +84,7 @@ pub async fn create(
             .ask(&name, true, || Enqueue {
                 jobs: jobs.clone(),
                 due_ms,
-                failed: false,
+                arrival: Arrival::Posted,
             })
             .await?;
     }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::input::{json_body, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::{GetCounters, SetOpen};
+use crate::queue::{Fetching, GetCounters, SetOpen};
 
 /// `GET /control/NAME`: status 1 when open, 0 when closed (a new queue is open).
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -36,8 +36,8 @@ pub async fn set(
     .await?;
     let status = value.get("status").cloned().unwrap_or(Value::Null);
     let open = match status.as_str() {
-        Some("start") => true,
-        Some("stop") => false,
+        Some("start") => Fetching::Open,
+        Some("stop") => Fetching::Closed,
         _ => return Err(ApiError::BadStatus(status.to_string())),
     };
     state.queues.ask(&name, true, || SetOpen(open)).await?;

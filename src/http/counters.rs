@@ -6,7 +6,7 @@ use serde_json::json;
 use super::input::queue_name;
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::GetCounters;
+use crate::queue::GetCounters;
 
 /// `GET /j/NAME`: ready, failed and processed counts (zeros for an unknown queue).
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::GetCounters;
+use crate::queue::GetCounters;
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

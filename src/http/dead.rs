@@ -9,8 +9,8 @@ use serde_json::json;
 use super::input::{job_id, query, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::{ListDead, ResolveDead};
 use crate::queue::state::DeadJob;
+use crate::queue::{DeadAction, ListDead, ResolveDead};
 
 #[derive(Deserialize)]
 struct Pick {
@@ -64,32 +64,35 @@ fn dead_listing(queue: &str, dead: &[DeadJob]) -> Result<Vec<u8>, ApiError> {
 async fn resolve(
     req: HttpRequest,
     state: web::Data<AppState>,
-    retry: bool,
+    action: DeadAction,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: Pick = query(&req)?;
     let id = params.id.as_deref().map(job_id).transpose()?;
     let count = match state
         .queues
-        .ask(&name, false, || ResolveDead { id, retry })
+        .ask(&name, false, || ResolveDead { id, action })
         .await?
     {
         Some(count) => count,
         None if id.is_some() => return Err(ApiError::JobNotFound),
         None => 0,
     };
-    let key = if retry { "retried" } else { "purged" };
+    let key = match action {
+        DeadAction::Retry => "retried",
+        DeadAction::Purge => "purged",
+    };
     Ok(HttpResponse::Ok().json(json!({ "queue": name.as_str(), key: count })))
 }
 
 /// `POST /dead/NAME[?id=ID]`: dead jobs go back to the queue.
 pub async fn retry(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    resolve(req, state, true).await
+    resolve(req, state, DeadAction::Retry).await
 }
 
 /// `DELETE /dead/NAME[?id=ID]`: dead jobs are dropped.
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    resolve(req, state, false).await
+    resolve(req, state, DeadAction::Purge).await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::names::NameError;
-use crate::queue::actor::QueueError;
+use crate::queue::QueueError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]

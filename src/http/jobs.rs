@@ -12,9 +12,9 @@ use super::input::{
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue::actor::{Ack, Extend, FailLease, FindJob};
 use crate::queue::job::JobId;
 use crate::queue::state::JobInfo;
+use crate::queue::{Ack, Extend, FailLease, FindJob};
 
 fn target(req: &HttpRequest) -> Result<(QueueName, JobId), ApiError> {
     let name = queue_name(req)?;

@@ -10,9 +10,9 @@ use super::input::{
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::WorkerId;
-use crate::queue::actor::{Enqueue, LeaseRequest, Purge};
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
+use crate::queue::{Arrival, Enqueue, LeaseRequest, Purge};
 
 /// Response header carrying the ids of leased jobs (comma-separated for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
@@ -94,7 +94,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    enqueue(req, payload, state, false).await
+    enqueue(req, payload, state, Arrival::Posted).await
 }
 
 /// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again.
@@ -104,14 +104,14 @@ pub async fn fail(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    enqueue(req, payload, state, true).await
+    enqueue(req, payload, state, Arrival::ReportedFailed).await
 }
 
 async fn enqueue(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    failed: bool,
+    arrival: Arrival,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: CreateQuery = query(&req)?;
@@ -142,10 +142,10 @@ async fn enqueue(
         .ask(&name, true, || Enqueue {
             jobs: vec![job.clone()],
             due_ms,
-            failed,
+            arrival,
         })
         .await?;
-    if failed {
+    if arrival == Arrival::ReportedFailed {
         state.registry.count_work(worker.as_ref(), 0, 1);
     }
     Ok(HttpResponse::Created().finish())

@@ -8,7 +8,7 @@ use super::input::{json_body, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue::actor::{GetSettings, SetMaxAttempts};
+use crate::queue::{GetSettings, SetMaxAttempts};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
 async fn current(

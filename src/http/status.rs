@@ -7,7 +7,7 @@ use serde_json::json;
 use super::input::{flag, query, queue_name};
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::actor::{GetCounters, ListReady};
+use crate::queue::{GetCounters, ListReady};
 
 #[derive(Deserialize)]
 struct StatusQuery {

@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::clock::now_secs;
 use crate::http::error::ApiError;
 use crate::names::{QueueName, WorkerId};
-use crate::queue::actor::{GetCounters, ListLeases};
+use crate::queue::{GetCounters, ListLeases};
 use crate::registry::actor::{
     AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister,
 };

@@ -17,11 +17,11 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::actor::{QueueActor, QueueConfig};
+use super::error::{QueueError, QueueResult};
+use super::job::Job;
+use super::messages::{Fetch, LeaseRequest, ReleaseWaiters};
 use crate::names::QueueName;
-use crate::queue::actor::{
-    Fetch, LeaseRequest, QueueActor, QueueConfig, QueueError, QueueResult, ReleaseWaiters,
-};
-use crate::queue::job::Job;
 use crate::storage::log::Log;
 use crate::storage::recovery::RecoveredQueue;
 

@@ -1,9 +1,26 @@
 //! A queue: its state and the only code that changes it ([`state`]), the actor that
-//! owns that state with its timer and parked fetches ([`actor`]), and the directory
-//! that finds a queue's actor by name ([`directory`]).
+//! owns that state ([`actor`]) with its messages ([`messages`]), its hand-outs to
+//! fetchers ([`delivery`]) and its parked fetches ([`waiters`]), and the directory that
+//! finds a queue's actor by name ([`directory`]).
+//!
+//! Code outside the queue talks to it through the names re-exported here.
 
-pub(crate) mod actor;
+mod actor;
+mod delivery;
 pub(crate) mod directory;
+mod error;
 mod head;
 pub(crate) mod job;
+mod messages;
 pub(crate) mod state;
+#[cfg(test)]
+mod testing;
+mod waiters;
+
+pub(crate) use actor::QueueConfig;
+pub(crate) use error::QueueError;
+pub(crate) use messages::{
+    Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
+    GetSettings, LeaseRequest, ListDead, ListLeases, ListReady, Purge, ResolveDead, SetMaxAttempts,
+    SetOpen, TakeImage,
+};

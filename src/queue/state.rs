@@ -203,150 +203,201 @@ pub struct QueueState {
 impl QueueState {
     /// Applies one change. The only method that mutates the queue; returns the jobs a
     /// [`Change::Taken`] or [`Change::Leased`] handed out (empty for other changes).
+    ///
+    /// One arm per change, each a method below, in the order the changes are declared.
     pub fn apply(&mut self, change: Change) -> Vec<Job> {
         match change {
-            Change::Enqueued { jobs, due_ms } => {
-                for job in jobs {
-                    self.hold_key(&job);
-                    match due_ms {
-                        Some(due) => {
-                            self.q.delayed.insert((due, job.id), job);
-                        }
-                        None => self.rest.push_back(job),
-                    }
-                }
-            }
-            Change::Promoted { now_ms, limit } => {
-                let mut left = limit.unwrap_or(usize::MAX);
-                while let Some(key) = self
-                    .q
-                    .delayed
-                    .get_min()
-                    .map(|(key, _)| *key)
-                    .filter(|(due, _)| *due <= now_ms && left > 0)
-                {
-                    left -= 1;
-                    if let Some(job) = self.q.delayed.remove(&key) {
-                        self.head.insert(self.head.len(), job);
-                    }
-                }
-            }
-            Change::Taken { count } => {
-                let taken = self.pop_head(count);
-                for job in &taken {
-                    self.free_key(job);
-                    self.q.attempts.remove(&job.id);
-                }
-                return taken;
-            }
-            Change::Returned { jobs } => {
-                self.q.processed = self.q.processed.saturating_sub(jobs.len() as u64);
-                for job in jobs {
-                    self.hold_key(&job);
-                    self.put_back(job);
-                }
-            }
-            Change::FailureCounted => self.q.failed += 1,
-            Change::OpenSet(open) => self.q.open = open,
-            Change::Purged => *self = QueueState::default(),
+            Change::Enqueued { jobs, due_ms } => self.enqueue(jobs, due_ms),
+            Change::Promoted { now_ms, limit } => self.promote(now_ms, limit),
+            Change::Taken { count } => return self.take(count),
+            Change::Returned { jobs } => self.take_back(jobs),
+            Change::FailureCounted => self.count_failure(),
+            Change::OpenSet(open) => self.set_open(open),
+            Change::Purged => self.purge(),
             Change::Leased {
                 count,
                 deadline_ms,
                 worker,
-            } => {
-                let taken = self.pop_head(count);
-                for job in &taken {
-                    self.deadlines.insert((deadline_ms, job.id));
-                    self.q.leased.insert(
-                        job.id,
-                        Lease {
-                            job: job.clone(),
-                            deadline_ms,
-                            worker: worker.clone(),
-                        },
-                    );
-                }
-                return taken;
-            }
-            Change::LeaseReleased { ids } => {
-                for id in ids {
-                    if let Some(lease) = self.end_lease(id) {
-                        self.q.processed = self.q.processed.saturating_sub(1);
-                        self.put_back(lease.job);
-                    }
-                }
-            }
-            Change::Acked { id } => {
-                if let Some(lease) = self.end_lease(id) {
-                    self.free_key(&lease.job);
-                    self.q.attempts.remove(&id);
-                }
-            }
+            } => return self.lease_out(count, deadline_ms, worker),
+            Change::LeaseReleased { ids } => self.release_leases(ids),
+            Change::Acked { id } => self.ack(id),
             Change::Failed {
                 id,
                 due_ms,
                 max_attempts,
-            } => {
-                if let Some(lease) = self.end_lease(id) {
-                    self.q.failed += 1;
-                    if let Some(job) = self.count_attempt(lease.job, max_attempts) {
-                        match due_ms {
-                            Some(due) => {
-                                self.q.delayed.insert((due, job.id), job);
-                            }
-                            None => self.rest.push_back(job),
-                        }
-                    }
-                }
-            }
-            Change::Extended { id, deadline_ms } => {
-                if let Some(lease) = self.q.leased.get_mut(&id) {
-                    self.deadlines.remove(&(lease.deadline_ms, id));
-                    lease.deadline_ms = deadline_ms;
-                    self.deadlines.insert((deadline_ms, id));
-                }
-            }
+            } => self.fail(id, due_ms, max_attempts),
+            Change::Extended { id, deadline_ms } => self.extend(id, deadline_ms),
             Change::LeasesExpired {
                 now_ms,
                 max_attempts,
                 limit,
-            } => {
-                let mut left = limit.unwrap_or(usize::MAX);
-                while let Some(entry) = self
-                    .deadlines
-                    .get_min()
-                    .copied()
-                    .filter(|(deadline, _)| *deadline <= now_ms && left > 0)
-                {
-                    left -= 1;
-                    self.deadlines.remove(&entry);
-                    if let Some(lease) = self.q.leased.remove(&entry.1) {
-                        if let Some(job) = self.count_attempt(lease.job, max_attempts) {
-                            self.put_back(job);
-                        }
-                    }
-                }
+            } => self.expire_leases(now_ms, max_attempts, limit),
+            Change::MaxAttemptsSet(max) => self.set_max_attempts(max),
+            Change::DeadRetried { id } => self.retry_dead(id),
+            Change::DeadPurged { id } => self.purge_dead(id),
+        }
+        Vec::new()
+    }
+
+    fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>) {
+        for job in jobs {
+            self.hold_key(&job);
+            self.append(job, due_ms);
+        }
+    }
+
+    /// Earliest due first, each behind the jobs promoted before it: the head keeps
+    /// due jobs in due-time order.
+    fn promote(&mut self, now_ms: u64, limit: Option<usize>) {
+        let mut left = limit.unwrap_or(usize::MAX);
+        while let Some(key) = self
+            .q
+            .delayed
+            .get_min()
+            .map(|(key, _)| *key)
+            .filter(|(due, _)| *due <= now_ms && left > 0)
+        {
+            left -= 1;
+            if let Some(job) = self.q.delayed.remove(&key) {
+                self.head.insert(self.head.len(), job);
             }
-            Change::MaxAttemptsSet(max) => self.q.max_attempts = max,
-            Change::DeadRetried { id } => {
-                for (id, dead) in self.take_dead(id) {
-                    self.q.attempts.remove(&id);
-                    let mut job = dead.job;
-                    // Its key may have been taken by a newer job meanwhile.
-                    if job.uniq.as_ref().is_some_and(|k| self.uniq.contains(k)) {
-                        job.uniq = None;
-                    }
-                    self.hold_key(&job);
-                    self.rest.push_back(job);
-                }
+        }
+    }
+
+    /// A fetched job is gone for good: its key is free for a new job, and its
+    /// attempts are forgotten.
+    fn take(&mut self, count: usize) -> Vec<Job> {
+        let taken = self.pop_head(count);
+        for job in &taken {
+            self.free_key(job);
+            self.q.attempts.remove(&job.id);
+        }
+        taken
+    }
+
+    /// Undoes a [`Change::Taken`] whose jobs never reached their fetcher, processed
+    /// count included.
+    fn take_back(&mut self, jobs: Vec<Job>) {
+        self.q.processed = self.q.processed.saturating_sub(jobs.len() as u64);
+        for job in jobs {
+            self.hold_key(&job);
+            self.put_back(job);
+        }
+    }
+
+    fn count_failure(&mut self) {
+        self.q.failed += 1;
+    }
+
+    fn set_open(&mut self, open: bool) {
+        self.q.open = open;
+    }
+
+    fn purge(&mut self) {
+        *self = QueueState::default();
+    }
+
+    /// Leased jobs keep their `uniq` keys: they may still come back.
+    fn lease_out(&mut self, count: usize, deadline_ms: u64, worker: Option<Arc<str>>) -> Vec<Job> {
+        let taken = self.pop_head(count);
+        for job in &taken {
+            self.deadlines.insert((deadline_ms, job.id));
+            self.q.leased.insert(
+                job.id,
+                Lease {
+                    job: job.clone(),
+                    deadline_ms,
+                    worker: worker.clone(),
+                },
+            );
+        }
+        taken
+    }
+
+    /// Undoes a [`Change::Leased`] whose jobs never reached their fetcher: no attempt
+    /// is counted, since no worker ever saw them.
+    fn release_leases(&mut self, ids: Vec<JobId>) {
+        for id in ids {
+            if let Some(lease) = self.end_lease(id) {
+                self.q.processed = self.q.processed.saturating_sub(1);
+                self.put_back(lease.job);
             }
-            Change::DeadPurged { id } => {
-                for (id, _) in self.take_dead(id) {
-                    self.q.attempts.remove(&id);
+        }
+    }
+
+    fn ack(&mut self, id: JobId) {
+        if let Some(lease) = self.end_lease(id) {
+            self.free_key(&lease.job);
+            self.q.attempts.remove(&id);
+        }
+    }
+
+    fn fail(&mut self, id: JobId, due_ms: Option<u64>, max_attempts: u32) {
+        if let Some(lease) = self.end_lease(id) {
+            self.q.failed += 1;
+            if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+                self.append(job, due_ms);
+            }
+        }
+    }
+
+    fn extend(&mut self, id: JobId, deadline_ms: u64) {
+        if let Some(lease) = self.q.leased.get_mut(&id) {
+            self.deadlines.remove(&(lease.deadline_ms, id));
+            lease.deadline_ms = deadline_ms;
+            self.deadlines.insert((deadline_ms, id));
+        }
+    }
+
+    fn expire_leases(&mut self, now_ms: u64, max_attempts: u32, limit: Option<usize>) {
+        let mut left = limit.unwrap_or(usize::MAX);
+        while let Some(entry) = self
+            .deadlines
+            .get_min()
+            .copied()
+            .filter(|(deadline, _)| *deadline <= now_ms && left > 0)
+        {
+            left -= 1;
+            self.deadlines.remove(&entry);
+            if let Some(lease) = self.q.leased.remove(&entry.1) {
+                if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+                    self.put_back(job);
                 }
             }
         }
-        Vec::new()
+    }
+
+    fn set_max_attempts(&mut self, max: Option<u32>) {
+        self.q.max_attempts = max;
+    }
+
+    fn retry_dead(&mut self, id: Option<JobId>) {
+        for (id, dead) in self.take_dead(id) {
+            self.q.attempts.remove(&id);
+            let mut job = dead.job;
+            // Its key may have been taken by a newer job meanwhile.
+            if job.uniq.as_ref().is_some_and(|k| self.uniq.contains(k)) {
+                job.uniq = None;
+            }
+            self.hold_key(&job);
+            self.rest.push_back(job);
+        }
+    }
+
+    fn purge_dead(&mut self, id: Option<JobId>) {
+        for (id, _) in self.take_dead(id) {
+            self.q.attempts.remove(&id);
+        }
+    }
+
+    /// At the tail, or held until `due_ms`.
+    fn append(&mut self, job: Job, due_ms: Option<u64>) {
+        match due_ms {
+            Some(due) => {
+                self.q.delayed.insert((due, job.id), job);
+            }
+            None => self.rest.push_back(job),
+        }
     }
 
     fn hold_key(&mut self, job: &Job) {

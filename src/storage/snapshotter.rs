@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::clock::now_ms;
-use crate::queue::actor::TakeImage;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
+use crate::queue::TakeImage;
 use crate::registry::actor::{TakeRegistryImage, WorkerRegistry};
 use crate::storage::format::SnapshotData;
 use crate::storage::log::Log;

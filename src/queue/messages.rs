@@ -1,0 +1,545 @@
+//! What a queue actor can be asked, each message next to its handler.
+//!
+//! Once the queue is purged its handlers answer [`QueueError::Gone`] ([`TakeImage`]:
+//! `None`), so a request that raced the delete looks the queue up again and finds its
+//! new incarnation. Handlers that change the queue answer only once the change is as
+//! durable as the fsync policy requires ([`when_durable`]; fetches in
+//! [`delivery`](super::delivery)).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::clock::now_ms;
+use crate::queue::actor::QueueActor;
+use crate::queue::error::{QueueError, QueueResult};
+use crate::queue::job::{Job, JobId};
+use crate::queue::state::{Change, Counters, DeadJob, JobInfo};
+use crate::storage::format::QueueSnapshot;
+use crate::storage::log::Durable;
+
+/// A handler answer that waits until its change is durable (under `fsync = "always"`;
+/// otherwise it is ready at once).
+fn when_durable<T: 'static>(durable: Durable, value: T) -> ResponseFuture<QueueResult<T>> {
+    Box::pin(async move {
+        durable.wait().await?;
+        Ok(value)
+    })
+}
+
+/// An answer that needs no waiting, from a handler whose other answers may wait.
+fn answer<T: 'static>(result: QueueResult<T>) -> ResponseFuture<QueueResult<T>> {
+    Box::pin(std::future::ready(result))
+}
+
+impl QueueActor {
+    /// Why `id` cannot be acted on as a lease.
+    fn not_leased(&self, id: JobId) -> QueueError {
+        if self.state.find(id).is_some() {
+            QueueError::NotLeased
+        } else {
+            QueueError::JobNotFound
+        }
+    }
+
+    /// Refuses jobs whose `uniq` key is held by a waiting or leased job, or by another
+    /// job of the same batch.
+    fn check_unique(&self, jobs: &[Job]) -> QueueResult<()> {
+        let mut seen = HashSet::new();
+        for key in jobs.iter().filter_map(|job| job.uniq.as_ref()) {
+            if self.state.holds_uniq(key) || !seen.insert(key.clone()) {
+                return Err(QueueError::Duplicate);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why jobs are enqueued, which decides whether a failure is counted with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// New jobs (`POST /q/NAME`, batch `POST`).
+    Posted,
+    /// A worker reports a job it failed (`PUT /q/NAME`): queued again as a new job,
+    /// and one failed job is counted.
+    ReportedFailed,
+}
+
+/// Adds jobs (POST, PUT and batch POST).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Enqueue {
+    pub jobs: Vec<Job>,
+    /// Epoch milliseconds before which the jobs may not be fetched.
+    pub due_ms: Option<u64>,
+    pub arrival: Arrival,
+}
+
+impl Handler<Enqueue> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if let Err(e) = self.check_unique(&msg.jobs) {
+            return answer(Err(e));
+        }
+        let due_ms = msg.due_ms.filter(|due| *due > now_ms());
+        let committed = self.commit(
+            Change::Enqueued {
+                jobs: msg.jobs,
+                due_ms,
+            },
+            ctx,
+        );
+        match committed {
+            Ok((_, durable)) => {
+                // After the jobs, not before: if the log refuses the jobs, nothing at
+                // all has changed; if it then refuses only the count (the disk filled
+                // in between), the jobs are safe and one failure goes uncounted.
+                if msg.arrival == Arrival::ReportedFailed {
+                    self.commit_quietly(Change::FailureCounted, ctx);
+                }
+                // Ordered after the Enqueued record, so a waiter's job is never handed
+                // out by a change the log could lose while keeping the job's creation.
+                self.serve_waiters(ctx);
+                when_durable(durable, ())
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// Where a fetch's jobs (or its refusal) go.
+pub type Reply = oneshot::Sender<QueueResult<Vec<Job>>>;
+
+/// A lease asked for by a fetch.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub duration_ms: u64,
+    pub worker: Option<Arc<str>>,
+}
+
+/// Takes (or leases) up to `max` jobs from the head, waiting up to `wait` for one if
+/// none is ready. The reply travels on the caller's own channel: if the caller has
+/// gone by the time the jobs are ready (and, under `fsync = "always"`, durably taken),
+/// the send fails and the jobs go back instead of vanishing with a discarded reply.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fetch {
+    pub max: usize,
+    pub lease: Option<LeaseRequest>,
+    pub wait: Option<Duration>,
+    pub reply: Reply,
+}
+
+impl Handler<Fetch> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) {
+        if self.retired {
+            let _ = msg.reply.send(Err(QueueError::Gone));
+            return;
+        }
+        self.tick(ctx);
+        if self.state.is_open() && self.state.ready_len() > 0 {
+            self.hand_out(msg.max, msg.lease, msg.reply, ctx);
+        } else if let Some(wait) = msg.wait.filter(|w| !w.is_zero()) {
+            self.park(msg.max, msg.lease, wait, msg.reply, ctx);
+        } else {
+            let _ = msg.reply.send(Err(self.refusal()));
+        }
+    }
+}
+
+/// Reads the queue's counters. Reads change nothing: due jobs are moved by the timer
+/// (and by fetches), so what reads see proves the timer keeps time.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Counters>")]
+pub struct GetCounters;
+
+impl Handler<GetCounters> for QueueActor {
+    type Result = QueueResult<Counters>;
+
+    fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self.state.counters())
+    }
+}
+
+/// Lists the ready jobs' bodies in queue order (`/status/NAME?with_desc=1`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<Bytes>>")]
+pub struct ListReady;
+
+impl Handler<ListReady> for QueueActor {
+    type Result = QueueResult<Vec<Bytes>>;
+
+    fn handle(&mut self, _: ListReady, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self.state.ready_bodies())
+    }
+}
+
+/// Whether a queue hands out jobs (`/control/NAME` start and stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetching {
+    Open,
+    Closed,
+}
+
+/// Opens or closes the queue for fetching; posting works either way.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetOpen(pub Fetching);
+
+impl Handler<SetOpen> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetOpen, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        let open = msg.0 == Fetching::Open;
+        if self.state.is_open() == open {
+            return answer(Ok(()));
+        }
+        match self.commit(Change::OpenSet(open), ctx) {
+            Ok((_, durable)) => {
+                self.serve_waiters(ctx);
+                when_durable(durable, ())
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// Drops the queue and everything in it. The actor then answers every message with
+/// [`QueueError::Gone`] (so a request that raced the delete retries on the queue's new
+/// incarnation) and stops. Parked fetches get the usual empty answer.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Purge;
+
+impl Handler<Purge> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, _: Purge, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::Purged, ctx) {
+            Ok((_, durable)) => {
+                self.release_waiters(ctx);
+                self.retired = true;
+                ctx.stop();
+                when_durable(durable, ())
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// Answers every parked fetch now (the server is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseWaiters;
+
+impl Handler<ReleaseWaiters> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReleaseWaiters, ctx: &mut Context<Self>) {
+        self.release_waiters(ctx);
+    }
+}
+
+/// Where a job is (`GET /q/NAME/ID`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct FindJob(pub JobId);
+
+impl Handler<FindJob> for QueueActor {
+    type Result = QueueResult<JobInfo>;
+
+    fn handle(&mut self, msg: FindJob, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        self.state.find(msg.0).ok_or(QueueError::JobNotFound)
+    }
+}
+
+/// A leased job is done (`DELETE /q/NAME/ID`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct Ack(pub JobId);
+
+impl Handler<Ack> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: Ack, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.0).is_none() {
+            return answer(Err(self.not_leased(msg.0)));
+        }
+        match self.commit(Change::Acked { id: msg.0 }, ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// A leased job failed (`PUT /q/NAME/ID`): it goes back (or is delayed until
+/// `due_ms`), or to the dead letters. Answers where it went.
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct FailLease {
+    pub id: JobId,
+    pub due_ms: Option<u64>,
+}
+
+impl Handler<FailLease> for QueueActor {
+    type Result = ResponseFuture<QueueResult<JobInfo>>;
+
+    fn handle(&mut self, msg: FailLease, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.id).is_none() {
+            return answer(Err(self.not_leased(msg.id)));
+        }
+        let change = Change::Failed {
+            id: msg.id,
+            due_ms: msg.due_ms.filter(|due| *due > now_ms()),
+            max_attempts: self.max_attempts(),
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => {
+                let info = self.state.find(msg.id);
+                self.serve_waiters(ctx);
+                match info {
+                    Some(info) => when_durable(durable, info),
+                    None => answer(Err(QueueError::JobNotFound)),
+                }
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// A lease now runs `duration_ms` from now (`POST /q/NAME/ID?lease=S`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobInfo>")]
+pub struct Extend {
+    pub id: JobId,
+    pub duration_ms: u64,
+}
+
+impl Handler<Extend> for QueueActor {
+    type Result = ResponseFuture<QueueResult<JobInfo>>;
+
+    fn handle(&mut self, msg: Extend, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if self.state.lease(msg.id).is_none() {
+            return answer(Err(self.not_leased(msg.id)));
+        }
+        let change = Change::Extended {
+            id: msg.id,
+            deadline_ms: now_ms().saturating_add(msg.duration_ms),
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => match self.state.find(msg.id) {
+                Some(info) => when_durable(durable, info),
+                None => answer(Err(QueueError::JobNotFound)),
+            },
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// The queue's dead letters.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<DeadJob>>")]
+pub struct ListDead;
+
+impl Handler<ListDead> for QueueActor {
+    type Result = QueueResult<Vec<DeadJob>>;
+
+    fn handle(&mut self, _: ListDead, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self.state.dead().cloned().collect())
+    }
+}
+
+/// What becomes of dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadAction {
+    /// Back to the queue, attempts reset.
+    Retry,
+    /// Dropped.
+    Purge,
+}
+
+/// Retries or purges dead jobs: one by id, or all. Answers how many.
+#[derive(Message)]
+#[rtype(result = "QueueResult<usize>")]
+pub struct ResolveDead {
+    pub id: Option<JobId>,
+    pub action: DeadAction,
+}
+
+impl Handler<ResolveDead> for QueueActor {
+    type Result = ResponseFuture<QueueResult<usize>>;
+
+    fn handle(&mut self, msg: ResolveDead, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        if !self.state.has_dead(msg.id) {
+            return match msg.id {
+                Some(_) => answer(Err(QueueError::JobNotFound)),
+                None => answer(Ok(0)),
+            };
+        }
+        let count = match msg.id {
+            Some(_) => 1,
+            None => self.state.counters().dead,
+        };
+        let change = match msg.action {
+            DeadAction::Retry => Change::DeadRetried { id: msg.id },
+            DeadAction::Purge => Change::DeadPurged { id: msg.id },
+        };
+        match self.commit(change, ctx) {
+            Ok((_, durable)) => {
+                self.serve_waiters(ctx);
+                when_durable(durable, count)
+            }
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// The queue's settings: (own `max_attempts` if set, effective `max_attempts`).
+#[derive(Message)]
+#[rtype(result = "QueueResult<(Option<u32>, u32)>")]
+pub struct GetSettings;
+
+impl Handler<GetSettings> for QueueActor {
+    type Result = QueueResult<(Option<u32>, u32)>;
+
+    fn handle(&mut self, _: GetSettings, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok((self.state.max_attempts(), self.max_attempts()))
+    }
+}
+
+/// Sets the queue's own `max_attempts` (`None`: follow the server default).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetMaxAttempts(pub Option<u32>);
+
+impl Handler<SetMaxAttempts> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetMaxAttempts, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::MaxAttemptsSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// One lease as listed for the worker view: (job id, deadline, worker).
+pub type LeaseEntry = (JobId, u64, Option<Arc<str>>);
+
+/// Every lease the queue has out.
+#[derive(Message)]
+#[rtype(result = "QueueResult<Vec<LeaseEntry>>")]
+pub struct ListLeases;
+
+impl Handler<ListLeases> for QueueActor {
+    type Result = QueueResult<Vec<LeaseEntry>>;
+
+    fn handle(&mut self, _: ListLeases, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(self
+            .state
+            .leases()
+            .map(|l| (l.job.id, l.deadline_ms, l.worker.clone()))
+            .collect())
+    }
+}
+
+/// A consistent image of the queue for a snapshot, taken in O(1), and how long the
+/// actor spent on it (the queue's stall).
+#[derive(Message)]
+#[rtype(result = "Option<(QueueSnapshot, Duration)>")]
+pub struct TakeImage;
+
+impl Handler<TakeImage> for QueueActor {
+    type Result = Option<(QueueSnapshot, Duration)>;
+
+    fn handle(&mut self, _: TakeImage, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return None;
+        }
+        let start = Instant::now();
+        let snapshot = QueueSnapshot {
+            incarnation: self.incarnation,
+            name: self.name.as_str().to_owned(),
+            seq: self.seq,
+            image: self.state.image(),
+        };
+        Some((snapshot, start.elapsed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::testing::{enqueue, fetch, job, start_queue};
+
+    #[actix::test]
+    async fn closed_and_empty_queues_refuse_fetches() {
+        let (addr, _dir) = start_queue();
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Empty));
+        enqueue(&addr, vec![job(1)], None).await;
+        assert_eq!(
+            addr.send(SetOpen(Fetching::Closed)).await.ok(),
+            Some(Ok(()))
+        );
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Closed));
+    }
+
+    #[actix::test]
+    async fn a_purged_queue_answers_gone() {
+        let (addr, _dir) = start_queue();
+        enqueue(&addr, vec![job(1)], None).await;
+        assert_eq!(addr.send(Purge).await.ok(), Some(Ok(())));
+        let after = addr.send(GetCounters).await;
+        assert!(matches!(after, Ok(Err(QueueError::Gone)) | Err(_)));
+        assert_eq!(fetch(&addr, 1).await, Err(QueueError::Gone));
+    }
+}
