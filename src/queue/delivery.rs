@@ -68,11 +68,11 @@ impl QueueActor {
         if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
             tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back");
             self.give_back(jobs, how, ctx);
-            self.serve_waiters(ctx);
         }
     }
 
-    /// Undoes a hand-out whose jobs never reached their fetcher.
+    /// Undoes a hand-out whose jobs never reached their fetcher, and offers them to
+    /// the fetches parked meanwhile.
     fn give_back(&mut self, jobs: Vec<Job>, how: HandOut, ctx: &mut Context<Self>) {
         let change = match how {
             HandOut::Taken => Change::Returned { jobs },
@@ -81,6 +81,7 @@ impl QueueActor {
             },
         };
         self.commit_quietly(change, ctx);
+        self.serve_waiters(ctx);
     }
 }
 
