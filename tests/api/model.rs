@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::harness::*;
 
 const QUEUES: [&str; 3] = ["m0", "m1", "m2"];
 const WORKER: &str = "model-worker";
@@ -727,8 +727,8 @@ fn try_start(dir: &Path) -> Result<ServerProcess, (Option<i32>, String)> {
     try_start_binary(dir, &args, &[], |_| {})
 }
 
-/// The server between starts and stops: killed if the test fails while it runs, so a
-/// failure leaves no server behind.
+/// The server between starts and stops (killed on drop, like any [`ServerProcess`], if
+/// the test fails while it runs).
 struct Running(Option<ServerProcess>);
 
 impl Running {
@@ -738,15 +738,6 @@ impl Running {
 
     fn take(&mut self) -> ServerProcess {
         self.0.take().expect("the server is running")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.0.take() {
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-        }
     }
 }
 

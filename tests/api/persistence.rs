@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 use presque::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
 
+use crate::harness::*;
 use crate::helpers::*;
 
 /// A data directory with a config file, and the binary started on it.
@@ -334,7 +335,7 @@ async fn sigkill_under_load_with_fsync_always() {
         async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             // SAFETY of the test: the process is ours; kill -9 it mid-traffic.
-            signal(&server.lock().unwrap().child, "KILL");
+            server.lock().unwrap().signal("KILL");
             tokio::time::sleep(Duration::from_millis(200)).await;
             stop.store(true, Ordering::SeqCst);
         }
