@@ -714,16 +714,7 @@ async fn observe(client: &Client, server: &ServerProcess) -> BTreeMap<String, Se
 /// Starts the binary on the node's data directory: the server, or its exit code and
 /// everything it printed when it refused.
 fn try_start(dir: &Path) -> Result<ServerProcess, (Option<i32>, String)> {
-    let args = [
-        "--config",
-        "presque.toml",
-        "--bind",
-        "127.0.0.1:0",
-        "--data-dir",
-        "data",
-        "--fsync",
-        "always",
-    ];
+    let args = [&NODE_ARGS[..], &["--fsync", "always"]].concat();
     try_start_binary(dir, &args, &[], |_| {})
 }
 

@@ -33,30 +33,11 @@ impl Node {
     }
 
     fn start(&self, extra: &[&str]) -> ServerProcess {
-        let config = self.dir.path().join("presque.toml");
-        let mut args = vec![
-            "--config",
-            config.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
-        start_binary(self.dir.path(), &args, &[])
+        start_binary(self.dir.path(), &[&NODE_ARGS[..], extra].concat(), &[])
     }
 
     fn start_expecting_failure(&self, extra: &[&str]) -> String {
-        let config = self.dir.path().join("presque.toml");
-        let mut args = vec![
-            "--config",
-            config.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
+        let args = [&NODE_ARGS[..], extra].concat();
         let (code, stderr) = run_binary_expect_exit(self.dir.path(), &args);
         assert_eq!(
             code,

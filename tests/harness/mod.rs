@@ -27,6 +27,17 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 /// How long a stopped server may take to exit.
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
 
+/// Arguments for a server run in a directory that holds its config file,
+/// `presque.toml`, and its data directory, `data`; on a port the system picks.
+pub const NODE_ARGS: [&str; 6] = [
+    "--config",
+    "presque.toml",
+    "--bind",
+    "127.0.0.1:0",
+    "--data-dir",
+    "data",
+];
+
 /// The real binary as a child process.
 pub struct ServerProcess {
     pub child: Child,
