@@ -11,12 +11,15 @@
 //! Figures come from the server's own log lines where they are internal
 //! ("snapshot written", "recovered"), and from wall clock otherwise.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::ServerProcess;
 
 const CONNECTIONS: usize = 32;
 const ROUND_SECS: f64 = 3.0;
@@ -24,69 +27,22 @@ const ROUNDS: usize = 3;
 const BIG_JOBS: usize = 1_000_000;
 const BATCH: usize = 1_000;
 
-struct Server {
-    child: Child,
-    address: String,
-    lines: Receiver<String>,
+/// The server on `data_dir` with `fsync`.
+fn start(data_dir: &Path, fsync: &str) -> ServerProcess {
+    let args = ["--bind", "127.0.0.1:0", "--fsync", fsync, "--data-dir", "."];
+    harness::start_binary(data_dir, &args, &[])
 }
 
-fn start(data_dir: &std::path::Path, fsync: &str) -> (Server, Duration) {
+/// SIGTERM: how long the server took to exit, and what it printed since starting.
+fn stop(mut server: ServerProcess) -> (Duration, Vec<String>) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presque"))
-        .args(["--bind", "127.0.0.1:0", "--fsync", fsync])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start presque");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start: {seen:?}");
-        };
-        if let Some(at) = line.find("listening on http://") {
-            let address = line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            let server = Server {
-                child,
-                address,
-                lines: rx,
-            };
-            // Recovery lines came before "listening": keep them readable.
-            for l in seen {
-                server_line_cache().lock().unwrap().push(l);
-            }
-            return (server, started.elapsed());
-        }
-        seen.push(line);
-    }
+    server.terminate();
+    let elapsed = started.elapsed();
+    (elapsed, server.rest_of_stderr())
 }
 
-fn server_line_cache() -> &'static std::sync::Mutex<Vec<String>> {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// The value of `key=NUMBER` in the newest cached line containing `marker`.
-fn field(marker: &str, key: &str) -> Option<f64> {
-    let lines = server_line_cache().lock().unwrap();
+/// The value of `key=NUMBER` in the last of `lines` containing `marker`.
+fn field(lines: &[String], marker: &str, key: &str) -> Option<f64> {
     let line = lines.iter().rev().find(|l| l.contains(marker))?;
     let at = line.find(&format!("{key}="))?;
     line[at + key.len() + 1..]
@@ -94,26 +50,6 @@ fn field(marker: &str, key: &str) -> Option<f64> {
         .next()?
         .parse()
         .ok()
-}
-
-impl Server {
-    fn stop(mut self) -> Duration {
-        let started = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let elapsed = started.elapsed();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            server_line_cache().lock().unwrap().push(line);
-        }
-        elapsed
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn job(n: usize) -> String {
@@ -201,9 +137,9 @@ fn main() {
         for round in 0..ROUNDS {
             for (i, policy) in policies.iter().enumerate() {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let (server, _) = start(dir.path(), policy);
+                let server = start(dir.path(), policy);
                 let rate = enqueue_rate(&server.address).await;
-                server.stop();
+                stop(server);
                 println!("  round {round}: fsync={policy:<8} {rate:>9.0} enqueues/s");
                 rates[i].push(rate);
             }
@@ -220,31 +156,34 @@ fn main() {
         println!();
         println!("1,000,000 jobs of 100 bytes (fsync=no while filling):");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (server, _) = start(dir.path(), "no");
+        let server = start(dir.path(), "no");
         let fill = Instant::now();
         fill_big_queue(&server.address).await;
         let fill_time = fill.elapsed();
-        let shutdown = server.stop();
-        let write_ms = field("snapshot written", "write_ms").unwrap_or(f64::NAN);
-        let stall_us = field("snapshot written", "longest_stall_us").unwrap_or(f64::NAN);
-        let bytes = field("snapshot written", "bytes").unwrap_or(f64::NAN);
-        let (server, start_time) = start(dir.path(), "no");
-        let recovered_ms = field("recovered", "elapsed_ms").unwrap_or(f64::NAN);
+        let (shutdown, said) = stop(server);
+        let write_ms = field(&said, "snapshot written", "write_ms").unwrap_or(f64::NAN);
+        let stall_us = field(&said, "snapshot written", "longest_stall_us").unwrap_or(f64::NAN);
+        let bytes = field(&said, "snapshot written", "bytes").unwrap_or(f64::NAN);
+        let server = start(dir.path(), "no");
+        let start_time = server.listening_after;
+        let recovered_ms = field(&server.startup_lines, "recovered", "elapsed_ms").unwrap_or(f64::NAN);
         let count = ready_count(&server.address).await;
         assert_eq!(count, BIG_JOBS as u64, "jobs lost across the restart");
         server.kill9();
 
         // Log only: fill a fresh directory, SIGKILL before any snapshot.
         let log_dir = tempfile::tempdir().expect("temp dir");
-        let (server, _) = start(log_dir.path(), "no");
+        let server = start(log_dir.path(), "no");
         fill_big_queue(&server.address).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         server.kill9();
-        let (server, log_start_time) = start(log_dir.path(), "no");
-        let log_recovered_ms = field("recovered", "elapsed_ms").unwrap_or(f64::NAN);
+        let server = start(log_dir.path(), "no");
+        let log_start_time = server.listening_after;
+        let log_recovered_ms =
+            field(&server.startup_lines, "recovered", "elapsed_ms").unwrap_or(f64::NAN);
         let count = ready_count(&server.address).await;
         assert_eq!(count, BIG_JOBS as u64, "jobs lost across the SIGKILL");
-        server.stop();
+        stop(server);
 
         println!("| measure | value |");
         println!("| --- | ---: |");

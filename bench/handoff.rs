@@ -13,9 +13,12 @@
 //! - the time from the `POST` being sent to the parked `GET` being answered: the whole
 //!   hand-off as a producer and consumer see it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::one_connection;
 
 const HANDOFFS: usize = 10_000;
 
@@ -34,45 +37,18 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presque"))
-        .args(["--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start presque");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        };
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let server = harness::start_binary(
+        dir.path(),
+        &["--bind", "127.0.0.1:0", "--data-dir", "."],
+        &[],
+    );
+    let address = server.address.clone();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let one_connection = || {
-            reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client")
-        };
         let (waiter, poster) = (one_connection(), one_connection());
         let post = |body: String| {
             poster
@@ -152,8 +128,5 @@ fn main() {
         println!("| POST answered → parked GET answered | {a50:.0} µs | {a99:.0} µs | {:.2} |", a50 / rtt50);
         println!("| POST sent → parked GET answered | {s50:.0} µs | {s99:.0} µs | {:.2} |", s50 / rtt50);
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    server.stop();
 }

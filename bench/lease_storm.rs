@@ -19,73 +19,20 @@
 //! the server (to measure an older version the same way); `STORM_TRACE=1` prints the
 //! "at once" probe latencies in the order they were taken.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::{one_connection, ServerProcess};
 
 const LEASE_SECS: f64 = 2.0;
 
-struct Server {
-    child: Child,
-    address: String,
-    started_to_listening: Duration,
-}
-
-fn start(dir: &Path) -> Server {
-    let bin = std::env::var("PRESQUE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_presque").into());
-    let config = dir.join("presque.toml");
-    let spawned = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start presque");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        };
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned();
-        }
-    };
-    let started_to_listening = spawned.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        address,
-        started_to_listening,
-    }
-}
-
-/// A panicking bench must not leave its server behind.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status();
+/// The server on `dir`'s config and data (`$PRESQUE_BIN` if set, else this build).
+fn start(dir: &Path) -> ServerProcess {
+    let bin = std::env::var_os("PRESQUE_BIN").unwrap_or_else(|| harness::BIN.into());
+    harness::start_command(harness::command_for(bin, dir, &harness::NODE_ARGS))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -104,13 +51,6 @@ fn summary(mut xs: Vec<f64>) -> (f64, f64, f64) {
         percentile(&xs, 0.99),
         xs.last().copied().unwrap_or(f64::NAN),
     )
-}
-
-fn one_connection() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("client")
 }
 
 /// `GET /status/` every millisecond until `done` resolves; latencies in ms. A request
@@ -222,17 +162,17 @@ fn main() {
         let baseline = probe_until(&address, tokio::time::sleep(Duration::from_secs(3))).await;
 
         // The same stop and resume with nothing leased: what resuming alone costs.
-        signal(&server.child, "STOP");
+        server.signal("STOP");
         tokio::time::sleep(Duration::from_secs_f64(LEASE_SECS + 0.2)).await;
-        signal(&server.child, "CONT");
+        server.signal("CONT");
         let resumed_idle =
             probe_until(&address, tokio::time::sleep(Duration::from_millis(300))).await;
 
         // At once: every deadline passes while the server is stopped.
         fill_and_lease(&address, n).await;
-        signal(&server.child, "STOP");
+        server.signal("STOP");
         tokio::time::sleep(Duration::from_secs_f64(LEASE_SECS + 0.2)).await;
-        signal(&server.child, "CONT");
+        server.signal("CONT");
         let resumed = Instant::now();
         let done = all_back(address.clone(), n + 1);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -276,11 +216,10 @@ fn main() {
 
     // Replay: the storms are in the log only (no snapshot since the start).
     std::thread::sleep(Duration::from_millis(200));
-    drop(server);
-    let mut server = start(dir.path());
-    let replay = server.started_to_listening;
-    signal(&server.child, "TERM");
-    let _ = server.child.wait();
+    server.kill9();
+    let server = start(dir.path());
+    let replay = server.listening_after;
+    server.stop();
 
     if std::env::var_os("STORM_TRACE").is_some() {
         eprintln!("at once, in order: {at_once:.2?}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::*;
+use crate::harness::*;
 
 const JOB: &str = "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"";
 
@@ -214,8 +214,7 @@ async fn a_stop_while_the_log_cannot_write_ends_with_exit_code_3() {
         assert!(acked < 1000, "never refused");
     }
     let stopping = Instant::now();
-    signal(&server.child, "TERM");
-    let code = wait_for_exit(&mut server.child, Duration::from_secs(40));
+    let code = server.terminate();
     assert_eq!(code, Some(3), "changes were lost: exit code 3");
     assert!(
         stopping.elapsed() < Duration::from_secs(20),
@@ -250,8 +249,7 @@ async fn a_removed_data_directory_refuses_every_write() {
         assert_unavailable(post(&server, "other").await, false).await;
         // Reads still answer (what they show can no longer be saved anywhere).
         size(&server, "jobs").await;
-        signal(&server.child, "TERM");
-        let code = wait_for_exit(&mut server.child, Duration::from_secs(40));
+        let code = server.terminate();
         assert_eq!(code, Some(3), "{policy}");
     }
 }
@@ -272,11 +270,7 @@ async fn a_removed_lock_file_refuses_writes_so_a_second_server_loses_nothing() {
     assert_eq!(size(&second, "jobs").await, 2);
     assert_eq!(post(&second, "jobs").await.status(), StatusCode::CREATED);
     // The first server's stop must not snapshot or prune over the second's files.
-    signal(&first.child, "TERM");
-    assert_eq!(
-        wait_for_exit(&mut first.child, Duration::from_secs(40)),
-        Some(3)
-    );
+    assert_eq!(first.terminate(), Some(3));
     assert_eq!(post(&second, "jobs").await.status(), StatusCode::CREATED);
     second.kill9();
     let third = start_binary(dir.path(), &args, &[]);
@@ -453,8 +447,7 @@ async fn a_snapshot_that_does_not_fit_leaves_no_temporary_file_and_loses_nothing
         .unwrap()
         .set_len(len.saturating_sub(64 * 1024))
         .unwrap();
-    signal(&server.child, "TERM");
-    let code = wait_for_exit(&mut server.child, Duration::from_secs(40));
+    let code = server.terminate();
     assert_eq!(
         code,
         Some(0),

@@ -6,6 +6,9 @@ mod concurrency;
 mod delivery;
 mod disk;
 mod errors;
+// The child-process harness, shared with the benches.
+#[path = "../harness/mod.rs"]
+mod harness;
 mod helpers;
 mod model;
 mod persistence;

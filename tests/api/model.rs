@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::harness::*;
 
 const QUEUES: [&str; 3] = ["m0", "m1", "m2"];
 const WORKER: &str = "model-worker";
@@ -714,21 +714,12 @@ async fn observe(client: &Client, server: &ServerProcess) -> BTreeMap<String, Se
 /// Starts the binary on the node's data directory: the server, or its exit code and
 /// everything it printed when it refused.
 fn try_start(dir: &Path) -> Result<ServerProcess, (Option<i32>, String)> {
-    let args = [
-        "--config",
-        "presque.toml",
-        "--bind",
-        "127.0.0.1:0",
-        "--data-dir",
-        "data",
-        "--fsync",
-        "always",
-    ];
+    let args = [&NODE_ARGS[..], &["--fsync", "always"]].concat();
     try_start_binary(dir, &args, &[], |_| {})
 }
 
-/// The server between starts and stops: killed if the test fails while it runs, so a
-/// failure leaves no server behind.
+/// The server between starts and stops (killed on drop, like any [`ServerProcess`], if
+/// the test fails while it runs).
 struct Running(Option<ServerProcess>);
 
 impl Running {
@@ -738,15 +729,6 @@ impl Running {
 
     fn take(&mut self) -> ServerProcess {
         self.0.take().expect("the server is running")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.0.take() {
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-        }
     }
 }
 

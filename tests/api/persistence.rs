@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 use presque::format::{frame_header, read_frame, Frame, LOG_HEADER_LEN};
 
+use crate::harness::*;
 use crate::helpers::*;
 
 /// A data directory with a config file, and the binary started on it.
@@ -32,30 +33,11 @@ impl Node {
     }
 
     fn start(&self, extra: &[&str]) -> ServerProcess {
-        let config = self.dir.path().join("presque.toml");
-        let mut args = vec![
-            "--config",
-            config.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
-        start_binary(self.dir.path(), &args, &[])
+        start_binary(self.dir.path(), &[&NODE_ARGS[..], extra].concat(), &[])
     }
 
     fn start_expecting_failure(&self, extra: &[&str]) -> String {
-        let config = self.dir.path().join("presque.toml");
-        let mut args = vec![
-            "--config",
-            config.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
+        let args = [&NODE_ARGS[..], extra].concat();
         let (code, stderr) = run_binary_expect_exit(self.dir.path(), &args);
         assert_eq!(
             code,
@@ -334,7 +316,7 @@ async fn sigkill_under_load_with_fsync_always() {
         async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             // SAFETY of the test: the process is ours; kill -9 it mid-traffic.
-            signal(&server.lock().unwrap().child, "KILL");
+            server.lock().unwrap().signal("KILL");
             tokio::time::sleep(Duration::from_millis(200)).await;
             stop.store(true, Ordering::SeqCst);
         }

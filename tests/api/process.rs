@@ -1,8 +1,6 @@
 //! The real binary: settings precedence, start-up errors, graceful shutdown.
 
-use std::time::Duration;
-
-use crate::helpers::*;
+use crate::harness::*;
 
 fn blocking_client() -> reqwest::Client {
     reqwest::Client::new()
@@ -25,19 +23,15 @@ async fn sigterm_and_sigint_shut_down_cleanly() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        signal(&server.child, sig);
-        assert_eq!(
-            wait_for_exit(&mut server.child, Duration::from_secs(30)),
-            Some(0),
-            "SIG{sig}"
-        );
+        server.signal(sig);
+        assert_eq!(server.wait_for_exit(), Some(0), "SIG{sig}");
     }
 }
 
 #[actix_web::test]
 async fn logs_one_line_with_the_address_and_creates_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_binary(
+    let server = start_binary(
         dir.path(),
         &["--bind", "127.0.0.1:0", "--data-dir", "nested/data"],
         &[],
@@ -50,8 +44,7 @@ async fn logs_one_line_with_the_address_and_creates_the_data_dir() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    signal(&server.child, "TERM");
-    wait_for_exit(&mut server.child, Duration::from_secs(30));
+    server.stop();
 }
 
 #[actix_web::test]
@@ -63,7 +56,7 @@ async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
     )
     .unwrap();
     // Env overrides the file's bind; the file's body limit still applies.
-    let mut server = start_binary(dir.path(), &[], &[("PRESQUE_BIND", "127.0.0.1:0")]);
+    let server = start_binary(dir.path(), &[], &[("PRESQUE_BIND", "127.0.0.1:0")]);
     assert!(dir.path().join("from-file").is_dir());
     let r = blocking_client()
         .post(format!("{}/q/x", server.address))
@@ -73,11 +66,10 @@ async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    signal(&server.child, "TERM");
-    wait_for_exit(&mut server.child, Duration::from_secs(30));
+    server.stop();
 
     // A flag beats the environment (which here names a port that cannot be bound).
-    let mut server = start_binary(
+    let server = start_binary(
         dir.path(),
         &["--bind", "127.0.0.1:0", "--data-dir", "from-flag"],
         &[
@@ -87,8 +79,7 @@ async fn reads_local_config_toml_and_flags_beat_env_beat_file() {
     );
     assert!(dir.path().join("from-flag").is_dir());
     assert!(!dir.path().join("from-env").exists());
-    signal(&server.child, "TERM");
-    wait_for_exit(&mut server.child, Duration::from_secs(30));
+    server.stop();
 }
 
 #[actix_web::test]
@@ -96,7 +87,7 @@ async fn explicit_config_file_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("custom.toml");
     std::fs::write(&config, "[storage]\ndata_dir = \"custom-data\"\n").unwrap();
-    let mut server = start_binary(
+    let server = start_binary(
         dir.path(),
         &[
             "--config",
@@ -107,8 +98,7 @@ async fn explicit_config_file_is_used() {
         &[],
     );
     assert!(dir.path().join("custom-data").is_dir());
-    signal(&server.child, "TERM");
-    wait_for_exit(&mut server.child, Duration::from_secs(30));
+    server.stop();
 }
 
 #[test]
