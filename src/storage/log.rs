@@ -263,7 +263,7 @@ impl Log {
             self.shared.health.check()?;
             // Framed straight into the shared buffer: no allocation or copy per record.
             let start = pending.buf.len();
-            append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
+            append_record(record, &mut pending.buf).map_err(StorageError::EncodeRecord)?;
             let frame = (pending.buf.len() - start) as u64;
             match pending.budget {
                 Some(budget) if budget < frame => {
@@ -363,6 +363,10 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// the writer fsyncs instead of keeping more (under `no`, the only fsyncs besides
 /// rotations and the stop).
 const MAX_UNSYNCED_COPY: usize = 64 << 20;
+
+/// The action of the error a failed fsync of the segment gives: [`Writer::stall`]
+/// tells a failed fsync from a failed write by it.
+const FSYNC_FAILED: &str = "cannot fsync log segment";
 
 /// The segment being written.
 struct Segment {
@@ -792,7 +796,7 @@ impl Writer {
         #[cfg(test)]
         if tests::sync_fails(&segment.path) {
             return Err(StorageError::io(
-                "cannot fsync log segment",
+                FSYNC_FAILED,
                 &segment.path,
                 std::io::Error::from_raw_os_error(libc::EIO),
             ));
@@ -800,7 +804,7 @@ impl Writer {
         segment
             .file
             .sync_data()
-            .map_err(|e| StorageError::io("cannot fsync log segment", &segment.path, e))?;
+            .map_err(|e| StorageError::io(FSYNC_FAILED, &segment.path, e))?;
         segment.synced_len = segment.len;
         self.unsynced.clear();
         self.last_sync = Instant::now();
@@ -815,7 +819,7 @@ impl Writer {
     /// cut off too and held, from the copy kept of them, to be written again.
     fn stall(&mut self, e: StorageError, not_written: &[u8], waiters: Vec<Done>) {
         let segment = &mut self.segment;
-        let failed_sync = matches!(&e, StorageError::Io { action, .. } if action.contains("fsync"));
+        let failed_sync = matches!(&e, StorageError::Io { action, .. } if *action == FSYNC_FAILED);
         let mut buf = Vec::new();
         if failed_sync && segment.len > segment.synced_len {
             buf.append(&mut self.unsynced);

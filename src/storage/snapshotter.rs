@@ -205,17 +205,16 @@ impl Snapshot {
                 // An unreachable queue must not be silently left out: a snapshot
                 // without it would make recovery forget it.
                 Err(e) => {
-                    return Err(StorageError::Snapshot(format!(
+                    return Err(StorageError::ImageUnavailable(format!(
                         "queue {name} cannot be imaged ({e})"
                     )))
                 }
             }
         }
-        let (registry_seq, workers, stall) = self
-            .registry
-            .send(TakeRegistryImage)
-            .await
-            .map_err(|e| StorageError::Snapshot(format!("worker registry unavailable: {e}")))?;
+        let (registry_seq, workers, stall) =
+            self.registry.send(TakeRegistryImage).await.map_err(|e| {
+                StorageError::ImageUnavailable(format!("worker registry unavailable: {e}"))
+            })?;
         longest_stall = longest_stall.max(stall);
         let data = SnapshotData {
             generation: self.generation,
@@ -253,6 +252,6 @@ impl Snapshot {
             Ok::<_, StorageError>(written)
         })
         .await
-        .map_err(|e| StorageError::Encode(format!("snapshot writer panicked: {e}")))?
+        .map_err(|e| StorageError::SnapshotWriterFailed(e.to_string()))?
     }
 }
