@@ -209,7 +209,6 @@ impl Log {
         let mut writer = Writer {
             reservable: true,
             last_short_reserve: None,
-            dir: dir.to_path_buf(),
             identity,
             segment,
             policy,
@@ -525,7 +524,7 @@ struct Writer {
     reservable: bool,
     /// When a reservation last fell short of its target: not tried again at once.
     last_short_reserve: Option<Instant>,
-    dir: PathBuf,
+    /// The data directory, and what it must still be.
     identity: DirIdentity,
     segment: Segment,
     policy: FsyncPolicy,
@@ -723,7 +722,7 @@ impl Writer {
             match control {
                 Control::Rotate(reply) => {
                     // On failure the current segment simply stays the one written to.
-                    let rotated = Segment::create(&self.dir, self.segment.number + 1);
+                    let rotated = Segment::create(self.identity.dir(), self.segment.number + 1);
                     let _ = reply.send(rotated.map(|next| {
                         let old = std::mem::replace(&mut self.segment, next);
                         old.release_reserve();
