@@ -665,26 +665,14 @@ impl Writer {
             ..
         } = batch;
         if self.shared.health.is(BROKEN) {
-            self.drop_records(&buf, waiters);
-            for (_, control) in controls {
-                self.refuse(control);
-            }
+            self.refuse_batch(&buf, waiters, controls);
             return buf;
         }
         if self.held.is_some() {
             self.retry();
         }
         if self.held.is_some() {
-            // Still stalled: new records queue behind the held ones, in order, and no
-            // rotation can happen (a snapshot waits for a writable log).
-            if let Some(held) = &mut self.held {
-                held.buf.extend_from_slice(&buf);
-                held.waiters.extend(waiters);
-            }
-            for (_, control) in controls {
-                self.refuse(control);
-            }
-            self.give_up_if_stopping();
+            self.hold_behind(&buf, waiters, controls);
             buf.clear();
             return buf;
         }
@@ -693,14 +681,42 @@ impl Writer {
         if !buf.is_empty() && self.watch.due() {
             if let Some(problem) = self.problem() {
                 self.break_down(problem);
-                return self.handle(Batch {
-                    buf,
-                    waiters,
-                    controls,
-                    stopping: false,
-                });
+                self.refuse_batch(&buf, waiters, controls);
+                return buf;
             }
         }
+        self.write_batch(&buf, waiters, controls);
+        buf
+    }
+
+    /// The log is broken: the batch's records are dropped, and its waiters and
+    /// controls refused.
+    fn refuse_batch(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
+        self.drop_records(buf, waiters);
+        self.refuse_controls(controls);
+    }
+
+    fn refuse_controls(&mut self, controls: impl IntoIterator<Item = (usize, Control)>) {
+        for (_, control) in controls {
+            self.refuse(control);
+        }
+    }
+
+    /// Still stalled after a retry: new records queue behind the held ones, in order,
+    /// and no rotation can happen (a snapshot waits for a writable log).
+    fn hold_behind(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
+        if let Some(held) = &mut self.held {
+            held.buf.extend_from_slice(buf);
+            held.waiters.extend(waiters);
+        }
+        self.refuse_controls(controls);
+        self.give_up_if_stopping();
+    }
+
+    /// Writes a batch while the log is healthy: its records, each control at its
+    /// place between them, then the fsync the policy asks for; answers the waiters
+    /// once their records are where they will survive. Any failure stalls the writer.
+    fn write_batch(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
         let mut written = 0;
         let mut controls = controls.into_iter();
         while let Some((at, control)) = controls.next() {
@@ -713,41 +729,20 @@ impl Writer {
             if let Err((e, unwritten_from)) = step {
                 self.stall(e, &buf[unwritten_from..], waiters);
                 self.refuse(control);
-                for (_, control) in controls {
-                    self.refuse(control);
-                }
-                return buf;
+                self.refuse_controls(controls);
+                return;
             }
             written = at;
-            match control {
-                Control::Rotate(reply) => {
-                    // On failure the current segment simply stays the one written to.
-                    let rotated = Segment::create(self.identity.dir(), self.segment.number + 1);
-                    let _ = reply.send(rotated.map(|next| {
-                        let old = std::mem::replace(&mut self.segment, next);
-                        old.release_reserve();
-                        self.segment.number
-                    }));
-                    self.reserve((buf.len() - at) as u64);
-                }
-                Control::Shutdown(reply) => self.shutdown = Some(reply),
-            }
+            self.carry_out(control, (buf.len() - at) as u64);
         }
         if let Err(e) = self.write(&buf[written..]) {
             self.stall(e, &buf[written..], waiters);
-            return buf;
+            return;
         }
-        let must_sync = match self.policy {
-            FsyncPolicy::Always => !waiters.is_empty() || self.shutdown.is_some(),
-            FsyncPolicy::EverySec => {
-                self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
-            }
-            FsyncPolicy::No => self.shutdown.is_some(),
-        } || self.unsynced.len() > MAX_UNSYNCED_COPY;
-        if must_sync {
+        if self.sync_due(!waiters.is_empty()) {
             if let Err(e) = self.sync() {
                 self.stall(e, &[], waiters);
-                return buf;
+                return;
             }
         }
         // Only now is it known the records went somewhere that will survive.
@@ -755,13 +750,43 @@ impl Writer {
             if let Some(problem) = self.problem() {
                 self.break_down(problem);
                 self.drop_records(&[], waiters);
-                return buf;
+                return;
             }
         }
         for waiter in waiters {
             let _ = waiter.send(Ok(()));
         }
-        buf
+    }
+
+    /// Carries out a control once every record before it is written. `after`: bytes
+    /// of the batch still to be written after it.
+    fn carry_out(&mut self, control: Control, after: u64) {
+        match control {
+            Control::Rotate(reply) => {
+                // On failure the current segment simply stays the one written to.
+                let rotated = Segment::create(self.identity.dir(), self.segment.number + 1);
+                let _ = reply.send(rotated.map(|next| {
+                    let old = std::mem::replace(&mut self.segment, next);
+                    old.release_reserve();
+                    self.segment.number
+                }));
+                self.reserve(after);
+            }
+            Control::Shutdown(reply) => self.shutdown = Some(reply),
+        }
+    }
+
+    /// Whether what was just written is to be fsynced now. `waited_for`: someone
+    /// waits for it to be durable (only under `always`).
+    fn sync_due(&self, waited_for: bool) -> bool {
+        let policy_due = match self.policy {
+            FsyncPolicy::Always => waited_for || self.shutdown.is_some(),
+            FsyncPolicy::EverySec => {
+                self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
+            }
+            FsyncPolicy::No => self.shutdown.is_some(),
+        };
+        policy_due || self.unsynced.len() > MAX_UNSYNCED_COPY
     }
 
     /// Appends bytes at the end of the segment. A failed write is undone (the file is
