@@ -477,6 +477,23 @@ fn reserve_space(_: &File, _: u64, _: u64) -> std::io::Result<()> {
     Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
+/// Reserves `file`'s space from `reserved` up to `ahead`, or as close to it as the
+/// disk allows: after each refusal the distance past `needed` (or past `reserved`, if
+/// further) is halved, down to 4 KiB. Returns how far it reserved, or the last error;
+/// at once when the file system cannot reserve at all.
+fn reserve_most(file: &File, reserved: u64, needed: u64, ahead: u64) -> std::io::Result<u64> {
+    let floor = needed.max(reserved);
+    let mut target = ahead;
+    loop {
+        match reserve_space(file, reserved, target) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Err(e),
+            Err(_) if target > floor + 4096 => target = floor + (target - floor) / 2,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Frees `file`'s reserved space from `from` to `to` (past its end).
 #[cfg(target_os = "linux")]
 fn release_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
@@ -973,49 +990,50 @@ impl Writer {
                 pending.wanted.max(pending.refused),
             )
         };
-        let segment = &mut self.segment;
-        let needed = segment.len + in_hand + queued + wanted;
+        let needed = self.segment.len + in_hand + queued + wanted;
         let ahead = needed + RESERVE_AHEAD;
         let recently_short = self
             .last_short_reserve
             .is_some_and(|at| at.elapsed() < CHECK_INTERVAL);
         let mut failed = None;
-        if segment.reserved < needed
-            || (segment.reserved < ahead - RESERVE_AHEAD / 2 && !recently_short)
-        {
-            let mut target = ahead;
-            loop {
-                match reserve_space(&segment.file, segment.reserved, target) {
-                    Ok(()) => {
-                        segment.reserved = target;
-                        self.last_short_reserve = (target < ahead).then(Instant::now);
-                        break;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                        tracing::info!("the file system cannot reserve space; a full disk will be met by the log writes themselves");
-                        self.reservable = false;
-                        let mut pending = self.shared.lock();
-                        pending.budget = None;
-                        pending.wanted = 0;
-                        drop(pending);
-                        self.shared.room.notify_all();
-                        return;
-                    }
-                    Err(e) if target > needed.max(segment.reserved) + 4096 => {
-                        let _ = e;
-                        target = needed.max(segment.reserved)
-                            + (target - needed.max(segment.reserved)) / 2;
-                    }
-                    Err(e) => {
-                        self.last_short_reserve = Some(Instant::now());
-                        if segment.reserved < needed {
-                            failed = Some(e.to_string());
-                        }
-                        break;
+        let reserved = self.segment.reserved;
+        if reserved < needed || (reserved < ahead - RESERVE_AHEAD / 2 && !recently_short) {
+            match reserve_most(&self.segment.file, reserved, needed, ahead) {
+                Ok(target) => {
+                    self.segment.reserved = target;
+                    self.last_short_reserve = (target < ahead).then(Instant::now);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.stop_reserving();
+                    return;
+                }
+                Err(e) => {
+                    self.last_short_reserve = Some(Instant::now());
+                    if reserved < needed {
+                        failed = Some(e.to_string());
                     }
                 }
             }
         }
+        self.publish_budget(in_hand, failed);
+    }
+
+    /// The file system cannot reserve space: appenders stop counting a budget.
+    fn stop_reserving(&mut self) {
+        tracing::info!("the file system cannot reserve space; a full disk will be met by the log writes themselves");
+        self.reservable = false;
+        let mut pending = self.shared.lock();
+        pending.budget = None;
+        pending.wanted = 0;
+        drop(pending);
+        self.shared.room.notify_all();
+    }
+
+    /// Tells the appenders how much more the reserved space takes, and whether the
+    /// reservation fell short of what is needed (`failed`, why), then wakes those
+    /// waiting for room.
+    fn publish_budget(&self, in_hand: u64, failed: Option<String>) {
+        let segment = &self.segment;
         let mut pending = self.shared.lock();
         let claimed = segment.len + in_hand + pending.buf.len() as u64;
         pending.budget = Some(segment.reserved.saturating_sub(claimed));
