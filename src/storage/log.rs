@@ -6,6 +6,11 @@
 //! before telling each waiter its record is durable. Records that arrive while that
 //! fsync runs form the next batch, so concurrent writers share fsyncs instead of
 //! queueing behind each other's.
+//!
+//! A change is refused before it is logged or applied whenever the log cannot make it
+//! durable, so a refusal changes nothing: while a failed write or fsync is retried
+//! (the writer holds what it could not write), once the data directory or its lock is
+//! gone, and when no disk space can be reserved ahead for it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

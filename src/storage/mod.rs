@@ -1,6 +1,7 @@
 //! Persistence: an append-only log of every accepted change ([`log`]), periodic
-//! snapshots of every queue and the registry ([`snapshot`]), and start-up recovery
-//! from both ([`recovery`]). File layouts are in [`format`](mod@format).
+//! snapshots of every queue and the registry ([`snapshot`] for the files,
+//! [`snapshotter`] for the actor that takes them), and start-up recovery from both
+//! ([`recovery`]). File layouts are in [`format`](mod@format).
 
 pub mod format;
 pub(crate) mod log;
