@@ -67,7 +67,7 @@ pub struct QueueActor {
     pub(super) config: QueueConfig,
     pub(super) state: QueueState,
     /// Set by [`Purge`](super::messages::Purge): from then on every message answers
-    /// [`QueueError::Gone`].
+    /// [`QueueError::Gone`](super::QueueError::Gone).
     pub(super) retired: bool,
     /// The armed wake-up for the earliest delayed job or lease deadline.
     timer: Option<(u64, SpawnHandle)>,

@@ -6,6 +6,11 @@
 //! before telling each waiter its record is durable. Records that arrive while that
 //! fsync runs form the next batch, so concurrent writers share fsyncs instead of
 //! queueing behind each other's.
+//!
+//! A change is refused before it is logged or applied whenever the log cannot make it
+//! durable, so a refusal changes nothing: while a failed write or fsync is retried
+//! (the writer holds what it could not write), once the data directory or its lock is
+//! gone, and when no disk space can be reserved ahead for it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -209,7 +214,6 @@ impl Log {
         let mut writer = Writer {
             reservable: true,
             last_short_reserve: None,
-            dir: dir.to_path_buf(),
             identity,
             segment,
             policy,
@@ -263,7 +267,7 @@ impl Log {
             self.shared.health.check()?;
             // Framed straight into the shared buffer: no allocation or copy per record.
             let start = pending.buf.len();
-            append_record(record, &mut pending.buf).map_err(StorageError::Encode)?;
+            append_record(record, &mut pending.buf).map_err(StorageError::EncodeRecord)?;
             let frame = (pending.buf.len() - start) as u64;
             match pending.budget {
                 Some(budget) if budget < frame => {
@@ -363,6 +367,10 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// the writer fsyncs instead of keeping more (under `no`, the only fsyncs besides
 /// rotations and the stop).
 const MAX_UNSYNCED_COPY: usize = 64 << 20;
+
+/// The action of the error a failed fsync of the segment gives: [`Writer::stall`]
+/// tells a failed fsync from a failed write by it.
+const FSYNC_FAILED: &str = "cannot fsync log segment";
 
 /// The segment being written.
 struct Segment {
@@ -474,6 +482,23 @@ fn reserve_space(_: &File, _: u64, _: u64) -> std::io::Result<()> {
     Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
+/// Reserves `file`'s space from `reserved` up to `ahead`, or as close to it as the
+/// disk allows: after each refusal the distance past `needed` (or past `reserved`, if
+/// further) is halved, down to 4 KiB. Returns how far it reserved, or the last error;
+/// at once when the file system cannot reserve at all.
+fn reserve_most(file: &File, reserved: u64, needed: u64, ahead: u64) -> std::io::Result<u64> {
+    let floor = needed.max(reserved);
+    let mut target = ahead;
+    loop {
+        match reserve_space(file, reserved, target) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Err(e),
+            Err(_) if target > floor + 4096 => target = floor + (target - floor) / 2,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Frees `file`'s reserved space from `from` to `to` (past its end).
 #[cfg(target_os = "linux")]
 fn release_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
@@ -521,7 +546,7 @@ struct Writer {
     reservable: bool,
     /// When a reservation last fell short of its target: not tried again at once.
     last_short_reserve: Option<Instant>,
-    dir: PathBuf,
+    /// The data directory, and what it must still be.
     identity: DirIdentity,
     segment: Segment,
     policy: FsyncPolicy,
@@ -662,26 +687,14 @@ impl Writer {
             ..
         } = batch;
         if self.shared.health.is(BROKEN) {
-            self.drop_records(&buf, waiters);
-            for (_, control) in controls {
-                self.refuse(control);
-            }
+            self.refuse_batch(&buf, waiters, controls);
             return buf;
         }
         if self.held.is_some() {
             self.retry();
         }
         if self.held.is_some() {
-            // Still stalled: new records queue behind the held ones, in order, and no
-            // rotation can happen (a snapshot waits for a writable log).
-            if let Some(held) = &mut self.held {
-                held.buf.extend_from_slice(&buf);
-                held.waiters.extend(waiters);
-            }
-            for (_, control) in controls {
-                self.refuse(control);
-            }
-            self.give_up_if_stopping();
+            self.hold_behind(&buf, waiters, controls);
             buf.clear();
             return buf;
         }
@@ -690,14 +703,42 @@ impl Writer {
         if !buf.is_empty() && self.watch.due() {
             if let Some(problem) = self.problem() {
                 self.break_down(problem);
-                return self.handle(Batch {
-                    buf,
-                    waiters,
-                    controls,
-                    stopping: false,
-                });
+                self.refuse_batch(&buf, waiters, controls);
+                return buf;
             }
         }
+        self.write_batch(&buf, waiters, controls);
+        buf
+    }
+
+    /// The log is broken: the batch's records are dropped, and its waiters and
+    /// controls refused.
+    fn refuse_batch(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
+        self.drop_records(buf, waiters);
+        self.refuse_controls(controls);
+    }
+
+    fn refuse_controls(&mut self, controls: impl IntoIterator<Item = (usize, Control)>) {
+        for (_, control) in controls {
+            self.refuse(control);
+        }
+    }
+
+    /// Still stalled after a retry: new records queue behind the held ones, in order,
+    /// and no rotation can happen (a snapshot waits for a writable log).
+    fn hold_behind(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
+        if let Some(held) = &mut self.held {
+            held.buf.extend_from_slice(buf);
+            held.waiters.extend(waiters);
+        }
+        self.refuse_controls(controls);
+        self.give_up_if_stopping();
+    }
+
+    /// Writes a batch while the log is healthy: its records, each control at its
+    /// place between them, then the fsync the policy asks for; answers the waiters
+    /// once their records are where they will survive. Any failure stalls the writer.
+    fn write_batch(&mut self, buf: &[u8], waiters: Vec<Done>, controls: Vec<(usize, Control)>) {
         let mut written = 0;
         let mut controls = controls.into_iter();
         while let Some((at, control)) = controls.next() {
@@ -710,41 +751,20 @@ impl Writer {
             if let Err((e, unwritten_from)) = step {
                 self.stall(e, &buf[unwritten_from..], waiters);
                 self.refuse(control);
-                for (_, control) in controls {
-                    self.refuse(control);
-                }
-                return buf;
+                self.refuse_controls(controls);
+                return;
             }
             written = at;
-            match control {
-                Control::Rotate(reply) => {
-                    // On failure the current segment simply stays the one written to.
-                    let rotated = Segment::create(&self.dir, self.segment.number + 1);
-                    let _ = reply.send(rotated.map(|next| {
-                        let old = std::mem::replace(&mut self.segment, next);
-                        old.release_reserve();
-                        self.segment.number
-                    }));
-                    self.reserve((buf.len() - at) as u64);
-                }
-                Control::Shutdown(reply) => self.shutdown = Some(reply),
-            }
+            self.carry_out(control, (buf.len() - at) as u64);
         }
         if let Err(e) = self.write(&buf[written..]) {
             self.stall(e, &buf[written..], waiters);
-            return buf;
+            return;
         }
-        let must_sync = match self.policy {
-            FsyncPolicy::Always => !waiters.is_empty() || self.shutdown.is_some(),
-            FsyncPolicy::EverySec => {
-                self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
-            }
-            FsyncPolicy::No => self.shutdown.is_some(),
-        } || self.unsynced.len() > MAX_UNSYNCED_COPY;
-        if must_sync {
+        if self.sync_due(!waiters.is_empty()) {
             if let Err(e) = self.sync() {
                 self.stall(e, &[], waiters);
-                return buf;
+                return;
             }
         }
         // Only now is it known the records went somewhere that will survive.
@@ -752,13 +772,43 @@ impl Writer {
             if let Some(problem) = self.problem() {
                 self.break_down(problem);
                 self.drop_records(&[], waiters);
-                return buf;
+                return;
             }
         }
         for waiter in waiters {
             let _ = waiter.send(Ok(()));
         }
-        buf
+    }
+
+    /// Carries out a control once every record before it is written. `after`: bytes
+    /// of the batch still to be written after it.
+    fn carry_out(&mut self, control: Control, after: u64) {
+        match control {
+            Control::Rotate(reply) => {
+                // On failure the current segment simply stays the one written to.
+                let rotated = Segment::create(self.identity.dir(), self.segment.number + 1);
+                let _ = reply.send(rotated.map(|next| {
+                    let old = std::mem::replace(&mut self.segment, next);
+                    old.release_reserve();
+                    self.segment.number
+                }));
+                self.reserve(after);
+            }
+            Control::Shutdown(reply) => self.shutdown = Some(reply),
+        }
+    }
+
+    /// Whether what was just written is to be fsynced now. `waited_for`: someone
+    /// waits for it to be durable (only under `always`).
+    fn sync_due(&self, waited_for: bool) -> bool {
+        let policy_due = match self.policy {
+            FsyncPolicy::Always => waited_for || self.shutdown.is_some(),
+            FsyncPolicy::EverySec => {
+                self.shutdown.is_some() || self.last_sync.elapsed() >= Duration::from_secs(1)
+            }
+            FsyncPolicy::No => self.shutdown.is_some(),
+        };
+        policy_due || self.unsynced.len() > MAX_UNSYNCED_COPY
     }
 
     /// Appends bytes at the end of the segment. A failed write is undone (the file is
@@ -792,7 +842,7 @@ impl Writer {
         #[cfg(test)]
         if tests::sync_fails(&segment.path) {
             return Err(StorageError::io(
-                "cannot fsync log segment",
+                FSYNC_FAILED,
                 &segment.path,
                 std::io::Error::from_raw_os_error(libc::EIO),
             ));
@@ -800,7 +850,7 @@ impl Writer {
         segment
             .file
             .sync_data()
-            .map_err(|e| StorageError::io("cannot fsync log segment", &segment.path, e))?;
+            .map_err(|e| StorageError::io(FSYNC_FAILED, &segment.path, e))?;
         segment.synced_len = segment.len;
         self.unsynced.clear();
         self.last_sync = Instant::now();
@@ -815,7 +865,7 @@ impl Writer {
     /// cut off too and held, from the copy kept of them, to be written again.
     fn stall(&mut self, e: StorageError, not_written: &[u8], waiters: Vec<Done>) {
         let segment = &mut self.segment;
-        let failed_sync = matches!(&e, StorageError::Io { action, .. } if action.contains("fsync"));
+        let failed_sync = matches!(&e, StorageError::Io { action, .. } if *action == FSYNC_FAILED);
         let mut buf = Vec::new();
         if failed_sync && segment.len > segment.synced_len {
             buf.append(&mut self.unsynced);
@@ -945,49 +995,50 @@ impl Writer {
                 pending.wanted.max(pending.refused),
             )
         };
-        let segment = &mut self.segment;
-        let needed = segment.len + in_hand + queued + wanted;
+        let needed = self.segment.len + in_hand + queued + wanted;
         let ahead = needed + RESERVE_AHEAD;
         let recently_short = self
             .last_short_reserve
             .is_some_and(|at| at.elapsed() < CHECK_INTERVAL);
         let mut failed = None;
-        if segment.reserved < needed
-            || (segment.reserved < ahead - RESERVE_AHEAD / 2 && !recently_short)
-        {
-            let mut target = ahead;
-            loop {
-                match reserve_space(&segment.file, segment.reserved, target) {
-                    Ok(()) => {
-                        segment.reserved = target;
-                        self.last_short_reserve = (target < ahead).then(Instant::now);
-                        break;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                        tracing::info!("the file system cannot reserve space; a full disk will be met by the log writes themselves");
-                        self.reservable = false;
-                        let mut pending = self.shared.lock();
-                        pending.budget = None;
-                        pending.wanted = 0;
-                        drop(pending);
-                        self.shared.room.notify_all();
-                        return;
-                    }
-                    Err(e) if target > needed.max(segment.reserved) + 4096 => {
-                        let _ = e;
-                        target = needed.max(segment.reserved)
-                            + (target - needed.max(segment.reserved)) / 2;
-                    }
-                    Err(e) => {
-                        self.last_short_reserve = Some(Instant::now());
-                        if segment.reserved < needed {
-                            failed = Some(e.to_string());
-                        }
-                        break;
+        let reserved = self.segment.reserved;
+        if reserved < needed || (reserved < ahead - RESERVE_AHEAD / 2 && !recently_short) {
+            match reserve_most(&self.segment.file, reserved, needed, ahead) {
+                Ok(target) => {
+                    self.segment.reserved = target;
+                    self.last_short_reserve = (target < ahead).then(Instant::now);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.stop_reserving();
+                    return;
+                }
+                Err(e) => {
+                    self.last_short_reserve = Some(Instant::now());
+                    if reserved < needed {
+                        failed = Some(e.to_string());
                     }
                 }
             }
         }
+        self.publish_budget(in_hand, failed);
+    }
+
+    /// The file system cannot reserve space: appenders stop counting a budget.
+    fn stop_reserving(&mut self) {
+        tracing::info!("the file system cannot reserve space; a full disk will be met by the log writes themselves");
+        self.reservable = false;
+        let mut pending = self.shared.lock();
+        pending.budget = None;
+        pending.wanted = 0;
+        drop(pending);
+        self.shared.room.notify_all();
+    }
+
+    /// Tells the appenders how much more the reserved space takes, and whether the
+    /// reservation fell short of what is needed (`failed`, why), then wakes those
+    /// waiting for room.
+    fn publish_budget(&self, in_hand: u64, failed: Option<String>) {
+        let segment = &self.segment;
         let mut pending = self.shared.lock();
         let claimed = segment.len + in_hand + pending.buf.len() as u64;
         pending.budget = Some(segment.reserved.saturating_sub(claimed));

@@ -1,6 +1,7 @@
 //! Persistence: an append-only log of every accepted change ([`log`]), periodic
-//! snapshots of every queue and the registry ([`snapshot`]), and start-up recovery
-//! from both ([`recovery`]). File layouts are in [`format`](mod@format).
+//! snapshots of every queue and the registry ([`snapshot`] for the files,
+//! [`snapshotter`] for the actor that takes them), and start-up recovery from both
+//! ([`recovery`]). File layouts are in [`format`](mod@format).
 
 pub mod format;
 pub(crate) mod log;
@@ -30,10 +31,17 @@ pub enum StorageError {
     /// and `no` they may have been acknowledged.
     #[error("{bytes} bytes of log records were never written: {reason}")]
     Unwritten { bytes: u64, reason: String },
+    /// A queue or the worker registry could not be imaged (its actor is gone), so
+    /// the snapshot was abandoned: one without it would make recovery forget it.
     #[error("snapshot abandoned: {0}")]
-    Snapshot(String),
+    ImageUnavailable(String),
+    /// The blocking task writing a snapshot panicked or was cancelled.
+    #[error("snapshot writer failed: {0}")]
+    SnapshotWriterFailed(String),
+    #[error("cannot encode a snapshot: {0}")]
+    EncodeSnapshot(String),
     #[error("cannot encode a record: {0}")]
-    Encode(String),
+    EncodeRecord(String),
 }
 
 impl StorageError {

@@ -5,11 +5,15 @@
 //! runs past the end; or, with no whole frame anywhere after it, unreadable bytes
 //! that show a stretch never written: pages of the last batch that never landed
 //! before a power loss), is moved to a side file with a warning. A checksum failure
-//! anywhere else, the last whole record included, is damage. A segment whose header never reached the disk held nothing
-//! and is skipped, wherever it is. Any other damage (a checksum mismatch, a damaged
-//! frame header, a missing segment, an unreadable snapshot that no older snapshot can
-//! replace without loss) stops the start with the file and offset, unless the
-//! operator accepts the loss explicitly; then only the unreadable bytes are lost.
+//! anywhere else, the last whole record included, is damage. A segment whose header
+//! never reached the disk held nothing and is skipped, wherever it is. Any other
+//! damage (a checksum mismatch, a damaged frame header, a missing segment, an
+//! unreadable snapshot that no older snapshot can replace without loss) stops the
+//! start with the file and offset, unless the operator accepts the loss explicitly;
+//! then only the unreadable bytes are lost.
+//!
+//! Nothing in the data directory changes until recovery knows it will go ahead: a
+//! refused start leaves every file as it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -497,137 +501,37 @@ fn set_aside(path: &Path) {
 /// Recovers the state kept in `dir`.
 pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError> {
     let listing = list(dir)?;
-    let mut problems: Vec<String> = Vec::new();
-    let mut damaged_files: Vec<PathBuf> = Vec::new();
-
-    let mut base: Option<(u64, SnapshotData)> = None;
-    let mut unreadable = Vec::new();
-    for (generation, path) in listing.snapshots.iter().rev() {
-        match read_snapshot(path) {
-            Ok(data) => {
-                base = Some((*generation, data));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "snapshot unusable; trying an older one");
-                unreadable.push((path.clone(), e.to_string()));
-            }
-        }
-    }
-    let mut lenient = None;
-    if base.is_none() && accept_loss {
-        // No snapshot reads whole: one whose header alone is damaged still holds a
-        // payload that checks out, better than none.
-        for (generation, path) in listing.snapshots.iter().rev() {
-            let payload = std::fs::read(path)
-                .ok()
-                .and_then(|file| decode_snapshot_payload(&file));
-            if let Some(data) = payload {
-                tracing::error!(file = %path.display(), "using a snapshot whose header is damaged: its payload checks out (--accept-data-loss)");
-                base = Some((*generation, data));
-                lenient = Some(format!(
-                    "snapshot {} has a damaged header; its payload, whose checksum holds, was used",
-                    path.display()
-                ));
-                break;
-            }
-        }
-    }
-    let last_generation = listing.snapshots.keys().next_back().copied().unwrap_or(0);
+    let mut findings = Findings::default();
+    let base = pick_snapshot(&listing, accept_loss, &mut findings);
     let fallback = base.as_ref().map(|(g, d)| (*g, d.log_start));
     // Without a snapshot the log must reach back to its very first segment.
-    let log_start = base.as_ref().map_or(1, |(_, d)| d.log_start);
-    let unreadable_listed =
-        base.is_none() && !unreadable.is_empty() && listing.segments.keys().next() != Some(&1);
-    if unreadable_listed {
-        for (_, message) in &unreadable {
-            problems.push(message.clone());
-        }
-        problems.push("no readable snapshot, and the log does not reach back to segment 1".into());
-    }
-
+    let log_start = fallback.map_or(1, |(_, log_start)| log_start);
     let mut replay = Replay::from_snapshot(base.map(|(_, d)| d));
-    let segments: Vec<(u64, PathBuf)> = listing
-        .segments
-        .range(log_start..)
-        .map(|(n, p)| (*n, p.clone()))
-        .collect();
-    let mut expected = log_start;
-    let last_index = segments.len().checked_sub(1);
-    let mut torn: Option<(PathBuf, usize)> = None;
-    // Every segment is read even after damage: a refusal then lists everything that
-    // --accept-data-loss would lose, and accepting loses only that.
-    for (i, (number, path)) in segments.iter().enumerate() {
-        if *number != expected {
-            problems.push(format!(
-                "log segments {expected} to {} are missing from {}",
-                number - 1,
-                dir.display()
-            ));
-        }
-        expected = number + 1;
-        let outcome = replay_segment(path, *number, Some(i) == last_index, &mut replay);
-        if !outcome.damage.is_empty() {
-            problems.extend(outcome.damage);
-            damaged_files.push(path.clone());
-        }
-        if let Some(offset) = outcome.torn_at {
-            torn = Some((path.clone(), offset));
-        }
-    }
-    if segments.is_empty() && fallback.is_some() {
-        // A snapshot's rotation creates its log_start segment before the snapshot
-        // is written, so it is missing only if something removed it.
-        if !listing.segments.is_empty() || !unreadable.is_empty() {
-            problems.push(format!(
-                "log segment {log_start} is missing from {}",
-                dir.display()
-            ));
-        }
-    }
+    replay_log(
+        dir,
+        &listing,
+        log_start,
+        fallback.is_some(),
+        &mut replay,
+        &mut findings,
+    );
 
-    problems.extend(lenient);
+    let problems = findings.problems(fallback.is_some());
     if !problems.is_empty() {
-        // Every file accepting the loss would set aside is named in the refusal.
-        if !unreadable_listed {
-            for (_, message) in &unreadable {
-                let why = if fallback.is_some() {
-                    "(and the older snapshot cannot replace it without loss)"
-                } else {
-                    "(recovery used the log instead)"
-                };
-                problems.insert(0, format!("{message} {why}"));
-            }
-        }
         if !accept_loss {
             return Err(RecoveryError::Refused {
                 dir: dir.to_path_buf(),
                 problems,
             });
         }
-        for problem in &problems {
-            tracing::error!(problem = %problem, "accepting data loss as asked (--accept-data-loss); this was skipped");
-        }
-        // Copied before the torn tail below may cut the same file.
-        for path in &damaged_files {
-            copy_aside(path);
-        }
-        for (path, _) in &unreadable {
-            set_aside(path);
-        }
-    } else if !unreadable.is_empty() {
-        for (_, message) in &unreadable {
+        accept_the_loss(&problems, &findings);
+    } else {
+        for (_, message) in &findings.unreadable_snapshots {
             tracing::warn!(problem = %message, "recovered from an older snapshot and the log instead; nothing was lost");
         }
     }
-    if let Some((path, offset)) = torn {
-        set_aside_torn_tail(&path, offset)?;
-    }
+    clean_up(&listing, &findings)?;
 
-    for path in &listing.unfinished {
-        tracing::info!(file = %path.display(), "removing an unfinished snapshot");
-        let _ = std::fs::remove_file(path);
-    }
     let lost_data = !problems.is_empty();
     let next_segment = listing
         .segments
@@ -642,11 +546,187 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         next_job_id: replay.max_job_id + 1,
         next_incarnation: replay.max_incarnation + 1,
         next_segment,
-        last_generation,
+        last_generation: listing.snapshots.keys().next_back().copied().unwrap_or(0),
         fallback: if lost_data { None } else { fallback },
         lost_data,
         records_replayed: replay.records,
     })
+}
+
+/// Everything recovery found wrong, and the files it concerns: a refusal lists all of
+/// it, and accepting the loss deals with exactly the files it names.
+#[derive(Default)]
+struct Findings {
+    /// Snapshots that could not be read, newest first, each with why.
+    unreadable_snapshots: Vec<(PathBuf, String)>,
+    /// No snapshot could be read and the log does not reach back to segment 1: the
+    /// unreadable snapshots held data nothing else has.
+    snapshots_irreplaceable: bool,
+    /// A snapshot whose header is damaged, used anyway (only with the loss accepted).
+    used_damaged_header: Option<PathBuf>,
+    /// Damage to the log, and segments missing from it, in log order.
+    log_damage: Vec<String>,
+    /// Log segments holding some of that damage.
+    damaged_segments: Vec<PathBuf>,
+    /// Where the newest segment's torn tail starts. Not a loss: it is set aside even
+    /// when nothing else is wrong.
+    torn_tail: Option<(PathBuf, usize)>,
+}
+
+impl Findings {
+    /// What the loss of data amounts to, one line each; empty when nothing is lost.
+    /// `has_base`: recovery started from a snapshot.
+    fn problems(&self, has_base: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.snapshots_irreplaceable {
+            problems.extend(self.unreadable_snapshots.iter().map(|(_, m)| m.clone()));
+            problems
+                .push("no readable snapshot, and the log does not reach back to segment 1".into());
+        }
+        problems.extend(self.log_damage.iter().cloned());
+        problems.extend(self.used_damaged_header.as_ref().map(|path| {
+            format!(
+                "snapshot {} has a damaged header; its payload, whose checksum holds, was used",
+                path.display()
+            )
+        }));
+        if !problems.is_empty() && !self.snapshots_irreplaceable {
+            // Every file accepting the loss would set aside is named in the refusal.
+            let why = if has_base {
+                "(and the older snapshot cannot replace it without loss)"
+            } else {
+                "(recovery used the log instead)"
+            };
+            let named = self
+                .unreadable_snapshots
+                .iter()
+                .rev()
+                .map(|(_, message)| format!("{message} {why}"));
+            problems.splice(0..0, named);
+        }
+        problems
+    }
+}
+
+/// The newest snapshot that reads whole, as (generation, data). With the loss
+/// accepted and none whole, the newest whose payload alone checks out.
+fn pick_snapshot(
+    listing: &Listing,
+    accept_loss: bool,
+    findings: &mut Findings,
+) -> Option<(u64, SnapshotData)> {
+    let mut base = None;
+    for (generation, path) in listing.snapshots.iter().rev() {
+        match read_snapshot(path) {
+            Ok(data) => {
+                base = Some((*generation, data));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot unusable; trying an older one");
+                findings
+                    .unreadable_snapshots
+                    .push((path.clone(), e.to_string()));
+            }
+        }
+    }
+    if base.is_none() && accept_loss {
+        base = salvage_snapshot(listing, findings);
+    }
+    findings.snapshots_irreplaceable = base.is_none()
+        && !findings.unreadable_snapshots.is_empty()
+        && listing.segments.keys().next() != Some(&1);
+    base
+}
+
+/// No snapshot reads whole: one whose header alone is damaged still holds a payload
+/// that checks out, better than none.
+fn salvage_snapshot(listing: &Listing, findings: &mut Findings) -> Option<(u64, SnapshotData)> {
+    listing.snapshots.iter().rev().find_map(|(generation, path)| {
+        let data = std::fs::read(path)
+            .ok()
+            .and_then(|file| decode_snapshot_payload(&file))?;
+        tracing::error!(file = %path.display(), "using a snapshot whose header is damaged: its payload checks out (--accept-data-loss)");
+        findings.used_damaged_header = Some(path.clone());
+        Some((*generation, data))
+    })
+}
+
+/// Replays every segment from `log_start` on, noting damage, gaps and a torn tail.
+/// `has_base`: recovery started from a snapshot.
+fn replay_log(
+    dir: &Path,
+    listing: &Listing,
+    log_start: u64,
+    has_base: bool,
+    replay: &mut Replay,
+    findings: &mut Findings,
+) {
+    let segments: Vec<(u64, &PathBuf)> = listing
+        .segments
+        .range(log_start..)
+        .map(|(n, p)| (*n, p))
+        .collect();
+    let mut expected = log_start;
+    let last_index = segments.len().checked_sub(1);
+    // Every segment is read even after damage: a refusal then lists everything that
+    // --accept-data-loss would lose, and accepting loses only that.
+    for (i, (number, path)) in segments.iter().enumerate() {
+        if *number != expected {
+            findings.log_damage.push(format!(
+                "log segments {expected} to {} are missing from {}",
+                number - 1,
+                dir.display()
+            ));
+        }
+        expected = number + 1;
+        let outcome = replay_segment(path, *number, Some(i) == last_index, replay);
+        if !outcome.damage.is_empty() {
+            findings.log_damage.extend(outcome.damage);
+            findings.damaged_segments.push((*path).clone());
+        }
+        if let Some(offset) = outcome.torn_at {
+            findings.torn_tail = Some(((*path).clone(), offset));
+        }
+    }
+    if segments.is_empty() && has_base {
+        // A snapshot's rotation creates its log_start segment before the snapshot
+        // is written, so it is missing only if something removed it.
+        if !listing.segments.is_empty() || !findings.unreadable_snapshots.is_empty() {
+            findings.log_damage.push(format!(
+                "log segment {log_start} is missing from {}",
+                dir.display()
+            ));
+        }
+    }
+}
+
+/// The operator accepted the loss: every problem is logged, and the damaged files are
+/// kept for forensics.
+fn accept_the_loss(problems: &[String], findings: &Findings) {
+    for problem in problems {
+        tracing::error!(problem = %problem, "accepting data loss as asked (--accept-data-loss); this was skipped");
+    }
+    // Copied before the torn tail may cut the same file (see `clean_up`).
+    for path in &findings.damaged_segments {
+        copy_aside(path);
+    }
+    for (path, _) in &findings.unreadable_snapshots {
+        set_aside(path);
+    }
+}
+
+/// Once recovery is certain to go ahead: sets the torn tail aside and removes
+/// unfinished snapshots. A refused start never gets here, so it changes no file.
+fn clean_up(listing: &Listing, findings: &Findings) -> Result<(), RecoveryError> {
+    if let Some((path, offset)) = &findings.torn_tail {
+        set_aside_torn_tail(path, *offset)?;
+    }
+    for path in &listing.unfinished {
+        tracing::info!(file = %path.display(), "removing an unfinished snapshot");
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<u64> {
 /// Writes a snapshot atomically; returns its path and size in bytes. The previous
 /// snapshot is untouched until this one is complete under its final name.
 pub fn write_snapshot(dir: &Path, data: &SnapshotData) -> Result<(PathBuf, usize), StorageError> {
-    let bytes = encode_snapshot(data).map_err(StorageError::Encode)?;
+    let bytes = encode_snapshot(data).map_err(StorageError::EncodeSnapshot)?;
     let path = dir.join(snapshot_file_name(data.generation));
     let temp = dir.join(format!("{}.tmp", snapshot_file_name(data.generation)));
     let written = std::fs::File::create(&temp)

@@ -121,106 +121,153 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(None))));
         }
         self.generation += 1;
-        let generation = self.generation;
-        let keep = self.fallback;
-        let (dir, queues, registry, log) = (
-            self.dir.clone(),
-            self.queues.clone(),
-            self.registry.clone(),
-            self.log.clone(),
-        );
-        let job_ids = self.job_ids.clone();
-        let work = async move {
-            let log_start = log.rotate().await?;
-            let incarnation_watermark = queues.incarnation_watermark();
-            let mut images = Vec::new();
-            let mut longest_stall = Duration::ZERO;
-            for (name, addr) in queues.entries() {
-                match addr.send(TakeImage).await {
-                    Ok(Some((image, stall))) => {
-                        longest_stall = longest_stall.max(stall);
-                        images.push(image);
-                    }
-                    // Deleted meanwhile: it has no image.
-                    Ok(None) => {}
-                    // An unreachable queue must not be silently left out: a snapshot
-                    // without it would make recovery forget it.
-                    Err(e) => {
-                        return Err(StorageError::Snapshot(format!(
-                            "queue {name} cannot be imaged ({e})"
-                        )))
-                    }
-                }
-            }
-            let (registry_seq, workers, stall) = registry
-                .send(TakeRegistryImage)
-                .await
-                .map_err(|e| StorageError::Snapshot(format!("worker registry unavailable: {e}")))?;
-            longest_stall = longest_stall.max(stall);
-            let jobs = images
-                .iter()
-                .map(|q| q.image.ready.len() + q.image.delayed.len())
-                .sum();
-            let data = SnapshotData {
-                generation,
-                log_start,
-                incarnation_watermark,
-                next_incarnation: queues.next_incarnation(),
-                next_job_id: job_ids.peek(),
-                created_at_ms: now_ms(),
-                queues: images,
-                registry_seq,
-                workers,
-            };
-            let queue_count = data.queues.len();
-            let started = Instant::now();
-            let (path, bytes) = tokio::task::spawn_blocking(move || {
-                // A log that broke meanwhile (its directory or lock gone) means the
-                // directory may now be another server's: write and prune nothing.
-                log.check()?;
-                let written = write_snapshot(&dir, &data)?;
-                log.check()?;
-                // Keep the previous good snapshot and the log it needs: if this new
-                // one is ever unreadable, that pair still recovers everything.
-                let (keep_from, keep_log_from) = keep.unwrap_or((generation, 1));
-                prune(&dir, keep_from, keep_log_from);
-                Ok::<_, StorageError>(written)
-            })
-            .await
-            .map_err(|e| StorageError::Encode(format!("snapshot writer panicked: {e}")))??;
-            Ok(Some(SnapshotReport {
-                generation,
-                path,
-                log_start,
-                queues: queue_count,
-                jobs,
-                bytes,
-                longest_stall,
-                write_time: started.elapsed(),
-            }))
+        let snapshot = Snapshot {
+            generation: self.generation,
+            keep: self.fallback,
+            dir: self.dir.clone(),
+            queues: self.queues.clone(),
+            job_ids: self.job_ids.clone(),
+            registry: self.registry.clone(),
+            log: self.log.clone(),
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |result, actor, _| {
-            match &result {
-                Ok(None) => {}
-                Ok(Some(report)) => {
-                    actor.covered = Some(appended);
-                    actor.fallback = Some((report.generation, report.log_start));
-                    tracing::info!(
-                        generation = report.generation,
-                        path = %report.path.display(),
-                        queues = report.queues,
-                        jobs = report.jobs,
-                        bytes = report.bytes,
-                        write_ms = report.write_time.as_millis() as u64,
-                        longest_stall_us = report.longest_stall.as_micros() as u64,
-                        "snapshot written"
-                    );
+        AtomicResponse::new(Box::pin(snapshot.take().into_actor(self).map(
+            move |result, actor, _| {
+                actor.record_outcome(&result, appended);
+                result.map(Some)
+            },
+        )))
+    }
+}
+
+impl SnapshotActor {
+    /// `appended`: the log's record count when the snapshot began.
+    fn record_outcome(&mut self, result: &Result<SnapshotReport, StorageError>, appended: u64) {
+        match result {
+            Ok(report) => {
+                self.covered = Some(appended);
+                self.fallback = Some((report.generation, report.log_start));
+                tracing::info!(
+                    generation = report.generation,
+                    path = %report.path.display(),
+                    queues = report.queues,
+                    jobs = report.jobs,
+                    bytes = report.bytes,
+                    write_ms = report.write_time.as_millis() as u64,
+                    longest_stall_us = report.longest_stall.as_micros() as u64,
+                    "snapshot written"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot failed; the log still holds every change")
+            }
+        }
+    }
+}
+
+/// One snapshot under way: what it needs from the actor, so that the work can run as
+/// a future the actor waits on.
+struct Snapshot {
+    generation: u64,
+    /// The previous good snapshot as (generation, log_start), if any.
+    keep: Option<(u64, u64)>,
+    dir: PathBuf,
+    queues: Arc<QueueDirectory>,
+    job_ids: JobIds,
+    registry: Addr<WorkerRegistry>,
+    log: Log,
+}
+
+impl Snapshot {
+    async fn take(self) -> Result<SnapshotReport, StorageError> {
+        let log_start = self.log.rotate().await?;
+        let (data, longest_stall) = self.gather_images(log_start).await?;
+        let queues = data.queues.len();
+        let jobs = data
+            .queues
+            .iter()
+            .map(|q| q.image.ready.len() + q.image.delayed.len())
+            .sum();
+        let started = Instant::now();
+        let (path, bytes) = self.write_off_thread(data).await?;
+        Ok(SnapshotReport {
+            generation: self.generation,
+            path,
+            log_start,
+            queues,
+            jobs,
+            bytes,
+            longest_stall,
+            write_time: started.elapsed(),
+        })
+    }
+
+    /// The images of every queue and of the registry, taken after the rotation to
+    /// `log_start`; with the longest time one actor spent producing its image.
+    async fn gather_images(
+        &self,
+        log_start: u64,
+    ) -> Result<(SnapshotData, Duration), StorageError> {
+        let incarnation_watermark = self.queues.incarnation_watermark();
+        let mut images = Vec::new();
+        let mut longest_stall = Duration::ZERO;
+        for (name, addr) in self.queues.entries() {
+            match addr.send(TakeImage).await {
+                Ok(Some((image, stall))) => {
+                    longest_stall = longest_stall.max(stall);
+                    images.push(image);
                 }
+                // Deleted meanwhile: it has no image.
+                Ok(None) => {}
+                // An unreachable queue must not be silently left out: a snapshot
+                // without it would make recovery forget it.
                 Err(e) => {
-                    tracing::error!(error = %e, "snapshot failed; the log still holds every change")
+                    return Err(StorageError::ImageUnavailable(format!(
+                        "queue {name} cannot be imaged ({e})"
+                    )))
                 }
             }
-            result
-        })))
+        }
+        let (registry_seq, workers, stall) =
+            self.registry.send(TakeRegistryImage).await.map_err(|e| {
+                StorageError::ImageUnavailable(format!("worker registry unavailable: {e}"))
+            })?;
+        longest_stall = longest_stall.max(stall);
+        let data = SnapshotData {
+            generation: self.generation,
+            log_start,
+            incarnation_watermark,
+            next_incarnation: self.queues.next_incarnation(),
+            next_job_id: self.job_ids.peek(),
+            created_at_ms: now_ms(),
+            queues: images,
+            registry_seq,
+            workers,
+        };
+        Ok((data, longest_stall))
+    }
+
+    /// Encodes and writes the file on the blocking pool, then prunes what no snapshot
+    /// needs any more; returns the file's path and size.
+    async fn write_off_thread(&self, data: SnapshotData) -> Result<(PathBuf, usize), StorageError> {
+        let (dir, log, generation, keep) = (
+            self.dir.clone(),
+            self.log.clone(),
+            self.generation,
+            self.keep,
+        );
+        tokio::task::spawn_blocking(move || {
+            // A log that broke meanwhile (its directory or lock gone) means the
+            // directory may now be another server's: write and prune nothing.
+            log.check()?;
+            let written = write_snapshot(&dir, &data)?;
+            log.check()?;
+            // Keep the previous good snapshot and the log it needs: if this new one is
+            // ever unreadable, that pair still recovers everything.
+            let (keep_from, keep_log_from) = keep.unwrap_or((generation, 1));
+            prune(&dir, keep_from, keep_log_from);
+            Ok::<_, StorageError>(written)
+        })
+        .await
+        .map_err(|e| StorageError::SnapshotWriterFailed(e.to_string()))?
     }
 }

@@ -21,9 +21,8 @@ use super::StorageError;
 /// Longest time between two full checks while records are written.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The data directory and its lock file as they were at start. A directory removed
-/// (or replaced) while the server runs would take every later change with it; a lock
-/// file removed would let a second server in.
+/// The data directory and its lock file as they were at start, to tell when either
+/// has been removed or replaced since.
 pub(super) struct DirIdentity {
     dir: PathBuf,
     dev_ino: (u64, u64),
@@ -43,6 +42,11 @@ impl DirIdentity {
             dev_ino: (meta.dev(), meta.ino()),
             lock,
         })
+    }
+
+    /// The data directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// What is wrong, if anything.
