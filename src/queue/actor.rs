@@ -354,6 +354,7 @@ mod tests {
     }
 
     /// CPU time this thread has used, in milliseconds.
+    #[allow(unsafe_code)] // getrusage has no safe wrapper in std
     fn thread_cpu_ms() -> u64 {
         // SAFETY: getrusage fills the struct it is given.
         let usage = unsafe {

@@ -65,7 +65,7 @@ impl<'de> Deserialize<'de> for Job {
         impl<'de> Visitor<'de> for JobVisitor {
             type Value = Job;
 
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a job as (id, body bytes, uniq)")
             }
 

@@ -460,6 +460,7 @@ const RESERVE_AHEAD: u64 = 8 << 20;
 
 /// Reserves `file`'s space from `from` to `to` without changing its size.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // fallocate has no safe wrapper in std
 fn reserve_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     if to <= from {
@@ -501,6 +502,7 @@ fn reserve_most(file: &File, reserved: u64, needed: u64, ahead: u64) -> std::io:
 
 /// Frees `file`'s reserved space from `from` to `to` (past its end).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // fallocate has no safe wrapper in std
 fn release_space(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {

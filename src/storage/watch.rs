@@ -127,6 +127,7 @@ impl Drop for DirWatch {
 }
 
 /// Starts the inotify thread; `None` where inotify cannot be had.
+#[allow(unsafe_code)] // inotify has no safe wrapper in std
 fn watch(dir: &Path, changed: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Option<()> {
     let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: plain syscalls; the descriptor is owned by the thread below, which
