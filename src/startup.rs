@@ -176,7 +176,7 @@ async fn start_snapshots(
     .start();
     if seal {
         snapshots
-            .send(TakeSnapshot { if_changed: false })
+            .send(TakeSnapshot::Always)
             .await
             .context("snapshot actor unavailable")??;
     }
@@ -326,7 +326,7 @@ impl Application {
                 self.handle.pause().await;
                 // Parked long-polls would hold the graceful stop for their whole wait.
                 self.queues.release_waiters().await;
-                match self.snapshots.send(TakeSnapshot { if_changed: false }).await {
+                match self.snapshots.send(TakeSnapshot::Always).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "no final snapshot; the log holds every change written"),
                     Err(e) => tracing::warn!(error = %e, "no final snapshot: snapshot actor unavailable"),

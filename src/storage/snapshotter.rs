@@ -98,17 +98,20 @@ impl Actor for SnapshotActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |_, ctx| {
-            ctx.notify(TakeSnapshot { if_changed: true });
+            ctx.notify(TakeSnapshot::IfChanged);
         });
     }
 }
 
-/// Takes a snapshot now; with `if_changed`, only if the log has grown since the last
-/// one (answering `None` otherwise).
+/// Takes a snapshot now.
 #[derive(Message)]
 #[rtype(result = "Result<Option<SnapshotReport>, StorageError>")]
-pub struct TakeSnapshot {
-    pub if_changed: bool,
+pub enum TakeSnapshot {
+    /// Only if the log has grown since the last one (answering `None` otherwise): the
+    /// periodic snapshot, which an idle server skips.
+    IfChanged,
+    /// Whatever the log holds: at shutdown, and to seal a recovery that lost data.
+    Always,
 }
 
 impl Handler<TakeSnapshot> for SnapshotActor {
@@ -117,7 +120,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
 
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
         let appended = self.log.appended();
-        if msg.if_changed && self.covered == Some(appended) {
+        if matches!(msg, TakeSnapshot::IfChanged) && self.covered == Some(appended) {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(None))));
         }
         self.generation += 1;
