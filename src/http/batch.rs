@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::input::{
     batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
+    NoQuery,
 };
 use super::queue::{fetch_request, jobs_response, FetchQuery};
 use super::AppState;
@@ -104,11 +105,13 @@ fn subslice(whole: &bytes::Bytes, part: &[u8]) -> bytes::Bytes {
 }
 
 /// `PUT /qb/NAME`: refused, as in the original.
-pub async fn put_refused() -> Result<HttpResponse, ApiError> {
+pub async fn put_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let NoQuery {} = query(&req)?;
     Err(ApiError::NotInBatchMode("PUT"))
 }
 
 /// `DELETE /qb/NAME`: refused, as in the original.
-pub async fn delete_refused() -> Result<HttpResponse, ApiError> {
+pub async fn delete_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let NoQuery {} = query(&req)?;
     Err(ApiError::NotInBatchMode("DELETE"))
 }

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::input::{json_body, queue_name};
+use super::input::{json_body, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::{Fetching, GetCounters, SetOpen};
@@ -11,6 +11,7 @@ use crate::queue::{Fetching, GetCounters, SetOpen};
 /// `GET /control/NAME`: status 1 when open, 0 when closed (a new queue is open).
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     let open = state
         .queues
         .ask(&name, false, || GetCounters)
@@ -27,6 +28,7 @@ pub async fn set(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     let value = json_body(
         &req,
         payload,

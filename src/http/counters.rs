@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::input::queue_name;
+use super::input::{query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::GetCounters;
@@ -11,6 +11,7 @@ use crate::queue::GetCounters;
 /// `GET /j/NAME`: ready, failed and processed counts (zeros for an unknown queue).
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     let c = state
         .queues
         .ask(&name, false, || GetCounters)

@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::input::{query, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::GetCounters;
@@ -25,7 +26,8 @@ fn escape(text: &str) -> String {
 }
 
 /// `GET /`
-pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let NoQuery {} = query(&req)?;
     let mut rows = String::new();
     for name in state.queues.names() {
         // A queue deleted while the page is built is simply left out.

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{job_id, query, queue_name};
+use super::input::{job_id, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::state::DeadJob;
@@ -25,6 +25,7 @@ struct Pick {
 /// building a tree here would refuse, or recurse through, what the check let in.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     let dead = state
         .queues
         .ask(&name, false, || ListDead)

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// The query string, or one of its parameters, is malformed or out of range.
     #[error("{0}")]
     BadQuery(String),
+    /// A query parameter the route does not take (nor one of the tolerated originals).
+    #[error("{}", unknown_query_message(.unknown, .accepted))]
+    UnknownQuery {
+        unknown: Vec<String>,
+        accepted: &'static [&'static str],
+    },
     /// The body is valid JSON but not what the route takes.
     #[error("{0}")]
     BadBody(String),
@@ -77,6 +83,22 @@ pub enum ApiError {
     NotLeased,
     #[error("too many requests are waiting on this queue (limit {0})")]
     TooManyWaiters(usize),
+}
+
+/// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
+/// parameters`).
+fn unknown_query_message(unknown: &[String], accepted: &[&str]) -> String {
+    let names: Vec<String> = unknown.iter().map(|name| format!("{name:?}")).collect();
+    let plural = if unknown.len() == 1 { "" } else { "s" };
+    let takes = if accepted.is_empty() {
+        "this route takes no query parameters".to_owned()
+    } else {
+        format!("this route takes: {}", accepted.join(", "))
+    };
+    format!(
+        "unknown query parameter{plural} {}; {takes}",
+        names.join(", ")
+    )
 }
 
 impl From<QueueError> for ApiError {

@@ -136,12 +136,111 @@ pub fn worker_header(req: &HttpRequest) -> Result<Option<WorkerId>, ApiError> {
     }
 }
 
-/// Parses the query string into `T` (whose fields are optional strings, checked by
-/// the caller so each gets a precise message).
+/// Query parameters the original clients are known to send, accepted on every route
+/// and ignored where the route has no use for them (the old Perl and Clojure clients,
+/// and plain curl scripts written against them, may add them generically).
+pub const TOLERATED_PARAMS: [&str; 6] = [
+    "worker_id",
+    "queue_name",
+    "batch_size",
+    "delayed",
+    "uniq",
+    "with_desc",
+];
+
+/// A query struct for routes that take no query parameters (the tolerated original
+/// ones aside): `let NoQuery {} = query(&req)?;`.
+#[derive(serde::Deserialize)]
+pub struct NoQuery {}
+
+/// Parses the query string into `T`, a struct whose fields are optional strings
+/// (checked by the caller so each gets a precise message).
+///
+/// The struct's fields are the parameters the route takes: adding one is adding a
+/// field. Any other parameter is refused with [`ApiError::UnknownQuery`], naming the
+/// struct's fields, except the [`TOLERATED_PARAMS`], which serde then skips. So `T`
+/// must be a struct with named fields (no `flatten`, no map), and must not be
+/// `deny_unknown_fields` (that would refuse the tolerated parameters).
 pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(req.query_string())
+    let raw = req.query_string();
+    if !raw.is_empty() {
+        check_params(raw, field_names::<T>())?;
+    }
+    web::Query::<T>::from_query(raw)
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))
+}
+
+/// Refuses a query string naming a parameter neither in `accepted` nor tolerated.
+fn check_params(raw: &str, accepted: &'static [&'static str]) -> Result<(), ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(raw)
+        .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))?;
+    let mut unknown: Vec<String> = Vec::new();
+    for (key, _) in pairs.into_inner() {
+        let known = accepted.contains(&key.as_str()) || TOLERATED_PARAMS.contains(&key.as_str());
+        if !known && !unknown.contains(&key) {
+            unknown.push(key);
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownQuery { unknown, accepted })
+    }
+}
+
+/// The field names of the struct `T` deserializes as (what `#[derive(Deserialize)]`
+/// hands to `deserialize_struct`), read without any input; empty for anything else.
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut fields: &'static [&'static str] = &[];
+    // The probe always answers an error once it has seen the fields.
+    let _ = T::deserialize(FieldProbe(&mut fields));
+    fields
+}
+
+/// A deserializer that only records the field names a struct asks for.
+struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+/// The probe's (only) answer.
+#[derive(Debug)]
+struct Probed;
+
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field names probed")
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl serde::de::Error for Probed {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Probed
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldProbe<'_> {
+    type Error = Probed;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
+        Err(Probed)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Probed> {
+        *self.0 = fields;
+        Err(Probed)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+        identifier ignored_any
+    }
 }
 
 /// `delayed=EPOCH_SECONDS` as epoch milliseconds (rounded up, so a job is never
@@ -236,6 +335,47 @@ mod tests {
         assert!(delayed_ms(Some("-1")).is_err());
         assert!(delayed_ms(Some("NaN")).is_err());
         assert!(delayed_ms(Some("inf")).is_err());
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Sample {
+        delayed: Option<String>,
+        #[serde(rename = "delay")]
+        relative: Option<String>,
+    }
+
+    #[test]
+    fn query_structs_name_their_parameters() {
+        assert_eq!(field_names::<Sample>(), ["delayed", "delay"]);
+        assert!(field_names::<NoQuery>().is_empty());
+        assert!(check_params(
+            "delayed=1&delay=2&worker_id=w&with_desc=1",
+            &["delayed", "delay"]
+        )
+        .is_ok());
+        let message = |raw, accepted| {
+            check_params(raw, accepted)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            message("delay_secs=5&uniq=k", &["delayed", "delay", "uniq"]),
+            "unknown query parameter \"delay_secs\"; this route takes: delayed, delay, uniq"
+        );
+        assert_eq!(
+            message("a=1&b&a=2", &["lease"]),
+            "unknown query parameters \"a\", \"b\"; this route takes: lease"
+        );
+        assert_eq!(
+            message("x=1", &[]),
+            "unknown query parameter \"x\"; this route takes no query parameters"
+        );
+        assert_eq!(
+            message("%64elay_s=1", &[]),
+            "unknown query parameter \"delay_s\"; this route takes no query parameters"
+        );
     }
 
     #[test]

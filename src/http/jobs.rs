@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::input::{
     delayed_ms, epoch_secs, job_id, lease_ms, path_target, query, queue_name, worker_header,
+    NoQuery,
 };
 use super::AppState;
 use crate::http::error::ApiError;
@@ -38,6 +39,7 @@ pub(super) fn job_json(queue: &QueueName, id: JobId, info: &JobInfo) -> Value {
 /// `GET /q/NAME/ID`: state (ready, delayed, leased, dead), attempts, lease deadline.
 pub async fn find(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (name, id) = target(&req)?;
+    let NoQuery {} = query(&req)?;
     let info = state
         .queues
         .ask(&name, false, || FindJob(id))
@@ -49,6 +51,7 @@ pub async fn find(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// `DELETE /q/NAME/ID`: the leased job is done.
 pub async fn ack(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (name, id) = target(&req)?;
+    let NoQuery {} = query(&req)?;
     state
         .queues
         .ask(&name, false, || Ack(id))

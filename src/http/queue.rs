@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::input::{
     check_json, delayed_ms, lease_ms, query, queue_name, read_body, require_json, wait,
-    worker_header,
+    worker_header, NoQuery,
 };
 use super::AppState;
 use crate::http::error::ApiError;
@@ -155,6 +155,7 @@ async fn enqueue(
 #[tracing::instrument(level = "debug", name = "purge", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     if let Some(addr) = state.queues.remove(&name) {
         // Gone means a concurrent DELETE purged it first: the outcome is the same.
         let _ = addr.send(Purge).await?;

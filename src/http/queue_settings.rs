@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::input::{json_body, queue_name};
+use super::input::{json_body, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
@@ -31,6 +31,7 @@ async fn current(
 /// `GET /settings/NAME`
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     current(&state, &name, state.default_max_attempts).await
 }
 
@@ -42,6 +43,7 @@ pub async fn set(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
+    let NoQuery {} = query(&req)?;
     let value = json_body(
         &req,
         payload,

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{flag, query, queue_name};
+use super::input::{flag, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::{GetCounters, ListReady};
@@ -15,7 +15,8 @@ struct StatusQuery {
 }
 
 /// `GET /status/`: every queue's name.
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let NoQuery {} = query(&req)?;
     let names: Vec<String> = state
         .queues
         .names()

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::input::{json_body, query, queue_name, worker_header};
+use super::input::{json_body, query, queue_name, worker_header, NoQuery};
 use super::AppState;
 use std::collections::BTreeMap;
 
@@ -24,6 +24,11 @@ struct WorkerQuery {
     queue_name: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct UnregisterQuery {
+    worker_id: Option<String>,
+}
+
 fn parse_worker(raw: &str) -> Result<WorkerId, ApiError> {
     WorkerId::parse(raw).map_err(ApiError::BadWorkerId)
 }
@@ -36,6 +41,8 @@ pub async fn register(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let queue = queue_name(&req)?;
+    // `worker_id` is tolerated (and ignored) here: the id comes from the header or body.
+    let NoQuery {} = query(&req)?;
     let worker = match worker_header(&req)? {
         Some(worker) => worker,
         None => {
@@ -71,15 +78,13 @@ pub async fn unregister(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let queue = queue_name(&req)?;
+    let params: UnregisterQuery = query(&req)?;
     let worker = match worker_header(&req)? {
         Some(worker) => worker,
-        None => {
-            let params: WorkerQuery = query(&req)?;
-            match params.worker_id.as_deref() {
-                Some(raw) if !raw.is_empty() => parse_worker(raw)?,
-                _ => return Err(ApiError::WorkerIdMissing),
-            }
-        }
+        None => match params.worker_id.as_deref() {
+            Some(raw) if !raw.is_empty() => parse_worker(raw)?,
+            _ => return Err(ApiError::WorkerIdMissing),
+        },
     };
     state
         .registry
@@ -139,7 +144,11 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// `GET /workers`: every worker registered or seen (any request carrying its id),
 /// with its queues, counters, when it was last seen, whether it is gone (silent for
 /// `worker_timeout_secs`) and the jobs it holds on lease.
-pub async fn liveness(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn liveness(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let NoQuery {} = query(&req)?;
     let views = state.registry.actor.send(ListWorkers).await?;
     // Leases live with their queues: gather them per worker.
     let mut held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
