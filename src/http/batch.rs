@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::input::{
-    batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
+    batch_size, check_json, due_ms, query, queue_name, read_body, require_json, worker_header,
     NoQuery,
 };
 use super::queue::{fetch_request, jobs_response, FetchQuery};
@@ -20,6 +20,8 @@ use crate::queue::{Arrival, Enqueue};
 #[derive(Deserialize)]
 struct CreateQuery {
     delayed: Option<String>,
+    delay: Option<String>,
+    /// Known, to be refused with the original's message.
     uniq: Option<String>,
 }
 
@@ -45,7 +47,8 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(jobs_response(&jobs, leased, body))
 }
 
-/// `POST /qb/NAME` with `{"jobs": [...]}`: each job created in order.
+/// `POST /qb/NAME[?delayed=EPOCH|delay=S]` with `{"jobs": [...]}`: each job created
+/// in order.
 #[tracing::instrument(level = "debug", name = "batch_create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -57,7 +60,7 @@ pub async fn create(
     if params.uniq.is_some() {
         return Err(ApiError::NotInBatchMode("uniq"));
     }
-    let due_ms = delayed_ms(params.delayed.as_deref())?;
+    let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     if body.is_empty() {

@@ -61,6 +61,8 @@ pub enum ApiError {
         unknown: Vec<String>,
         accepted: &'static [&'static str],
     },
+    #[error("give delayed (epoch seconds) or delay (seconds from now), not both")]
+    DelayConflict,
     /// The body is valid JSON but not what the route takes.
     #[error("{0}")]
     BadBody(String),

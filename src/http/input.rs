@@ -261,6 +261,46 @@ pub fn delayed_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     Ok(Some((secs * 1000.0).ceil() as u64))
 }
 
+/// Longest relative `delay` a job may be given, in seconds (ten years of 365 days):
+/// far enough for any schedule, near enough that `now + delay` is plainly a time.
+pub const MAX_DELAY_SECS: f64 = 315_360_000.0;
+
+/// When a new or re-queued job becomes fetchable, in epoch milliseconds, from the
+/// original `delayed=EPOCH_SECONDS` or the relative `delay=SECONDS` (at most
+/// [`MAX_DELAY_SECS`]; `0` is no delay); `None` when neither is given. Giving both is
+/// refused. Every route that takes `delayed` should take `delay` through this.
+pub fn due_ms(delayed: Option<&str>, delay: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    due_ms_at(delayed, delay, now)
+}
+
+/// [`due_ms`] with the current time given (since the epoch).
+fn due_ms_at(
+    delayed: Option<&str>,
+    delay: Option<&str>,
+    now: Duration,
+) -> Result<Option<u64>, ApiError> {
+    match (delayed, delay) {
+        (Some(_), Some(_)) => Err(ApiError::DelayConflict),
+        (delayed, None) => delayed_ms(delayed),
+        (None, Some(raw)) => {
+            let secs = seconds(raw, "delay", MAX_DELAY_SECS)?;
+            if secs == 0.0 {
+                // At the tail at once, like a job without a delay.
+                return Ok(None);
+            }
+            // Rounded up to the millisecond, like `delayed`: never fetchable before
+            // `secs` have passed since the request came.
+            let due = now.saturating_add(Duration::from_secs_f64(secs));
+            Ok(Some(
+                u64::try_from(due.as_micros().div_ceil(1000)).unwrap_or(u64::MAX),
+            ))
+        }
+    }
+}
+
 /// `batch_size`: an integer from 1 to [`MAX_BATCH_SIZE`], default [`DEFAULT_BATCH_SIZE`].
 pub fn batch_size(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {
@@ -335,6 +375,46 @@ mod tests {
         assert!(delayed_ms(Some("-1")).is_err());
         assert!(delayed_ms(Some("NaN")).is_err());
         assert!(delayed_ms(Some("inf")).is_err());
+    }
+
+    #[test]
+    fn due_takes_delayed_or_delay_not_both() {
+        let now = Duration::from_micros(1_000_000_500);
+        assert_eq!(due_ms_at(None, None, now).ok(), Some(None));
+        assert_eq!(due_ms_at(Some("12"), None, now).ok(), Some(Some(12_000)));
+        assert_eq!(due_ms_at(None, Some("0"), now).ok(), Some(None));
+        assert_eq!(
+            due_ms_at(None, Some("0.3"), now).ok(),
+            Some(Some(1_000_301))
+        );
+        assert_eq!(due_ms_at(None, Some("2"), now).ok(), Some(Some(1_002_001)));
+        assert_eq!(
+            due_ms_at(None, Some("0.0001"), now).ok(),
+            Some(Some(1_000_001))
+        );
+        let exact = Duration::from_millis(1_000_000);
+        assert_eq!(
+            due_ms_at(None, Some("0.3"), exact).ok(),
+            Some(Some(1_000_300))
+        );
+        assert_eq!(
+            due_ms_at(None, Some("315360000"), exact).ok(),
+            Some(Some(1_000_000 + 315_360_000_000))
+        );
+        assert!(matches!(
+            due_ms_at(Some("12"), Some("1"), now),
+            Err(ApiError::DelayConflict)
+        ));
+        for bad in ["-1", "abc", "", "NaN", "inf", "315360001"] {
+            let message = due_ms_at(None, Some(bad), now)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("delay must be a number of seconds from 0 to 315360000, not {bad:?}")
+            );
+        }
     }
 
     #[derive(serde::Deserialize)]

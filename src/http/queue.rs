@@ -4,8 +4,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::input::{
-    check_json, delayed_ms, lease_ms, query, queue_name, read_body, require_json, wait,
-    worker_header, NoQuery,
+    check_json, due_ms, lease_ms, query, queue_name, read_body, require_json, wait, worker_header,
+    NoQuery,
 };
 use super::AppState;
 use crate::http::error::ApiError;
@@ -60,6 +60,7 @@ pub(super) fn jobs_response(
 #[derive(Deserialize)]
 struct CreateQuery {
     delayed: Option<String>,
+    delay: Option<String>,
     uniq: Option<String>,
 }
 
@@ -87,7 +88,7 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
     Err(ApiError::QueueNameMissing)
 }
 
-/// `POST /q/NAME`: a new job.
+/// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job.
 #[tracing::instrument(level = "debug", name = "create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -115,7 +116,7 @@ async fn enqueue(
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: CreateQuery = query(&req)?;
-    let due_ms = delayed_ms(params.delayed.as_deref())?;
+    let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
     let worker = worker_header(&req)?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
