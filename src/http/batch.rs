@@ -11,7 +11,7 @@ use super::input::{
     batch_size, check_json, due_ms, query, queue_name, read_body, require_json, worker_header,
     NoQuery,
 };
-use super::queue::{fetch_request, jobs_response, FetchQuery};
+use super::queue::{fetch_request, jobs_response, FetchQuery, JOB_ID_HEADER};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
@@ -24,6 +24,16 @@ struct CreateQuery {
     /// Known, to be refused with the original's message.
     uniq: Option<String>,
 }
+
+/// Response header carrying a created batch's ids as `FIRST-LAST` (they run
+/// consecutively), however long the batch.
+pub const JOB_ID_RANGE_HEADER: &str = "X-presque-jobid-range";
+
+/// Longest id list [`JOB_ID_HEADER`] carries on `POST /qb`; a longer batch answers
+/// only [`JOB_ID_RANGE_HEADER`]. Clients read header lines of limited length (Perl's
+/// `Net::HTTP`, under LWP, dies on a line over 8 KiB; older Node refuses 8 KiB of
+/// headers in all), and an old client posting a big batch must keep working.
+pub const MAX_ID_LIST_BYTES: usize = 4096;
 
 /// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S]`: up to N jobs from the head.
 #[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
@@ -48,7 +58,8 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `POST /qb/NAME[?delayed=EPOCH|delay=S]` with `{"jobs": [...]}`: each job created
-/// in order.
+/// in order. The ids go in [`JOB_ID_RANGE_HEADER`], and comma-separated in
+/// [`JOB_ID_HEADER`] when the list fits in [`MAX_ID_LIST_BYTES`].
 #[tracing::instrument(level = "debug", name = "batch_create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -74,25 +85,50 @@ pub async fn create(
         .get("jobs")
         .and_then(|jobs| serde_json::from_str(jobs.get()).ok())
         .ok_or(ApiError::JobsNotArray)?;
+    if raw_jobs.is_empty() {
+        return Ok(HttpResponse::Created().finish());
+    }
+    let ids = state.job_ids.mint_block(raw_jobs.len() as u64);
     let jobs: Vec<Job> = raw_jobs
         .into_iter()
-        .map(|raw| Job {
-            id: state.job_ids.mint(),
+        .zip(ids)
+        .map(|(raw, id)| Job {
+            id,
             body: subslice(&body, raw.get().as_bytes()),
             uniq: None,
         })
         .collect();
-    if !jobs.is_empty() {
-        state
-            .queues
-            .ask(&name, true, || Enqueue {
-                jobs: jobs.clone(),
-                due_ms,
-                arrival: Arrival::Posted,
-            })
-            .await?;
+    state
+        .queues
+        .ask(&name, true, || Enqueue {
+            jobs: jobs.clone(),
+            due_ms,
+            arrival: Arrival::Posted,
+        })
+        .await?;
+    let mut response = HttpResponse::Created();
+    if let (Some(first), Some(last)) = (jobs.first(), jobs.last()) {
+        response.insert_header((JOB_ID_RANGE_HEADER, format!("{}-{}", first.id.0, last.id.0)));
     }
-    Ok(HttpResponse::Created().finish())
+    if let Some(list) = id_list(&jobs, MAX_ID_LIST_BYTES) {
+        response.insert_header((JOB_ID_HEADER, list));
+    }
+    Ok(response.finish())
+}
+
+/// The jobs' ids comma-separated, or `None` if that is longer than `limit` bytes.
+fn id_list(jobs: &[Job], limit: usize) -> Option<String> {
+    let mut list = String::new();
+    for job in jobs {
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(&job.id.0.to_string());
+        if list.len() > limit {
+            return None;
+        }
+    }
+    Some(list)
 }
 
 /// `part` as a zero-copy view of `whole` when it lies inside it (it always does for a
@@ -117,4 +153,23 @@ pub async fn put_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub async fn delete_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     Err(ApiError::NotInBatchMode("DELETE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_list_stops_at_its_limit() {
+        let jobs: Vec<Job> = (8..=12)
+            .map(|id| Job {
+                id: crate::queue::job::JobId(id),
+                body: bytes::Bytes::new(),
+                uniq: None,
+            })
+            .collect();
+        assert_eq!(id_list(&jobs, 100).as_deref(), Some("8,9,10,11,12"));
+        assert_eq!(id_list(&jobs, 12).as_deref(), Some("8,9,10,11,12"));
+        assert_eq!(id_list(&jobs, 11), None);
+    }
 }

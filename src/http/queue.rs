@@ -14,7 +14,9 @@ use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
 use crate::queue::{Arrival, Enqueue, LeaseRequest, Purge};
 
-/// Response header carrying the ids of leased jobs (comma-separated for batches).
+/// Response header carrying job ids: of leased jobs on a fetch, of the created job on
+/// `POST`/`PUT /q/NAME`, of the created jobs on `POST /qb/NAME` (comma-separated in
+/// order for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
 
 #[derive(Deserialize)]
@@ -88,7 +90,8 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
     Err(ApiError::QueueNameMissing)
 }
 
-/// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job.
+/// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job; its id is answered
+/// in [`JOB_ID_HEADER`].
 #[tracing::instrument(level = "debug", name = "create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -98,7 +101,8 @@ pub async fn create(
     enqueue(req, payload, state, Arrival::Posted).await
 }
 
-/// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again.
+/// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again, as a
+/// new job whose id is answered in [`JOB_ID_HEADER`].
 #[tracing::instrument(level = "debug", name = "fail", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fail(
     req: HttpRequest,
@@ -133,8 +137,9 @@ async fn enqueue(
     {
         return Err(ApiError::BadUniq);
     }
+    let id = state.job_ids.mint();
     let job = Job {
-        id: state.job_ids.mint(),
+        id,
         body,
         uniq: params.uniq.filter(|k| !k.is_empty()).map(Into::into),
     };
@@ -149,7 +154,9 @@ async fn enqueue(
     if arrival == Arrival::ReportedFailed {
         state.registry.count_work(worker.as_ref(), 0, 1);
     }
-    Ok(HttpResponse::Created().finish())
+    Ok(HttpResponse::Created()
+        .insert_header((JOB_ID_HEADER, id.0.to_string()))
+        .finish())
 }
 
 /// `DELETE /q/NAME`: the queue and everything in it goes.

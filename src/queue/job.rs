@@ -40,6 +40,13 @@ impl JobIds {
         JobId(self.0.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// `count` fresh ids in one step, so they run consecutively (a batch's ids are
+    /// then `first..first + count` whatever other requests mint meanwhile).
+    pub fn mint_block(&self, count: u64) -> impl Iterator<Item = JobId> {
+        let first = self.0.fetch_add(count, Ordering::Relaxed);
+        (first..first.saturating_add(count)).map(JobId)
+    }
+
     /// The id the next call to [`JobIds::mint`] will hand out.
     pub fn peek(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
