@@ -23,6 +23,7 @@ mod helpers;
 mod model;
 mod persistence;
 mod process;
+mod producers;
 mod queue;
 mod status;
 mod workers;
