@@ -1,64 +1,119 @@
 //! `/dead/NAME`: a queue's dead letters, the jobs that ran out of attempts. List them
 //! (GET), retry them (POST: back to the queue's tail, attempts reset) or purge them
-//! (DELETE); `?id=ID` picks one.
+//! (DELETE); `?id=ID` picks one. Listings come in pages: `?limit=N&after=ID`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{job_id, query, queue_name, NoQuery};
+use super::input::{epoch_secs, job_id, query, queue_name};
+use super::jobs::failures_json;
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::queue::state::DeadJob;
+use crate::queue::job::JobId;
+use crate::queue::state::DeadLetter;
 use crate::queue::{DeadAction, ListDead, ResolveDead};
+
+/// Dead letters in one answer when the request does not say.
+pub const DEFAULT_DEAD_PAGE: usize = 1000;
+
+/// Most dead letters one answer may hold.
+pub const MAX_DEAD_PAGE: usize = 10_000;
 
 #[derive(Deserialize)]
 struct Pick {
     id: Option<String>,
 }
 
-/// `GET /dead/NAME`: `{"queue": NAME, "jobs": [{"id", "attempts", "job"}]}`, where
-/// `job` is the job itself, as posted.
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// `limit`: an integer from 1 to [`MAX_DEAD_PAGE`], default [`DEFAULT_DEAD_PAGE`].
+fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_DEAD_PAGE);
+    };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_DEAD_PAGE).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadQuery(format!(
+            "limit must be an integer from 1 to {MAX_DEAD_PAGE}, not {raw:?}"
+        ))),
+    }
+}
+
+/// `after`: the job id a page starts after (the previous page's `next`).
+fn page_after(raw: Option<&str>) -> Result<Option<JobId>, ApiError> {
+    raw.map(|raw| {
+        raw.trim().parse::<u64>().map(JobId).map_err(|_| {
+            ApiError::BadQuery(format!(
+                "after must be a job id (a whole number), not {raw:?}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /dead/NAME[?limit=N][&after=ID]`: `{"queue": NAME, "jobs": [{"id",
+/// "attempts", "died_at", "reason", "errors", "job"}], "next": ID or null}`, where
+/// `job` is the job itself, as posted, and `next` is the `after` of the next page
+/// (null on the last page).
 ///
 /// The stored bytes are written into the answer as they are, never parsed again: they
 /// were checked as one JSON value on the way in (without a depth limit), and a parser
 /// building a tree here would refuse, or recurse through, what the check let in.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
-    let NoQuery {} = query(&req)?;
-    let dead = state
+    let params: Page = query(&req)?;
+    let limit = page_limit(params.limit.as_deref())?;
+    let after = page_after(params.after.as_deref())?;
+    let (dead, more) = state
         .queues
-        .ask(&name, false, || ListDead)
+        .ask(&name, false, || ListDead { after, limit })
         .await?
         .unwrap_or_default();
-    let body = dead_listing(name.as_str(), &dead)?;
+    let next = dead.last().filter(|_| more).map(|d| d.dead.job.id);
+    let body = dead_listing(name.as_str(), &dead, next)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
 }
 
 /// The `/dead/NAME` document, with each job's stored bytes embedded verbatim.
-fn dead_listing(queue: &str, dead: &[DeadJob]) -> Result<Vec<u8>, ApiError> {
-    let bodies: usize = dead.iter().map(|d| d.job.body.len() + 48).sum();
-    let mut out = Vec::with_capacity(queue.len() + 32 + bodies);
+fn dead_listing(
+    queue: &str,
+    dead: &[DeadLetter],
+    next: Option<JobId>,
+) -> Result<Vec<u8>, ApiError> {
+    let internal = |e: serde_json::Error| ApiError::Internal(e.to_string());
+    let bodies: usize = dead.iter().map(|d| d.dead.job.body.len() + 128).sum();
+    let mut out = Vec::with_capacity(queue.len() + 48 + bodies);
     out.extend_from_slice(b"{\"queue\":");
-    serde_json::to_writer(&mut out, queue).map_err(|e| ApiError::Internal(e.to_string()))?;
+    serde_json::to_writer(&mut out, queue).map_err(internal)?;
     out.extend_from_slice(b",\"jobs\":[");
-    for (i, d) in dead.iter().enumerate() {
+    for (i, letter) in dead.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        let d = &letter.dead;
         out.extend_from_slice(
-            format!(
-                "{{\"id\":{},\"attempts\":{},\"job\":",
-                d.job.id.0, d.attempts
-            )
-            .as_bytes(),
+            format!("{{\"id\":{},\"attempts\":{},", d.job.id.0, d.attempts).as_bytes(),
         );
+        out.extend_from_slice(b"\"died_at\":");
+        serde_json::to_writer(&mut out, &d.died_ms.map(epoch_secs)).map_err(internal)?;
+        out.extend_from_slice(b",\"reason\":");
+        serde_json::to_writer(&mut out, &d.cause.map(|c| c.as_str())).map_err(internal)?;
+        out.extend_from_slice(b",\"errors\":");
+        serde_json::to_writer(&mut out, &failures_json(&letter.failures)).map_err(internal)?;
+        out.extend_from_slice(b",\"job\":");
         out.extend_from_slice(&d.job.body);
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b"],\"next\":");
+    serde_json::to_writer(&mut out, &next.map(|id| id.0)).map_err(internal)?;
+    out.push(b'}');
     Ok(out)
 }
 
@@ -99,43 +154,73 @@ pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::job::{Job, JobId};
+    use crate::queue::job::Job;
+    use crate::queue::state::{DeadJob, DeathCause, FailureReport};
     use bytes::Bytes;
+    use std::sync::Arc;
 
-    fn dead(id: u64, body: &str, attempts: u32) -> DeadJob {
-        DeadJob {
-            job: Job {
-                id: JobId(id),
-                body: Bytes::from(body.to_owned()),
-                uniq: None,
+    fn dead(id: u64, body: &str, attempts: u32) -> DeadLetter {
+        DeadLetter {
+            dead: DeadJob {
+                job: Job {
+                    id: JobId(id),
+                    body: Bytes::from(body.to_owned()),
+                    uniq: None,
+                },
+                attempts,
+                died_ms: None,
+                cause: None,
             },
-            attempts,
+            failures: Arc::from([]),
         }
     }
 
     #[test]
     fn the_listing_has_the_documented_shape() {
-        let jobs = [dead(17, "{\"to\":\"a@b.c\"}", 5), dead(18, " [1, 2] ", 1)];
-        let out = dead_listing("em\"ails", &jobs).unwrap_or_default();
+        let mut failed = dead(17, "{\"to\":\"a@b.c\"}", 5);
+        failed.dead.died_ms = Some(1_795_000_000_500);
+        failed.dead.cause = Some(DeathCause::Failed);
+        failed.failures = Arc::from([FailureReport {
+            at_ms: 1_795_000_000_500,
+            worker: Some("w\"1".into()),
+            error: Some("smtp \"down\"\n".into()),
+        }]);
+        let jobs = [failed, dead(18, " [1, 2] ", 1)];
+        let out = dead_listing("em\"ails", &jobs, Some(JobId(18))).unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
         assert_eq!(
             value,
             serde_json::json!({"queue": "em\"ails", "jobs": [
-                {"id": 17, "attempts": 5, "job": {"to": "a@b.c"}},
-                {"id": 18, "attempts": 1, "job": [1, 2]},
-            ]})
+                {"id": 17, "attempts": 5, "died_at": 1_795_000_000.5, "reason": "failed",
+                 "errors": [{"at": 1_795_000_000.5, "worker_id": "w\"1", "error": "smtp \"down\"\n"}],
+                 "job": {"to": "a@b.c"}},
+                {"id": 18, "attempts": 1, "died_at": null, "reason": null, "errors": [],
+                 "job": [1, 2]},
+            ], "next": 18})
         );
-        let empty = dead_listing("q", &[]).unwrap_or_default();
-        assert_eq!(empty, b"{\"queue\":\"q\",\"jobs\":[]}");
+        let empty = dead_listing("q", &[], None).unwrap_or_default();
+        assert_eq!(empty, b"{\"queue\":\"q\",\"jobs\":[],\"next\":null}");
     }
 
     #[test]
     fn deep_jobs_are_embedded_byte_for_byte() {
         let depth = 100_000;
         let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        let out = dead_listing("q", &[dead(1, &body, 1)]).unwrap_or_default();
-        let expected =
-            format!("{{\"queue\":\"q\",\"jobs\":[{{\"id\":1,\"attempts\":1,\"job\":{body}}}]}}");
+        let out = dead_listing("q", &[dead(1, &body, 1)], None).unwrap_or_default();
+        let expected = format!(
+            "{{\"queue\":\"q\",\"jobs\":[{{\"id\":1,\"attempts\":1,\"died_at\":null,\"reason\":null,\"errors\":[],\"job\":{body}}}],\"next\":null}}"
+        );
         assert_eq!(out, expected.as_bytes());
+    }
+
+    #[test]
+    fn page_bounds() {
+        assert_eq!(page_limit(None).ok(), Some(DEFAULT_DEAD_PAGE));
+        assert_eq!(page_limit(Some("10000")).ok(), Some(10_000));
+        assert!(page_limit(Some("0")).is_err());
+        assert!(page_limit(Some("10001")).is_err());
+        assert!(page_limit(Some("x")).is_err());
+        assert_eq!(page_after(Some("7")).ok(), Some(Some(JobId(7))));
+        assert!(page_after(Some("-1")).is_err());
     }
 }

@@ -81,8 +81,14 @@ pub enum ApiError {
     StorageUnavailable { message: String, retry: bool },
     #[error("job not found")]
     JobNotFound,
-    #[error("job is not leased (its lease ran out, or it was never leased)")]
-    NotLeased,
+    /// The job is here, but the request's lease token is not its current lease.
+    #[error("lease is no longer held")]
+    LeaseNotHeld,
+    #[error("the lease token is missing: send the {header} header that came with the lease (or ?delivery=TOKEN)")]
+    LeaseTokenMissing { header: &'static str },
+    /// The lease token is not one the server hands out, or names another job.
+    #[error("{0}")]
+    BadLeaseToken(String),
     #[error("too many requests are waiting on this queue (limit {0})")]
     TooManyWaiters(usize),
 }
@@ -115,7 +121,7 @@ impl From<QueueError> for ApiError {
                 ApiError::StorageUnavailable { message, retry }
             }
             QueueError::JobNotFound => ApiError::JobNotFound,
-            QueueError::NotLeased => ApiError::NotLeased,
+            QueueError::LeaseNotHeld => ApiError::LeaseNotHeld,
             QueueError::TooManyWaiters(limit) => ApiError::TooManyWaiters(limit),
         }
     }
@@ -142,7 +148,7 @@ impl ResponseError for ApiError {
             | ApiError::WorkerNotFound
             | ApiError::JobNotFound
             | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::NotLeased => StatusCode::CONFLICT,
+            ApiError::LeaseNotHeld => StatusCode::CONFLICT,
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

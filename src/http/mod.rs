@@ -131,7 +131,7 @@ async fn queue_route(
         (false, Method::DELETE) => queue::purge(req, state).await,
         (true, Method::GET) => jobs::find(req, state).await,
         (true, Method::DELETE) => jobs::ack(req, state).await,
-        (true, Method::PUT) => jobs::fail(req, state).await,
+        (true, Method::PUT) => jobs::fail(req, payload, state).await,
         (true, Method::POST) => jobs::extend(req, state).await,
         (_, method) => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),

@@ -12,12 +12,16 @@ use crate::http::error::ApiError;
 use crate::names::WorkerId;
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
-use crate::queue::{Arrival, Enqueue, LeaseRequest, Purge};
+use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge};
 
 /// Response header carrying job ids: of leased jobs on a fetch, of the created job on
 /// `POST`/`PUT /q/NAME`, of the created jobs on `POST /qb/NAME` (comma-separated in
 /// order for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
+
+/// Header carrying delivery tokens: the response to a lease names each job's (in the
+/// order of [`JOB_ID_HEADER`]); an ack, failure report or extension shows it back.
+pub const LEASE_HEADER: &str = "X-presque-lease";
 
 #[derive(Deserialize)]
 pub(super) struct FetchQuery {
@@ -44,9 +48,10 @@ pub(super) fn fetch_request(
     })
 }
 
-/// A 200 answer carrying fetched jobs; leased jobs' ids go in [`JOB_ID_HEADER`].
+/// A 200 answer carrying fetched jobs; leased jobs' ids go in [`JOB_ID_HEADER`], their
+/// delivery tokens in [`LEASE_HEADER`].
 pub(super) fn jobs_response(
-    jobs: &[Job],
+    jobs: &Handout,
     leased: bool,
     body: impl actix_web::body::MessageBody + 'static,
 ) -> HttpResponse {
@@ -55,6 +60,8 @@ pub(super) fn jobs_response(
     if leased {
         let ids: Vec<String> = jobs.iter().map(|j| j.id.0.to_string()).collect();
         response.insert_header((JOB_ID_HEADER, ids.join(",")));
+        let tokens: Vec<String> = jobs.tokens.iter().map(ToString::to_string).collect();
+        response.insert_header((LEASE_HEADER, tokens.join(",")));
     }
     response.body(body)
 }

@@ -4,14 +4,18 @@
 //! that change is as durable as the fsync policy requires. A fetcher that has gone by
 //! then, or a change that never became durable, puts the jobs back where they were, so
 //! a job is never lost with a discarded reply.
+//!
+//! Each leased job is one *delivery* of the queue, numbered by the queue's counter:
+//! its [`DeliveryToken`] goes to the fetcher with the job, and acks, failure reports
+//! and extensions must show it (`messages.rs`), so a worker whose lease ran out cannot
+//! act on the job once someone else has leased it.
 
 use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::queue::actor::QueueActor;
-use crate::queue::job::Job;
-use crate::queue::messages::{LeaseRequest, Reply};
-use crate::queue::state::Change;
+use crate::queue::messages::{Handout, LeaseRequest, Reply};
+use crate::queue::state::{Change, DeliveryToken};
 use crate::storage::log::Durable;
 
 /// How jobs left the queue, which decides how they come back if undelivered.
@@ -33,6 +37,7 @@ impl QueueActor {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
+        let first_delivery = self.state.next_delivery();
         let (how, change) = match lease {
             None => (HandOut::Taken, Change::Taken { count: max }),
             Some(lease) => (
@@ -41,6 +46,7 @@ impl QueueActor {
                     count: max,
                     deadline_ms: now_ms().saturating_add(lease.duration_ms),
                     worker: lease.worker,
+                    first_delivery: Some(first_delivery),
                 },
             ),
         };
@@ -48,13 +54,29 @@ impl QueueActor {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
-            Ok((jobs, Durable::Now)) => self.deliver(jobs, how, reply, ctx),
             Ok((jobs, durable)) => {
+                // Named now, from the change itself: by the time the change is durable
+                // the lease may have run out and the job gone to someone else.
+                let tokens = match how {
+                    HandOut::Taken => Vec::new(),
+                    HandOut::Leased => (first_delivery..)
+                        .zip(&jobs)
+                        .map(|(delivery, job)| DeliveryToken {
+                            job: job.id,
+                            delivery,
+                        })
+                        .collect(),
+                };
+                let handout = Handout { jobs, tokens };
+                if let Durable::Now = durable {
+                    self.deliver(handout, how, reply, ctx);
+                    return;
+                }
                 ctx.spawn(durable.wait().into_actor(self).map(
                     move |synced, actor, ctx| match synced {
-                        Ok(()) => actor.deliver(jobs, how, reply, ctx),
+                        Ok(()) => actor.deliver(handout, how, reply, ctx),
                         Err(e) => {
-                            actor.give_back(jobs, how, ctx);
+                            actor.give_back(handout, how, ctx);
                             let _ = reply.send(Err(e.into()));
                         }
                     },
@@ -64,20 +86,22 @@ impl QueueActor {
     }
 
     /// Sends jobs to their fetcher; if it has gone, they go back where they were.
-    fn deliver(&mut self, jobs: Vec<Job>, how: HandOut, reply: Reply, ctx: &mut Context<Self>) {
-        if let Err(Ok(jobs)) = reply.send(Ok(jobs)) {
-            tracing::debug!(queue = %self.name, jobs = jobs.len(), "fetching client left; jobs go back");
-            self.give_back(jobs, how, ctx);
+    fn deliver(&mut self, handout: Handout, how: HandOut, reply: Reply, ctx: &mut Context<Self>) {
+        if let Err(Ok(handout)) = reply.send(Ok(handout)) {
+            tracing::debug!(queue = %self.name, jobs = handout.len(), "fetching client left; jobs go back");
+            self.give_back(handout, how, ctx);
         }
     }
 
     /// Undoes a hand-out whose jobs never reached their fetcher, and offers them to
-    /// the fetches parked meanwhile.
-    fn give_back(&mut self, jobs: Vec<Job>, how: HandOut, ctx: &mut Context<Self>) {
+    /// the fetches parked meanwhile. Leased jobs go back only if still on the
+    /// deliveries handed out here.
+    fn give_back(&mut self, handout: Handout, how: HandOut, ctx: &mut Context<Self>) {
         let change = match how {
-            HandOut::Taken => Change::Returned { jobs },
+            HandOut::Taken => Change::Returned { jobs: handout.jobs },
             HandOut::Leased => Change::LeaseReleased {
-                ids: jobs.iter().map(|j| j.id).collect(),
+                ids: handout.tokens.iter().map(|t| t.job).collect(),
+                deliveries: handout.tokens.iter().map(|t| t.delivery).collect(),
             },
         };
         self.commit_quietly(change, ctx);

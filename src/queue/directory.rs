@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::actor::{QueueActor, QueueConfig};
 use super::error::{QueueError, QueueResult};
-use super::job::Job;
+use super::messages::Handout;
 use super::messages::{Fetch, LeaseRequest, ReleaseWaiters};
 use crate::names::QueueName;
 use crate::storage::log::Log;
@@ -219,7 +219,7 @@ impl QueueDirectory {
     /// Fetches (or leases) jobs from the head of the queue. A fetch that may wait
     /// parks at the queue's actor, creating the queue if needed; the actor answers it
     /// when a job arrives or when the wait is over.
-    pub async fn fetch(&self, name: &QueueName, request: FetchRequest) -> QueueResult<Vec<Job>> {
+    pub async fn fetch(&self, name: &QueueName, request: FetchRequest) -> QueueResult<Handout> {
         let wait = request
             .wait
             .filter(|w| !w.is_zero() && !self.closing.load(Ordering::SeqCst));

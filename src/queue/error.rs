@@ -13,8 +13,10 @@ pub enum QueueError {
     Duplicate,
     #[error("job not found")]
     JobNotFound,
-    #[error("job is not leased")]
-    NotLeased,
+    /// The job is here, but not on the delivery the request named: its lease ran out
+    /// (and another worker may hold it now).
+    #[error("lease is no longer held")]
+    LeaseNotHeld,
     #[error("too many requests are waiting on this queue (limit {0})")]
     TooManyWaiters(usize),
     /// The queue was deleted after its address was looked up; look it up again.

@@ -7,6 +7,7 @@
 //! [`delivery`](super::delivery)).
 
 use std::collections::HashSet;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::clock::now_ms;
 use crate::queue::actor::QueueActor;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
-use crate::queue::state::{Change, Counters, DeadJob, JobInfo};
+use crate::queue::state::{Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo};
 use crate::storage::format::QueueSnapshot;
 use crate::storage::log::Durable;
 
@@ -37,12 +38,17 @@ fn answer<T: 'static>(result: QueueResult<T>) -> ResponseFuture<QueueResult<T>> 
 }
 
 impl QueueActor {
-    /// Why `id` cannot be acted on as a lease.
-    fn not_leased(&self, id: JobId) -> QueueError {
-        if self.state.find(id).is_some() {
-            QueueError::NotLeased
+    /// Refuses to act on a lease for anyone but its holder: the job must be on the
+    /// delivery `token` names. A job that is still here but not on that delivery (its
+    /// lease ran out, and perhaps another worker holds it now) is
+    /// [`QueueError::LeaseNotHeld`]; a job that is not here at all, not found.
+    fn check_held(&self, token: DeliveryToken) -> QueueResult<()> {
+        if self.state.holds(token) {
+            Ok(())
+        } else if self.state.find(token.job).is_some() {
+            Err(QueueError::LeaseNotHeld)
         } else {
-            QueueError::JobNotFound
+            Err(QueueError::JobNotFound)
         }
     }
 
@@ -115,8 +121,24 @@ impl Handler<Enqueue> for QueueActor {
     }
 }
 
+/// Jobs handed to a fetcher: for a lease, with each job's delivery token (in the
+/// same order); for a plain fetch, no tokens. Reads as its jobs.
+#[derive(Debug, Default)]
+pub struct Handout {
+    pub jobs: Vec<Job>,
+    pub tokens: Vec<DeliveryToken>,
+}
+
+impl Deref for Handout {
+    type Target = [Job];
+
+    fn deref(&self) -> &[Job] {
+        &self.jobs
+    }
+}
+
 /// Where a fetch's jobs (or its refusal) go.
-pub type Reply = oneshot::Sender<QueueResult<Vec<Job>>>;
+pub type Reply = oneshot::Sender<QueueResult<Handout>>;
 
 /// A lease asked for by a fetch.
 #[derive(Debug, Clone)]
@@ -278,10 +300,10 @@ impl Handler<FindJob> for QueueActor {
     }
 }
 
-/// A leased job is done (`DELETE /q/NAME/ID`).
+/// A leased job is done (`DELETE /q/NAME/ID`), says the holder of delivery `0`.
 #[derive(Message)]
 #[rtype(result = "QueueResult<()>")]
-pub struct Ack(pub JobId);
+pub struct Ack(pub DeliveryToken);
 
 impl Handler<Ack> for QueueActor {
     type Result = ResponseFuture<QueueResult<()>>;
@@ -290,23 +312,26 @@ impl Handler<Ack> for QueueActor {
         if self.retired {
             return answer(Err(QueueError::Gone));
         }
-        if self.state.lease(msg.0).is_none() {
-            return answer(Err(self.not_leased(msg.0)));
+        if let Err(e) = self.check_held(msg.0) {
+            return answer(Err(e));
         }
-        match self.commit(Change::Acked { id: msg.0 }, ctx) {
+        match self.commit(Change::Acked { id: msg.0.job }, ctx) {
             Ok((_, durable)) => when_durable(durable, ()),
             Err(e) => answer(Err(e.into())),
         }
     }
 }
 
-/// A leased job failed (`PUT /q/NAME/ID`): it goes back (or is delayed until
-/// `due_ms`), or to the dead letters. Answers where it went.
+/// A leased job failed (`PUT /q/NAME/ID`), says the holder of delivery `token`: it
+/// goes back (or is delayed until `due_ms`), or to the dead letters; the report (the
+/// worker, its reason) joins the job's last few. Answers where it went.
 #[derive(Message)]
 #[rtype(result = "QueueResult<JobInfo>")]
 pub struct FailLease {
-    pub id: JobId,
+    pub token: DeliveryToken,
     pub due_ms: Option<u64>,
+    pub worker: Option<Arc<str>>,
+    pub error: Option<Arc<str>>,
 }
 
 impl Handler<FailLease> for QueueActor {
@@ -316,17 +341,28 @@ impl Handler<FailLease> for QueueActor {
         if self.retired {
             return answer(Err(QueueError::Gone));
         }
-        if self.state.lease(msg.id).is_none() {
-            return answer(Err(self.not_leased(msg.id)));
+        if let Err(e) = self.check_held(msg.token) {
+            return answer(Err(e));
         }
+        let now = now_ms();
+        let id = msg.token.job;
+        // Without a worker id on the report, the lease's holder reported it.
+        let worker = msg
+            .worker
+            .or_else(|| self.state.lease(id).and_then(|l| l.worker.clone()));
         let change = Change::Failed {
-            id: msg.id,
-            due_ms: msg.due_ms.filter(|due| *due > now_ms()),
+            id,
+            due_ms: msg.due_ms.filter(|due| *due > now),
             max_attempts: self.max_attempts(),
+            report: Some(FailureReport {
+                at_ms: now,
+                worker,
+                error: msg.error,
+            }),
         };
         match self.commit(change, ctx) {
             Ok((_, durable)) => {
-                let info = self.state.find(msg.id);
+                let info = self.state.find(id);
                 self.serve_waiters(ctx);
                 match info {
                     Some(info) => when_durable(durable, info),
@@ -338,11 +374,12 @@ impl Handler<FailLease> for QueueActor {
     }
 }
 
-/// A lease now runs `duration_ms` from now (`POST /q/NAME/ID?lease=S`).
+/// A lease now runs `duration_ms` from now (`POST /q/NAME/ID?lease=S`), says the
+/// holder of delivery `token`. The token stays the same.
 #[derive(Message)]
 #[rtype(result = "QueueResult<JobInfo>")]
 pub struct Extend {
-    pub id: JobId,
+    pub token: DeliveryToken,
     pub duration_ms: u64,
 }
 
@@ -353,15 +390,16 @@ impl Handler<Extend> for QueueActor {
         if self.retired {
             return answer(Err(QueueError::Gone));
         }
-        if self.state.lease(msg.id).is_none() {
-            return answer(Err(self.not_leased(msg.id)));
+        if let Err(e) = self.check_held(msg.token) {
+            return answer(Err(e));
         }
+        let id = msg.token.job;
         let change = Change::Extended {
-            id: msg.id,
+            id,
             deadline_ms: now_ms().saturating_add(msg.duration_ms),
         };
         match self.commit(change, ctx) {
-            Ok((_, durable)) => match self.state.find(msg.id) {
+            Ok((_, durable)) => match self.state.find(id) {
                 Some(info) => when_durable(durable, info),
                 None => answer(Err(QueueError::JobNotFound)),
             },
@@ -370,19 +408,23 @@ impl Handler<Extend> for QueueActor {
     }
 }
 
-/// The queue's dead letters.
+/// One page of the queue's dead letters: up to `limit` with ids above `after`, oldest
+/// id first, and whether more follow.
 #[derive(Message)]
-#[rtype(result = "QueueResult<Vec<DeadJob>>")]
-pub struct ListDead;
+#[rtype(result = "QueueResult<(Vec<DeadLetter>, bool)>")]
+pub struct ListDead {
+    pub after: Option<JobId>,
+    pub limit: usize,
+}
 
 impl Handler<ListDead> for QueueActor {
-    type Result = QueueResult<Vec<DeadJob>>;
+    type Result = QueueResult<(Vec<DeadLetter>, bool)>;
 
-    fn handle(&mut self, _: ListDead, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ListDead, _: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
-        Ok(self.state.dead().cloned().collect())
+        Ok(self.state.dead_page(msg.after, msg.limit))
     }
 }
 

@@ -21,6 +21,6 @@ pub(crate) use actor::QueueConfig;
 pub(crate) use error::QueueError;
 pub(crate) use messages::{
     Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
-    GetSettings, LeaseRequest, ListDead, ListLeases, ListReady, Purge, ResolveDead, SetMaxAttempts,
-    SetOpen, TakeImage,
+    GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge, ResolveDead,
+    SetMaxAttempts, SetOpen, TakeImage,
 };

@@ -9,6 +9,9 @@
 //! never fails and replaying never diverges.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::ops::Bound;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,24 +47,38 @@ pub enum Change {
     /// The queue was deleted: jobs, keys, counters and open flag all go.
     Purged,
     /// Up to `count` jobs leave the head on lease until `deadline_ms`; each counts as
-    /// processed. They stay in flight until acked, failed or expired.
+    /// processed. They stay in flight until acked, failed or expired. The jobs are
+    /// deliveries `first_delivery`, `first_delivery + 1`, ... of the queue, in order
+    /// (records written before deliveries existed have none: the queue's counter
+    /// numbers them the same way).
     Leased {
         count: usize,
         deadline_ms: u64,
         worker: Option<Arc<str>>,
+        #[serde(default)]
+        first_delivery: Option<u64>,
     },
     /// Leased jobs never delivered (the client left) return to the head, as if never
-    /// handed out: no attempt is counted.
-    LeaseReleased { ids: Vec<JobId> },
+    /// handed out: no attempt is counted. With `deliveries` (one per id), a job goes
+    /// back only if it is still on that delivery, so a release that comes late never
+    /// takes the job from a later holder; without (older records), unconditionally.
+    LeaseReleased {
+        ids: Vec<JobId>,
+        #[serde(default)]
+        deliveries: Vec<u64>,
+    },
     /// A leased job is done: it leaves the queue.
     Acked { id: JobId },
     /// A leased job failed: one failure and one attempt are counted, and it goes back
     /// to the tail (or is delayed until `due_ms`), or to the dead letters once its
-    /// attempts reach `max_attempts`.
+    /// attempts reach `max_attempts`. The `report` (when, by whom, why) joins the
+    /// job's last few failures; records written before reports existed have none.
     Failed {
         id: JobId,
         due_ms: Option<u64>,
         max_attempts: u32,
+        #[serde(default)]
+        report: Option<FailureReport>,
     },
     /// A lease now runs until `deadline_ms`.
     Extended { id: JobId, deadline_ms: u64 },
@@ -102,6 +119,95 @@ pub struct Lease {
     pub job: Job,
     pub deadline_ms: u64,
     pub worker: Option<Arc<str>>,
+    /// Which of the queue's deliveries this lease is (0: granted before deliveries
+    /// existed; no token names it).
+    #[serde(default)]
+    pub delivery: u64,
+}
+
+impl Lease {
+    /// The token that proves this lease is held.
+    pub fn token(&self) -> DeliveryToken {
+        DeliveryToken {
+            job: self.job.id,
+            delivery: self.delivery,
+        }
+    }
+}
+
+/// Names one delivery of a leased job: the job and the queue's delivery number. Only
+/// the holder of the lease was told it, so an ack, failure report or extension that
+/// carries it comes from that holder, never from a worker whose lease ran out before
+/// the job was leased again.
+///
+/// On the wire it is opaque text: the job id and the delivery number in lowercase hex,
+/// joined by a dot (`11.3`). Delivery numbers only grow within a queue (the counter is
+/// in the queue's state, advanced by [`QueueState::apply`], logged and snapshotted),
+/// and job ids are never reused, so no two deliveries share a token, before or after a
+/// restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryToken {
+    pub job: JobId,
+    pub delivery: u64,
+}
+
+impl fmt::Display for DeliveryToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}.{:x}", self.job.0, self.delivery)
+    }
+}
+
+/// Why a token could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a lease token")]
+pub struct BadToken;
+
+impl FromStr for DeliveryToken {
+    type Err = BadToken;
+
+    fn from_str(raw: &str) -> Result<Self, BadToken> {
+        let hex = |part: &str| {
+            if part.is_empty() || part.len() > 16 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(BadToken);
+            }
+            u64::from_str_radix(part, 16).map_err(|_| BadToken)
+        };
+        let (job, delivery) = raw.split_once('.').ok_or(BadToken)?;
+        Ok(DeliveryToken {
+            job: JobId(hex(job)?),
+            delivery: hex(delivery)?,
+        })
+    }
+}
+
+/// One failure report on a leased job (`PUT /q/NAME/ID`): when, by which worker, and
+/// the worker's reason if it gave one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub at_ms: u64,
+    pub worker: Option<Arc<str>>,
+    pub error: Option<Arc<str>>,
+}
+
+/// How many failure reports a job keeps: the newest.
+pub const FAILURES_KEPT: usize = 5;
+
+/// Why a job went to the dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeathCause {
+    /// A failure report used its last attempt.
+    Failed,
+    /// A lease running out used its last attempt.
+    LeaseExpired,
+}
+
+impl DeathCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathCause::Failed => "failed",
+            DeathCause::LeaseExpired => "lease expired",
+        }
+    }
 }
 
 /// A job that ran out of attempts.
@@ -109,6 +215,19 @@ pub struct Lease {
 pub struct DeadJob {
     pub job: Job,
     pub attempts: u32,
+    /// When it died: the failure report's time, or the deadline of the lease that ran
+    /// out (`None` for jobs that died before this was recorded).
+    #[serde(default)]
+    pub died_ms: Option<u64>,
+    #[serde(default)]
+    pub cause: Option<DeathCause>,
+}
+
+/// A dead letter as listed: the job and its last failure reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub dead: DeadJob,
+    pub failures: Arc<[FailureReport]>,
 }
 
 /// Where a job is and how it has fared (`GET /q/NAME/ID`).
@@ -119,6 +238,13 @@ pub struct JobInfo {
     pub lease_deadline_ms: Option<u64>,
     pub due_ms: Option<u64>,
     pub worker: Option<Arc<str>>,
+    /// The job's last failure reports, oldest first (empty if none).
+    pub failures: Arc<[FailureReport]>,
+    /// For a dead job: when and why it died.
+    pub died_ms: Option<u64>,
+    pub cause: Option<DeathCause>,
+    /// The job's bytes, as posted (a shared handle, not a copy).
+    pub body: Bytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +290,13 @@ pub struct QueueImage {
     pub dead: OrdMap<JobId, DeadJob>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// The number of the last delivery handed out (0: none yet).
+    #[serde(default)]
+    pub deliveries: u64,
+    /// The last [`FAILURES_KEPT`] failure reports, for jobs that have had any: jobs
+    /// that never failed cost nothing here.
+    #[serde(default)]
+    pub failures: OrdMap<JobId, Arc<[FailureReport]>>,
 }
 
 impl Default for QueueImage {
@@ -179,6 +312,8 @@ impl Default for QueueImage {
             attempts: OrdMap::new(),
             dead: OrdMap::new(),
             max_attempts: None,
+            deliveries: 0,
+            failures: OrdMap::new(),
         }
     }
 }
@@ -218,14 +353,16 @@ impl QueueState {
                 count,
                 deadline_ms,
                 worker,
-            } => return self.lease_out(count, deadline_ms, worker),
-            Change::LeaseReleased { ids } => self.release_leases(ids),
+                first_delivery,
+            } => return self.lease_out(count, deadline_ms, worker, first_delivery),
+            Change::LeaseReleased { ids, deliveries } => self.release_leases(ids, deliveries),
             Change::Acked { id } => self.ack(id),
             Change::Failed {
                 id,
                 due_ms,
                 max_attempts,
-            } => self.fail(id, due_ms, max_attempts),
+                report,
+            } => self.fail(id, due_ms, max_attempts, report),
             Change::Extended { id, deadline_ms } => self.extend(id, deadline_ms),
             Change::LeasesExpired {
                 now_ms,
@@ -270,7 +407,7 @@ impl QueueState {
         let taken = self.pop_head(count);
         for job in &taken {
             self.free_key(job);
-            self.q.attempts.remove(&job.id);
+            self.forget_history(job.id);
         }
         taken
     }
@@ -297,9 +434,17 @@ impl QueueState {
         *self = QueueState::default();
     }
 
-    /// Leased jobs keep their `uniq` keys: they may still come back.
-    fn lease_out(&mut self, count: usize, deadline_ms: u64, worker: Option<Arc<str>>) -> Vec<Job> {
+    /// Leased jobs keep their `uniq` keys: they may still come back. Each lease is the
+    /// next delivery of the queue.
+    fn lease_out(
+        &mut self,
+        count: usize,
+        deadline_ms: u64,
+        worker: Option<Arc<str>>,
+        first_delivery: Option<u64>,
+    ) -> Vec<Job> {
         let taken = self.pop_head(count);
+        let mut delivery = first_delivery.unwrap_or_else(|| self.next_delivery());
         for job in &taken {
             self.deadlines.insert((deadline_ms, job.id));
             self.q.leased.insert(
@@ -308,16 +453,26 @@ impl QueueState {
                     job: job.clone(),
                     deadline_ms,
                     worker: worker.clone(),
+                    delivery,
                 },
             );
+            self.q.deliveries = self.q.deliveries.max(delivery);
+            delivery = delivery.saturating_add(1);
         }
         taken
     }
 
     /// Undoes a [`Change::Leased`] whose jobs never reached their fetcher: no attempt
     /// is counted, since no worker ever saw them.
-    fn release_leases(&mut self, ids: Vec<JobId>) {
-        for id in ids {
+    fn release_leases(&mut self, ids: Vec<JobId>, deliveries: Vec<u64>) {
+        for (i, id) in ids.into_iter().enumerate() {
+            let still_that_delivery = match deliveries.get(i) {
+                Some(delivery) => self.lease(id).is_some_and(|l| l.delivery == *delivery),
+                None => true,
+            };
+            if !still_that_delivery {
+                continue;
+            }
             if let Some(lease) = self.end_lease(id) {
                 self.q.processed = self.q.processed.saturating_sub(1);
                 self.put_back(lease.job);
@@ -328,17 +483,48 @@ impl QueueState {
     fn ack(&mut self, id: JobId) {
         if let Some(lease) = self.end_lease(id) {
             self.free_key(&lease.job);
-            self.q.attempts.remove(&id);
+            self.forget_history(id);
         }
     }
 
-    fn fail(&mut self, id: JobId, due_ms: Option<u64>, max_attempts: u32) {
+    fn fail(
+        &mut self,
+        id: JobId,
+        due_ms: Option<u64>,
+        max_attempts: u32,
+        report: Option<FailureReport>,
+    ) {
         if let Some(lease) = self.end_lease(id) {
             self.q.failed += 1;
-            if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+            let died_ms = report.as_ref().map(|r| r.at_ms);
+            if let Some(report) = report {
+                self.record_failure(id, report);
+            }
+            let death = (died_ms, DeathCause::Failed);
+            if let Some(job) = self.count_attempt(lease.job, max_attempts, death) {
                 self.append(job, due_ms);
             }
         }
+    }
+
+    /// Adds a report to the job's newest few.
+    fn record_failure(&mut self, id: JobId, report: FailureReport) {
+        let old = self.q.failures.get(&id).map(|f| &f[..]).unwrap_or(&[]);
+        let skip = (old.len() + 1).saturating_sub(FAILURES_KEPT);
+        let kept: Arc<[FailureReport]> = old
+            .iter()
+            .skip(skip)
+            .cloned()
+            .chain(std::iter::once(report))
+            .collect();
+        self.q.failures.insert(id, kept);
+    }
+
+    /// A job that leaves the queue (or starts over) leaves its attempts and failure
+    /// reports behind.
+    fn forget_history(&mut self, id: JobId) {
+        self.q.attempts.remove(&id);
+        self.q.failures.remove(&id);
     }
 
     fn extend(&mut self, id: JobId, deadline_ms: u64) {
@@ -360,7 +546,8 @@ impl QueueState {
             left -= 1;
             self.deadlines.remove(&entry);
             if let Some(lease) = self.q.leased.remove(&entry.1) {
-                if let Some(job) = self.count_attempt(lease.job, max_attempts) {
+                let death = (Some(lease.deadline_ms), DeathCause::LeaseExpired);
+                if let Some(job) = self.count_attempt(lease.job, max_attempts, death) {
                     self.put_back(job);
                 }
             }
@@ -373,7 +560,7 @@ impl QueueState {
 
     fn retry_dead(&mut self, id: Option<JobId>) {
         for (id, dead) in self.take_dead(id) {
-            self.q.attempts.remove(&id);
+            self.forget_history(id);
             let mut job = dead.job;
             // Its key may have been taken by a newer job meanwhile.
             if job.uniq.as_ref().is_some_and(|k| self.uniq.contains(k)) {
@@ -386,7 +573,7 @@ impl QueueState {
 
     fn purge_dead(&mut self, id: Option<JobId>) {
         for (id, _) in self.take_dead(id) {
-            self.q.attempts.remove(&id);
+            self.forget_history(id);
         }
     }
 
@@ -442,13 +629,25 @@ impl QueueState {
         Some(lease)
     }
 
-    /// Counts a failed delivery; returns the job unless it just died.
-    fn count_attempt(&mut self, job: Job, max_attempts: u32) -> Option<Job> {
+    /// Counts a failed delivery; returns the job unless it just died, then (when,
+    /// why) is what its dead letter says.
+    fn count_attempt(
+        &mut self,
+        job: Job,
+        max_attempts: u32,
+        (died_ms, cause): (Option<u64>, DeathCause),
+    ) -> Option<Job> {
         let attempts = self.q.attempts.get(&job.id).copied().unwrap_or(0) + 1;
         self.q.attempts.insert(job.id, attempts);
         if attempts >= max_attempts {
             self.free_key(&job);
-            self.q.dead.insert(job.id, DeadJob { job, attempts });
+            let dead = DeadJob {
+                job,
+                attempts,
+                died_ms,
+                cause: Some(cause),
+            };
+            self.q.dead.insert(dead.job.id, dead);
             None
         } else {
             Some(job)
@@ -513,6 +712,17 @@ impl QueueState {
         self.q.leased.get(&id)
     }
 
+    /// Whether `token` names the job's current lease.
+    pub fn holds(&self, token: DeliveryToken) -> bool {
+        self.lease(token.job)
+            .is_some_and(|lease| lease.delivery == token.delivery)
+    }
+
+    /// The number the next lease handed out will have.
+    pub fn next_delivery(&self) -> u64 {
+        self.q.deliveries.saturating_add(1)
+    }
+
     /// Every lease, by job id.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.q.leased.values()
@@ -526,44 +736,71 @@ impl QueueState {
         }
     }
 
-    /// The dead jobs, oldest id first.
-    pub fn dead(&self) -> impl Iterator<Item = &DeadJob> {
-        self.q.dead.values()
+    /// Up to `limit` dead jobs with ids above `after` (all, with `None`), oldest id
+    /// first, with their failure reports; and whether more follow.
+    pub fn dead_page(&self, after: Option<JobId>, limit: usize) -> (Vec<DeadLetter>, bool) {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page = self.q.dead.range((from, Bound::Unbounded));
+        let letters = page
+            .by_ref()
+            .take(limit)
+            .map(|(id, dead)| DeadLetter {
+                dead: dead.clone(),
+                failures: self.failures(*id),
+            })
+            .collect();
+        (letters, page.next().is_some())
+    }
+
+    /// Job `id`'s last failure reports, oldest first.
+    fn failures(&self, id: JobId) -> Arc<[FailureReport]> {
+        self.q
+            .failures
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::from([]))
     }
 
     /// Where job `id` is. Ready and delayed jobs are found by a scan: lookups are rare
     /// and an index would cost every enqueue and fetch.
     pub fn find(&self, id: JobId) -> Option<JobInfo> {
-        let attempts = self.q.attempts.get(&id).copied().unwrap_or(0);
-        let info = |state, lease_deadline_ms, due_ms, worker| JobInfo {
+        let info = |state, job: &Job| JobInfo {
             state,
-            attempts,
-            lease_deadline_ms,
-            due_ms,
-            worker,
+            attempts: self.q.attempts.get(&id).copied().unwrap_or(0),
+            lease_deadline_ms: None,
+            due_ms: None,
+            worker: None,
+            failures: self.failures(id),
+            died_ms: None,
+            cause: None,
+            body: job.body.clone(),
         };
         if let Some(lease) = self.q.leased.get(&id) {
-            return Some(info(
-                JobState::Leased,
-                Some(lease.deadline_ms),
-                None,
-                lease.worker.clone(),
-            ));
+            return Some(JobInfo {
+                lease_deadline_ms: Some(lease.deadline_ms),
+                worker: lease.worker.clone(),
+                ..info(JobState::Leased, &lease.job)
+            });
         }
         if let Some(dead) = self.q.dead.get(&id) {
             return Some(JobInfo {
                 attempts: dead.attempts,
-                ..info(JobState::Dead, None, None, None)
+                died_ms: dead.died_ms,
+                cause: dead.cause,
+                ..info(JobState::Dead, &dead.job)
             });
         }
-        if self.ready_jobs().any(|job| job.id == id) {
-            return Some(info(JobState::Ready, None, None, None));
+        if let Some(job) = self.ready_jobs().find(|job| job.id == id) {
+            return Some(info(JobState::Ready, job));
         }
         self.q
             .delayed
-            .keys()
-            .find(|(_, job)| *job == id)
-            .map(|(due, _)| info(JobState::Delayed, None, Some(*due), None))
+            .iter()
+            .find(|((_, job), _)| *job == id)
+            .map(|((due, _), job)| JobInfo {
+                due_ms: Some(*due),
+                ..info(JobState::Delayed, job)
+            })
     }
 
     /// The ready jobs' bodies in queue order.
@@ -809,6 +1046,7 @@ mod tests {
             count,
             deadline_ms,
             worker: Some("w".into()),
+            first_delivery: None,
         }))
     }
 
@@ -876,6 +1114,7 @@ mod tests {
             id: JobId(1),
             due_ms: None,
             max_attempts: 5,
+            report: None,
         });
         assert_eq!(q.counters().failed, 1);
         // Back at the tail.
@@ -885,6 +1124,7 @@ mod tests {
             id: JobId(1),
             due_ms: Some(9_000),
             max_attempts: 5,
+            report: None,
         });
         let info = q.find(JobId(1));
         assert_eq!(
@@ -905,6 +1145,7 @@ mod tests {
         assert_eq!(q.next_deadline_ms(), Some(1_000));
         q.apply(Change::LeaseReleased {
             ids: vec![JobId(2)],
+            deliveries: Vec::new(),
         });
         assert_eq!(q.next_deadline_ms(), Some(9_000));
         let c = q.counters();
@@ -914,6 +1155,7 @@ mod tests {
             id: JobId(1),
             due_ms: None,
             max_attempts: 1,
+            report: None,
         });
         assert!(q.has_dead(Some(JobId(1))));
         q.apply(Change::DeadPurged { id: Some(JobId(1)) });
@@ -1084,6 +1326,295 @@ mod tests {
                 limit: None
             })
         );
+    }
+
+    fn token_of(q: &QueueState, id: u64) -> Option<DeliveryToken> {
+        q.lease(JobId(id)).map(Lease::token)
+    }
+
+    #[test]
+    fn every_lease_is_a_new_delivery_and_its_token_round_trips() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None), job(3, None)]);
+        assert_eq!(q.next_delivery(), 1);
+        lease(&mut q, 2, 1_000);
+        let first = token_of(&q, 1);
+        assert_eq!(first.map(|t| t.delivery), Some(1));
+        assert_eq!(token_of(&q, 2).map(|t| t.delivery), Some(2));
+        // Run out, leased again: a new delivery, and only its token holds the job.
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 5,
+            limit: None,
+        });
+        q.apply(Change::Leased {
+            count: 1,
+            deadline_ms: 5_000,
+            worker: None,
+            first_delivery: Some(q.next_delivery()),
+        });
+        let second = token_of(&q, 1);
+        assert_eq!(second.map(|t| t.delivery), Some(3));
+        assert!(first.is_some_and(|t| !q.holds(t)));
+        assert!(second.is_some_and(|t| q.holds(t)));
+
+        let text = second.map(|t| t.to_string()).unwrap_or_default();
+        assert_eq!(text, "1.3");
+        assert_eq!(text.parse::<DeliveryToken>().ok(), second);
+        let big = DeliveryToken {
+            job: JobId(u64::MAX),
+            delivery: 255,
+        };
+        assert_eq!(big.to_string().parse::<DeliveryToken>(), Ok(big));
+        for bad in [
+            "",
+            "17",
+            "1.",
+            ".1",
+            "1.3.4",
+            "+1.3",
+            "1.-3",
+            "g.1",
+            "1 .3",
+            "11111111111111111.1",
+        ] {
+            assert_eq!(bad.parse::<DeliveryToken>(), Err(BadToken), "{bad:?}");
+        }
+
+        // The counter and the tokens survive an image and a replay alike.
+        let back = QueueState::from_image(q.image());
+        assert_eq!(back.next_delivery(), 4);
+        assert!(second.is_some_and(|t| back.holds(t)));
+    }
+
+    #[test]
+    fn a_late_release_leaves_a_later_delivery_alone() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None)]);
+        lease(&mut q, 1, 1_000);
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 5,
+            limit: None,
+        });
+        lease(&mut q, 1, 9_000);
+        q.apply(Change::LeaseReleased {
+            ids: vec![JobId(1)],
+            deliveries: vec![1],
+        });
+        assert_eq!(token_of(&q, 1).map(|t| t.delivery), Some(2));
+        q.apply(Change::LeaseReleased {
+            ids: vec![JobId(1)],
+            deliveries: vec![2],
+        });
+        assert_eq!(q.find(JobId(1)).map(|i| i.state), Some(JobState::Ready));
+    }
+
+    fn report(at_ms: u64, error: &str) -> Option<FailureReport> {
+        Some(FailureReport {
+            at_ms,
+            worker: Some("w".into()),
+            error: Some(error.into()),
+        })
+    }
+
+    #[test]
+    fn failures_keep_the_newest_reports_and_say_why_a_job_died() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None)]);
+        for n in 1..=7u64 {
+            lease(&mut q, 1, 1_000);
+            q.apply(Change::Failed {
+                id: JobId(1),
+                due_ms: None,
+                max_attempts: 7,
+                report: report(n, &format!("e{n}")),
+            });
+        }
+        let info = q.find(JobId(1));
+        let errors: Vec<String> = info
+            .as_ref()
+            .map(|i| {
+                i.failures
+                    .iter()
+                    .filter_map(|f| f.error.as_deref().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(errors, ["e3", "e4", "e5", "e6", "e7"]);
+        assert_eq!(
+            info.map(|i| (i.state, i.died_ms, i.cause)),
+            Some((JobState::Dead, Some(7), Some(DeathCause::Failed)))
+        );
+        let (page, more) = q.dead_page(None, 10);
+        assert!(!more);
+        assert_eq!(page.len(), 1);
+        assert_eq!(page.first().map(|d| d.failures.len()), Some(FAILURES_KEPT));
+        // Jobs that never failed have no entry at all.
+        assert_eq!(q.image().failures.len(), 1);
+        // A retry starts over.
+        q.apply(Change::DeadRetried { id: None });
+        assert!(q.image().failures.is_empty());
+
+        // Death by expiry: at the lease's deadline.
+        lease(&mut q, 1, 4_000);
+        q.apply(Change::LeasesExpired {
+            now_ms: 4_500,
+            max_attempts: 1,
+            limit: None,
+        });
+        assert_eq!(
+            q.find(JobId(1)).map(|i| (i.died_ms, i.cause)),
+            Some((Some(4_000), Some(DeathCause::LeaseExpired)))
+        );
+    }
+
+    #[test]
+    fn dead_letters_come_in_pages() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, (1..=5).map(|i| job(i, None)).collect());
+        lease(&mut q, 5, 1_000);
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 1,
+            limit: None,
+        });
+        let ids = |page: &[DeadLetter]| page.iter().map(|d| d.dead.job.id.0).collect::<Vec<_>>();
+        let (page, more) = q.dead_page(None, 2);
+        assert_eq!((ids(&page), more), (vec![1, 2], true));
+        let (page, more) = q.dead_page(Some(JobId(2)), 2);
+        assert_eq!((ids(&page), more), (vec![3, 4], true));
+        let (page, more) = q.dead_page(Some(JobId(4)), 2);
+        assert_eq!((ids(&page), more), (vec![5], false));
+        let (page, more) = q.dead_page(Some(JobId(5)), 2);
+        assert_eq!((ids(&page), more), (vec![], false));
+    }
+
+    #[test]
+    fn records_and_images_from_before_deliveries_still_read() {
+        #[derive(Serialize)]
+        enum OldChange {
+            Leased {
+                count: usize,
+                deadline_ms: u64,
+                worker: Option<Arc<str>>,
+            },
+            LeaseReleased {
+                ids: Vec<JobId>,
+            },
+            Failed {
+                id: JobId,
+                due_ms: Option<u64>,
+                max_attempts: u32,
+            },
+        }
+        let read = |old: &OldChange| -> Option<Change> {
+            let mut bytes = Vec::new();
+            ciborium::into_writer(old, &mut bytes).ok()?;
+            ciborium::from_reader(&bytes[..]).ok()
+        };
+        let leased = read(&OldChange::Leased {
+            count: 1,
+            deadline_ms: 5,
+            worker: None,
+        });
+        assert_eq!(
+            leased,
+            Some(Change::Leased {
+                count: 1,
+                deadline_ms: 5,
+                worker: None,
+                first_delivery: None
+            })
+        );
+        let released = read(&OldChange::LeaseReleased {
+            ids: vec![JobId(3)],
+        });
+        assert_eq!(
+            released,
+            Some(Change::LeaseReleased {
+                ids: vec![JobId(3)],
+                deliveries: Vec::new()
+            })
+        );
+        let failed = read(&OldChange::Failed {
+            id: JobId(3),
+            due_ms: None,
+            max_attempts: 2,
+        });
+        assert_eq!(
+            failed,
+            Some(Change::Failed {
+                id: JobId(3),
+                due_ms: None,
+                max_attempts: 2,
+                report: None
+            })
+        );
+
+        // An image of the old shape: leases and dead jobs without the new fields.
+        #[derive(Serialize)]
+        struct OldLease {
+            job: Job,
+            deadline_ms: u64,
+            worker: Option<Arc<str>>,
+        }
+        #[derive(Serialize)]
+        struct OldDead {
+            job: Job,
+            attempts: u32,
+        }
+        #[derive(Serialize)]
+        struct OldImage {
+            ready: Vector<Job>,
+            head_len: usize,
+            delayed: OrdMap<(u64, JobId), Job>,
+            processed: u64,
+            failed: u64,
+            open: bool,
+            leased: OrdMap<JobId, OldLease>,
+            attempts: OrdMap<JobId, u32>,
+            dead: OrdMap<JobId, OldDead>,
+            max_attempts: Option<u32>,
+        }
+        let old = OldImage {
+            ready: Vector::new(),
+            head_len: 0,
+            delayed: OrdMap::new(),
+            processed: 2,
+            failed: 0,
+            open: true,
+            leased: OrdMap::unit(
+                JobId(1),
+                OldLease {
+                    job: job(1, None),
+                    deadline_ms: 9,
+                    worker: None,
+                },
+            ),
+            attempts: OrdMap::unit(JobId(2), 1),
+            dead: OrdMap::unit(
+                JobId(2),
+                OldDead {
+                    job: job(2, None),
+                    attempts: 1,
+                },
+            ),
+            max_attempts: None,
+        };
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&old, &mut bytes).is_ok());
+        let image: Option<QueueImage> = ciborium::from_reader(&bytes[..]).ok();
+        let mut q = QueueState::from_image(image.unwrap_or_default());
+        assert_eq!(q.lease(JobId(1)).map(|l| l.delivery), Some(0));
+        assert_eq!(
+            q.find(JobId(2)).map(|i| (i.state, i.died_ms, i.cause)),
+            Some((JobState::Dead, None, None))
+        );
+        // New deliveries start at 1: no token names the old lease but its own.
+        enqueue(&mut q, vec![job(3, None)]);
+        lease(&mut q, 1, 9);
+        assert_eq!(token_of(&q, 3).map(|t| t.delivery), Some(1));
     }
 
     #[test]

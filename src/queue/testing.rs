@@ -52,5 +52,8 @@ pub(super) async fn fetch(addr: &Addr<QueueActor>, max: usize) -> QueueResult<Ve
     if addr.send(fetch).await.is_err() {
         return Err(QueueError::Gone);
     }
-    answer.await.unwrap_or(Err(QueueError::Gone))
+    answer
+        .await
+        .unwrap_or(Err(QueueError::Gone))
+        .map(|handout| handout.jobs)
 }

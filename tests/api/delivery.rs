@@ -4,18 +4,58 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn job_id_of(r: &reqwest::Response) -> String {
+pub fn job_id_of(r: &reqwest::Response) -> String {
     r.headers()
         .get("X-presque-jobid")
         .expect("X-presque-jobid header")
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// The delivery token(s) a lease came with.
+pub fn token_of(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("X-presque-lease")
+        .expect("X-presque-lease header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Leases the head job of `queue`: (job id, delivery token, body).
+pub async fn lease_one(
+    app: &TestApp,
+    queue: &str,
+    secs: &str,
+    worker: &str,
+) -> (String, String, String) {
+    let r = app
+        .get_as(&format!("/q/{queue}?lease={secs}"), worker)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (id, token) = (job_id_of(&r), token_of(&r));
+    (id, token, r.text().await.unwrap())
+}
+
+/// `method` on `path` (a `/q/NAME/ID` route) as the holder of `token`.
+pub async fn as_holder(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .header("X-presque-lease", token)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -234,9 +274,8 @@ async fn ack_fail_and_extend() {
         app.post_json("/q/w", &i.to_string()).await;
     }
     // Ack: the job is gone.
-    let r = app.get_as("/q/w?lease=30", "w1").await;
-    let id = job_id_of(&r);
-    let r = app.delete(&format!("/q/w/{id}")).await;
+    let (id, token, _) = lease_one(&app, "w", "30", "w1").await;
+    let r = as_holder(&app, Method::DELETE, &format!("/q/w/{id}"), &token).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_error(
         app.get(&format!("/q/w/{id}")).await,
@@ -245,20 +284,20 @@ async fn ack_fail_and_extend() {
     )
     .await;
     assert_error(
-        app.delete(&format!("/q/w/{id}")).await,
+        as_holder(&app, Method::DELETE, &format!("/q/w/{id}"), &token).await,
         StatusCode::NOT_FOUND,
         "job not found",
     )
     .await;
 
     // Fail: counted, and back at the tail.
-    let r = app.get_as("/q/w?lease=30", "w1").await;
-    let id = job_id_of(&r);
-    assert_eq!(r.text().await.unwrap(), "1");
+    let (id, token, body) = lease_one(&app, "w", "30", "w1").await;
+    assert_eq!(body, "1");
     let r = app
         .client
         .put(app.url(&format!("/q/w/{id}")))
         .header("X-presque-workerid", "w1")
+        .header("X-presque-lease", token)
         .send()
         .await
         .unwrap();
@@ -273,15 +312,15 @@ async fn ack_fail_and_extend() {
     assert_eq!(app.get("/q/w").await.text().await.unwrap(), "2");
 
     // Fail with a delay.
-    let r = app.get("/q/w?lease=30").await;
-    let id = job_id_of(&r);
+    let (id, token, _) = lease_one(&app, "w", "30", "w1").await;
     let later = now_secs_f64() + 60.0;
-    let r = app
-        .client
-        .put(app.url(&format!("/q/w/{id}?delayed={later}")))
-        .send()
-        .await
-        .unwrap();
+    let r = as_holder(
+        &app,
+        Method::PUT,
+        &format!("/q/w/{id}?delayed={later}"),
+        &token,
+    )
+    .await;
     let (_, info) = json_of(r).await;
     assert_eq!(
         (info["state"].clone(), info["attempts"].clone()),
@@ -290,57 +329,41 @@ async fn ack_fail_and_extend() {
 
     // Extend: a short lease made long outlives its first deadline.
     app.post_json("/q/x", "\"x\"").await;
-    let r = app.get("/q/x?lease=0.3").await;
-    let id = job_id_of(&r);
-    let r = app
-        .client
-        .post(app.url(&format!("/q/x/{id}?lease=30")))
-        .send()
-        .await
-        .unwrap();
+    let (id, token, _) = lease_one(&app, "x", "0.3", "w1").await;
+    let r = as_holder(&app, Method::POST, &format!("/q/x/{id}?lease=30"), &token).await;
     let (status, info) = json_of(r).await;
     assert_eq!(status, StatusCode::OK);
     assert!(info["lease_deadline"].as_f64().unwrap() > now_secs_f64() + 20.0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, info) = app.get_json(&format!("/q/x/{id}")).await;
     assert_eq!(info["state"], "leased");
-    let r = app
-        .client
-        .post(app.url(&format!("/q/x/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = as_holder(&app, Method::POST, &format!("/q/x/{id}"), &token).await;
     assert_error_contains(r, StatusCode::BAD_REQUEST, "lease is missing").await;
+    // The token still holds after the extension: the holder acks.
+    let r = as_holder(&app, Method::DELETE, &format!("/q/x/{id}"), &token).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
 #[actix_web::test]
 async fn acting_on_a_job_that_is_not_leased_is_a_conflict() {
     let app = spawn_app().await;
     app.post_json("/q/n", "1").await;
-    let r = app.get("/q/n?lease=0.2").await;
-    let id = job_id_of(&r);
+    let (id, token, _) = lease_one(&app, "n", "0.2", "w1").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     // The lease ran out: the job is back in the queue, and the late ack is refused.
-    for r in [
-        app.delete(&format!("/q/n/{id}")).await,
-        app.client
-            .put(app.url(&format!("/q/n/{id}")))
-            .send()
-            .await
-            .unwrap(),
-        app.client
-            .post(app.url(&format!("/q/n/{id}?lease=5")))
-            .send()
-            .await
-            .unwrap(),
+    for (method, path) in [
+        (Method::DELETE, format!("/q/n/{id}")),
+        (Method::PUT, format!("/q/n/{id}")),
+        (Method::POST, format!("/q/n/{id}?lease=5")),
     ] {
-        assert_error(
-            r,
-            StatusCode::CONFLICT,
-            "job is not leased (its lease ran out, or it was never leased)",
-        )
-        .await;
+        let r = as_holder(&app, method, &path, &token).await;
+        assert_error(r, StatusCode::CONFLICT, "lease is no longer held").await;
     }
+    let (_, info) = app.get_json(&format!("/q/n/{id}")).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(1))
+    );
     assert_error(
         app.get("/q/n/999999").await,
         StatusCode::NOT_FOUND,
@@ -391,13 +414,9 @@ async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
     app.post_json("/q/d", "{\"doomed\":true}").await;
     let mut id = String::new();
     for _ in 0..2 {
-        let r = app.get("/q/d?lease=30").await;
-        id = job_id_of(&r);
-        app.client
-            .put(app.url(&format!("/q/d/{id}")))
-            .send()
-            .await
-            .unwrap();
+        let (leased, token, _) = lease_one(&app, "d", "30", "w1").await;
+        id = leased;
+        as_holder(&app, Method::PUT, &format!("/q/d/{id}"), &token).await;
     }
     let (_, info) = app.get_json(&format!("/q/d/{id}")).await;
     assert_eq!(
@@ -405,11 +424,20 @@ async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
         (json!("dead"), json!(2))
     );
     app.post_json("/q/d", "{\"doomed\":false}").await;
-    let (status, dead) = app.get_json("/dead/d").await;
+    let (status, mut dead) = app.get_json("/dead/d").await;
     assert_eq!(status, StatusCode::OK);
+    let died_at = dead["jobs"][0]["died_at"].take().as_f64().unwrap();
+    assert!((died_at - now_secs_f64()).abs() < 5.0, "{died_at}");
+    for error in dead["jobs"][0]["errors"].as_array_mut().unwrap() {
+        error["at"] = json!(0);
+    }
     assert_eq!(
         dead,
-        json!({"queue": "d", "jobs": [{"id": id.parse::<u64>().unwrap(), "attempts": 2, "job": {"doomed": true}}]})
+        json!({"queue": "d", "jobs": [{
+            "id": id.parse::<u64>().unwrap(), "attempts": 2, "died_at": null, "reason": "failed",
+            "errors": [{"at": 0, "worker_id": "w1", "error": null}, {"at": 0, "worker_id": "w1", "error": null}],
+            "job": {"doomed": true}
+        }], "next": null})
     );
     // Retry: back at the tail with a clean slate.
     let (_, r) = json_of(app.client.post(app.url("/dead/d")).send().await.unwrap()).await;
@@ -438,7 +466,7 @@ async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
     let (_, r) = json_of(app.delete(&format!("/dead/d?id={id}")).await).await;
     assert_eq!(r, json!({"queue": "d", "purged": 1}));
     let (_, dead) = app.get_json("/dead/d").await;
-    assert_eq!(dead, json!({"queue": "d", "jobs": []}));
+    assert_eq!(dead, json!({"queue": "d", "jobs": [], "next": null}));
 }
 
 #[actix_web::test]
@@ -580,6 +608,24 @@ async fn a_storm_of_expiring_leases_comes_back_in_order_while_the_server_answers
     assert_eq!(bodies, expected);
 }
 
+/// `text` with the number after every `"key":` replaced by 0 (times vary run to run).
+fn zero_numbers_after(text: &str, key: &str) -> String {
+    let marker = format!("\"{key}\":");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&marker) {
+        let (before, after) = rest.split_at(at + marker.len());
+        out.push_str(before);
+        let number_len = after
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(after.len());
+        out.push('0');
+        rest = &after[number_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `depth` nested arrays around a number.
 fn nested(depth: usize) -> String {
     format!("{}7{}", "[".repeat(depth), "]".repeat(depth))
@@ -609,16 +655,9 @@ async fn deeply_nested_jobs_are_accepted_and_handed_back_verbatim_by_every_route
     // Each is fetched byte for byte, fails its only attempt, and dies.
     let mut ids = Vec::new();
     for body in &deep {
-        let r = app.get("/q/deep?lease=30").await;
-        assert_eq!(r.status(), StatusCode::OK);
-        let id = job_id_of(&r);
-        assert_eq!(&r.text().await.unwrap(), body);
-        let r = app
-            .client
-            .put(app.url(&format!("/q/deep/{id}")))
-            .send()
-            .await
-            .unwrap();
+        let (id, token, fetched) = lease_one(&app, "deep", "30", "w1").await;
+        assert_eq!(&fetched, body);
+        let r = as_holder(&app, Method::PUT, &format!("/q/deep/{id}"), &token).await;
         let (status, info) = json_of(r).await;
         assert_eq!(
             (status, info["state"].clone()),
@@ -635,10 +674,22 @@ async fn deeply_nested_jobs_are_accepted_and_handed_back_verbatim_by_every_route
     let jobs: Vec<String> = ids
         .iter()
         .zip(&deep)
-        .map(|(id, body)| format!("{{\"id\":{id},\"attempts\":1,\"job\":{body}}}"))
+        .map(|(id, body)| {
+            format!(
+                "{{\"id\":{id},\"attempts\":1,\"died_at\":0,\"reason\":\"failed\",\
+                 \"errors\":[{{\"at\":0,\"error\":null,\"worker_id\":\"w1\"}}],\"job\":{body}}}"
+            )
+        })
         .collect();
-    let expected = format!("{{\"queue\":\"deep\",\"jobs\":[{}]}}", jobs.join(","));
-    assert_eq!(r.text().await.unwrap(), expected);
+    let expected = format!(
+        "{{\"queue\":\"deep\",\"jobs\":[{}],\"next\":null}}",
+        jobs.join(",")
+    );
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        zero_numbers_after(&zero_numbers_after(&text, "died_at"), "at"),
+        expected
+    );
 
     // Retried, they come back through /qb as strings, still verbatim.
     let (_, r) = json_of(app.client.post(app.url("/dead/deep")).send().await.unwrap()).await;

@@ -20,6 +20,7 @@ mod errors;
 #[path = "../harness/mod.rs"]
 mod harness;
 mod helpers;
+mod leases;
 mod model;
 mod persistence;
 mod process;

@@ -111,6 +111,10 @@ enum LeaseFate {
 struct Lease {
     body: String,
     fate: LeaseFate,
+    /// The delivery token the lease came with; unknown for a lease whose answer was
+    /// lost (such a job is never acked or failed: it stays leased, as for a worker
+    /// that never heard of it, since leases here outlast the run).
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -129,14 +133,38 @@ struct Model {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Post { queue: String, body: String },
-    PostBatch { queue: String, bodies: Vec<String> },
-    Get { queue: String },
-    GetBatch { queue: String, size: usize },
-    Lease { queue: String },
-    LeaseBatch { queue: String, size: usize },
-    Ack { queue: String, id: u64 },
-    Fail { queue: String, id: u64 },
+    Post {
+        queue: String,
+        body: String,
+    },
+    PostBatch {
+        queue: String,
+        bodies: Vec<String>,
+    },
+    Get {
+        queue: String,
+    },
+    GetBatch {
+        queue: String,
+        size: usize,
+    },
+    Lease {
+        queue: String,
+    },
+    LeaseBatch {
+        queue: String,
+        size: usize,
+    },
+    Ack {
+        queue: String,
+        id: u64,
+        token: String,
+    },
+    Fail {
+        queue: String,
+        id: u64,
+        token: String,
+    },
 }
 
 /// An answer that arrived in full.
@@ -144,6 +172,7 @@ enum Op {
 struct Reply {
     status: StatusCode,
     job_ids: Option<String>,
+    tokens: Option<String>,
     body: String,
 }
 
@@ -156,6 +185,18 @@ fn parse_ids(reply: &Reply) -> Result<Vec<u64>, String> {
         .map(|id| id.trim().parse::<u64>())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad X-presque-jobid {raw:?}: {e}"))
+}
+
+fn parse_tokens(reply: &Reply, n: usize) -> Result<Vec<String>, String> {
+    let raw = reply
+        .tokens
+        .as_deref()
+        .ok_or_else(|| format!("a lease answered without X-presque-lease: {reply:?}"))?;
+    let tokens: Vec<String> = raw.split(',').map(|t| t.trim().to_owned()).collect();
+    if tokens.len() != n {
+        return Err(format!("{n} jobs leased with tokens {raw:?}"));
+    }
+    Ok(tokens)
 }
 
 fn parse_texts(reply: &Reply) -> Result<Vec<String>, String> {
@@ -179,7 +220,12 @@ impl Model {
     /// other requests cut short still makes the same later choices.
     fn choose(&mut self, rng: &mut Rng, queue: &str, burst: bool) -> Op {
         let queue = queue.to_owned();
-        let leased: Vec<u64> = self.queue(&queue).leased.keys().copied().collect();
+        let leased: Vec<(u64, String)> = self
+            .queue(&queue)
+            .leased
+            .iter()
+            .filter_map(|(id, l)| Some((*id, l.token.clone()?)))
+            .collect();
         let roll = rng.below(100);
         let (count, size, lease_size, pick) = (
             2 + rng.below(4),
@@ -187,7 +233,7 @@ impl Model {
             1 + rng.below(3) as usize,
             rng.next(),
         );
-        let lease_id = || leased[(pick % leased.len().max(1) as u64) as usize];
+        let lease_id = || leased[(pick % leased.len().max(1) as u64) as usize].clone();
         match roll {
             0..=29 => Op::Post {
                 body: self.new_body(),
@@ -203,14 +249,14 @@ impl Model {
                 queue,
                 size: lease_size,
             },
-            75..=89 if !leased.is_empty() => Op::Ack {
-                id: lease_id(),
-                queue,
-            },
-            90..=99 if !leased.is_empty() => Op::Fail {
-                id: lease_id(),
-                queue,
-            },
+            75..=89 if !leased.is_empty() => {
+                let (id, token) = lease_id();
+                Op::Ack { id, token, queue }
+            }
+            90..=99 if !leased.is_empty() => {
+                let (id, token) = lease_id();
+                Op::Fail { id, token, queue }
+            }
             _ => Op::Lease { queue },
         }
     }
@@ -298,7 +344,8 @@ impl Model {
                     return unexpected(r);
                 }
                 let ids = parse_ids(r)?;
-                self.lease(queue, &ids, std::slice::from_ref(&r.body))?;
+                let tokens = parse_tokens(r, ids.len())?;
+                self.lease(queue, &ids, &tokens, std::slice::from_ref(&r.body))?;
             }
             (Op::LeaseBatch { queue, .. }, Some(r)) => {
                 if r.status != StatusCode::OK {
@@ -309,14 +356,15 @@ impl Model {
                     return self.expect_empty(queue, r);
                 }
                 let ids = parse_ids(r)?;
-                self.lease(queue, &ids, &texts)?;
+                let tokens = parse_tokens(r, ids.len())?;
+                self.lease(queue, &ids, &tokens, &texts)?;
             }
-            (Op::Ack { queue, id }, None) => {
+            (Op::Ack { queue, id, .. }, None) => {
                 if let Some(lease) = self.queue(queue).leased.get_mut(id) {
                     lease.fate = LeaseFate::MaybeAcked;
                 }
             }
-            (Op::Ack { queue, id }, Some(r)) => {
+            (Op::Ack { queue, id, .. }, Some(r)) => {
                 if r.status != StatusCode::NO_CONTENT {
                     return unexpected(r);
                 }
@@ -325,7 +373,7 @@ impl Model {
                 self.consumed
                     .insert(lease.body, format!("acked as {queue}/{id}"));
             }
-            (Op::Fail { queue, id }, None) => {
+            (Op::Fail { queue, id, .. }, None) => {
                 let q = self.queue(queue);
                 if let Some(lease) = q.leased.get_mut(id) {
                     lease.fate = LeaseFate::MaybeReturned;
@@ -336,7 +384,7 @@ impl Model {
                     });
                 }
             }
-            (Op::Fail { queue, id }, Some(r)) => {
+            (Op::Fail { queue, id, .. }, Some(r)) => {
                 if r.status != StatusCode::OK {
                     return unexpected(r);
                 }
@@ -387,7 +435,13 @@ impl Model {
         Ok(())
     }
 
-    fn lease(&mut self, queue: &str, ids: &[u64], bodies: &[String]) -> Result<(), String> {
+    fn lease(
+        &mut self,
+        queue: &str,
+        ids: &[u64],
+        tokens: &[String],
+        bodies: &[String],
+    ) -> Result<(), String> {
         if ids.len() != bodies.len() {
             return Err(format!("{queue}: lease ids {ids:?} for bodies {bodies:?}"));
         }
@@ -404,10 +458,11 @@ impl Model {
             ));
         }
         q.ready.drain(..bodies.len());
-        for (id, body) in ids.iter().zip(bodies) {
+        for ((id, body), token) in ids.iter().zip(bodies).zip(tokens) {
             let lease = Lease {
                 body: body.clone(),
                 fate: LeaseFate::Certain,
+                token: Some(token.clone()),
             };
             if q.leased.insert(*id, lease).is_some() {
                 return Err(format!("{queue}: job id {id} leased twice"));
@@ -583,16 +638,17 @@ impl Model {
             leased: BTreeMap::new(),
         };
         for id in &server.leases {
-            let body = match model.leased.get(id) {
-                Some(lease) => lease.body.clone(),
+            let (body, token) = match model.leased.get(id) {
+                Some(lease) => (lease.body.clone(), lease.token.clone()),
                 // At most one per queue: a burst leases one job per queue.
-                None => unseen_leases[0].clone(),
+                None => (unseen_leases[0].clone(), None),
             };
             settled.leased.insert(
                 *id,
                 Lease {
                     body,
                     fate: LeaseFate::Certain,
+                    token,
                 },
             );
         }
@@ -632,20 +688,28 @@ async fn send(client: &Client, server: &str, op: &Op) -> Result<Reply, reqwest::
         Op::LeaseBatch { queue, size } => client.get(url(format!(
             "/qb/{queue}?batch_size={size}&lease={LEASE_SECS}"
         ))),
-        Op::Ack { queue, id } => client.delete(url(format!("/q/{queue}/{id}"))),
-        Op::Fail { queue, id } => client.put(url(format!("/q/{queue}/{id}"))),
+        Op::Ack { queue, id, token } => client
+            .delete(url(format!("/q/{queue}/{id}")))
+            .header("X-presque-lease", token),
+        Op::Fail { queue, id, token } => client
+            .put(url(format!("/q/{queue}/{id}")))
+            .header("X-presque-lease", token),
     };
     let response = request.header("X-presque-workerid", WORKER).send().await?;
     let status = response.status();
-    let job_ids = response
-        .headers()
-        .get("X-presque-jobid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (job_ids, tokens) = (header("X-presque-jobid"), header("X-presque-lease"));
     let body = response.text().await?;
     Ok(Reply {
         status,
         job_ids,
+        tokens,
         body,
     })
 }

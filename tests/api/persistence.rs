@@ -700,14 +700,16 @@ async fn leases_and_attempts_survive_a_sigkill_restart() {
                 .send()
                 .await
                 .unwrap();
-            r.headers()["X-presque-jobid"].to_str().unwrap().to_owned()
+            let header = |name: &str| r.headers()[name].to_str().unwrap().to_owned();
+            (header("X-presque-jobid"), header("X-presque-lease"))
         }
     };
-    let held = lease("60").await;
-    let failed = lease("60").await;
-    let expiring = lease("1").await;
+    let (held, held_token) = lease("60").await;
+    let (failed, failed_token) = lease("60").await;
+    let (expiring, _) = lease("1").await;
     client
         .put(server.url(&format!("/q/l/{failed}")))
+        .header("X-presque-lease", failed_token)
         .send()
         .await
         .unwrap();
@@ -738,6 +740,7 @@ async fn leases_and_attempts_survive_a_sigkill_restart() {
     );
     let r = client
         .delete(server.url(&format!("/q/l/{held}")))
+        .header("X-presque-lease", held_token)
         .send()
         .await
         .unwrap();

@@ -1,0 +1,543 @@
+//! Deliveries (the token each lease comes with, and the 409 for a worker whose lease
+//! ran out), failure reasons, dead-letter fields and paging, lookups with the job's
+//! body, and tokens surviving restarts of the real binary.
+
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::delivery::{as_holder, job_id_of, lease_one, token_of};
+use crate::harness::*;
+use crate::helpers::*;
+
+const STALE: &str = "lease is no longer held";
+
+#[actix_web::test]
+async fn a_worker_whose_lease_ran_out_cannot_touch_the_job_another_now_holds() {
+    let app = spawn_app().await;
+    app.post_json("/q/race", "\"job\"").await;
+    let (id, a, _) = lease_one(&app, "race", "0.2", "A").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (id_b, b, body) = lease_one(&app, "race", "30", "B").await;
+    assert_eq!((id_b.as_str(), body.as_str()), (id.as_str(), "\"job\""));
+    assert_ne!(a, b, "a new delivery has a new token");
+    let (_, before) = app.get_json(&format!("/q/race/{id}")).await;
+
+    // A's late ack, failure report and extension change nothing.
+    for (method, path) in [
+        (Method::DELETE, format!("/q/race/{id}")),
+        (Method::PUT, format!("/q/race/{id}")),
+        (Method::POST, format!("/q/race/{id}?lease=600")),
+    ] {
+        assert_error(
+            as_holder(&app, method.clone(), &path, &a).await,
+            StatusCode::CONFLICT,
+            STALE,
+        )
+        .await;
+        let (_, info) = app.get_json(&format!("/q/race/{id}")).await;
+        assert_eq!(info, before, "after A's {method}");
+    }
+    assert_eq!(before["state"], "leased");
+    assert_eq!(before["worker_id"], "B");
+    assert_eq!(before["attempts"], 1);
+    assert_eq!(before["errors"], json!([]));
+    let (_, j) = app.get_json("/j/race").await;
+    assert_eq!(j["job_failed"], 0);
+
+    // B, the holder, acks; then A's token meets a job that is gone.
+    let r = as_holder(&app, Method::DELETE, &format!("/q/race/{id}"), &b).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        as_holder(&app, Method::DELETE, &format!("/q/race/{id}"), &a).await,
+        StatusCode::NOT_FOUND,
+        "job not found",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_late_failure_report_or_extension_does_not_disturb_the_new_holder() {
+    let app = spawn_app().await;
+    app.post_json("/q/late", "1").await;
+    let (id, a, _) = lease_one(&app, "late", "0.2", "A").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, b, _) = lease_one(&app, "late", "0.5", "B").await;
+    // A tries to keep the job for ten minutes: refused, so B's short lease runs out.
+    assert_error(
+        as_holder(&app, Method::POST, &format!("/q/late/{id}?lease=600"), &a).await,
+        StatusCode::CONFLICT,
+        STALE,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, info) = app.get_json(&format!("/q/late/{id}")).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("ready"), json!(2))
+    );
+    // B's token is stale now too.
+    assert_error(
+        as_holder(&app, Method::PUT, &format!("/q/late/{id}"), &b).await,
+        StatusCode::CONFLICT,
+        STALE,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn the_token_is_required_and_checked() {
+    let app = spawn_app().await;
+    app.post_json("/q/t", "1").await;
+    app.post_json("/q/t", "2").await;
+    let (id, token, _) = lease_one(&app, "t", "30", "w").await;
+    let (other, other_token, _) = lease_one(&app, "t", "30", "w").await;
+    let path = format!("/q/t/{id}");
+    for method in [Method::DELETE, Method::PUT, Method::POST] {
+        let path = if method == Method::POST {
+            format!("{path}?lease=5")
+        } else {
+            path.clone()
+        };
+        let r = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            r,
+            StatusCode::BAD_REQUEST,
+            "the lease token is missing: send the X-presque-lease header that came with the lease (or ?delivery=TOKEN)",
+        )
+        .await;
+        for bad in ["nonsense", "17", &format!("{token},{other_token}")] {
+            assert_error_contains(
+                as_holder(&app, method.clone(), &path, bad).await,
+                StatusCode::BAD_REQUEST,
+                "invalid lease token",
+            )
+            .await;
+        }
+        // Another job's token is no proof for this one.
+        assert_error_contains(
+            as_holder(&app, method.clone(), &path, &other_token).await,
+            StatusCode::BAD_REQUEST,
+            &format!("is for job {other}, not job {id}"),
+        )
+        .await;
+    }
+    // Header and query must agree when both are given.
+    let r = app
+        .client
+        .delete(app.url(&format!("{path}?delivery={other_token}")))
+        .header("X-presque-lease", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_error_contains(r, StatusCode::BAD_REQUEST, "name different leases").await;
+    // Nothing refused changed anything.
+    let (_, info) = app.get_json(&path).await;
+    assert_eq!(
+        (info["state"].clone(), info["attempts"].clone()),
+        (json!("leased"), json!(0))
+    );
+    let (_, j) = app.get_json("/j/t").await;
+    assert_eq!(j["job_failed"], 0);
+    // The query parameter alone works, for clients that cannot set headers.
+    let r = app
+        .client
+        .post(app.url(&format!("{path}?lease=60&delivery={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .delete(app.url(&format!("{path}?delivery={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[actix_web::test]
+async fn batch_leases_name_a_token_per_job_in_order() {
+    let app = spawn_app().await;
+    app.post_json("/qb/b", "{\"jobs\":[1,2,3]}").await;
+    let r = app.get("/qb/b?lease=30&batch_size=3").await;
+    let ids: Vec<String> = job_id_of(&r).split(',').map(str::to_owned).collect();
+    let tokens: Vec<String> = token_of(&r).split(',').map(str::to_owned).collect();
+    assert_eq!((ids.len(), tokens.len()), (3, 3));
+    let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), 3);
+    // Each job is acked with its own token; a neighbour's is refused.
+    assert_eq!(
+        as_holder(
+            &app,
+            Method::DELETE,
+            &format!("/q/b/{}", ids[0]),
+            &tokens[1]
+        )
+        .await
+        .status(),
+        StatusCode::BAD_REQUEST
+    );
+    for (id, token) in ids.iter().zip(&tokens) {
+        let r = as_holder(&app, Method::DELETE, &format!("/q/b/{id}"), token).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "job {id}");
+    }
+    // Plain fetches carry no token.
+    app.post_json("/q/b", "4").await;
+    let r = app.get("/q/b").await;
+    assert!(r.headers().get("X-presque-lease").is_none());
+}
+
+async fn fail_with(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    worker: Option<&str>,
+    body: &str,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .put(app.url(path))
+        .header("X-presque-lease", token)
+        .body(body.to_owned());
+    if let Some(worker) = worker {
+        request = request.header("X-presque-workerid", worker);
+    }
+    request.send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn failure_reports_keep_their_reasons_and_dead_letters_say_when_and_why() {
+    let app = spawn_app().await;
+    app.post_json("/settings/f", "{\"max_attempts\": 7}").await;
+    app.post_json("/q/f", "{\"to\":\"a@b.c\"}").await;
+    let started = now_secs_f64();
+    let mut id = String::new();
+    for n in 1..=6 {
+        let (leased, token, _) = lease_one(&app, "f", "30", "holder").await;
+        id = leased;
+        let path = format!("/q/f/{id}");
+        let r = match n {
+            // No body: a report with no reason, from the lease's holder.
+            1 => fail_with(&app, &path, &token, None, "").await,
+            _ => {
+                let body = json!({ "error": format!("smtp down #{n}") }).to_string();
+                fail_with(&app, &path, &token, Some("reporter"), &body).await
+            }
+        };
+        let (status, info) = json_of(r).await;
+        assert_eq!(status, StatusCode::OK, "{info}");
+        assert_eq!(info["attempts"], n);
+    }
+    let (_, info) = app.get_json(&format!("/q/f/{id}")).await;
+    let errors = info["errors"].as_array().unwrap();
+    // The newest five, oldest first.
+    let reasons: Vec<&Value> = errors.iter().map(|e| &e["error"]).collect();
+    assert_eq!(
+        reasons,
+        [
+            "smtp down #2",
+            "smtp down #3",
+            "smtp down #4",
+            "smtp down #5",
+            "smtp down #6"
+        ]
+    );
+    for e in errors {
+        assert_eq!(e["worker_id"], "reporter");
+        let at = e["at"].as_f64().unwrap();
+        assert!(at >= started - 1.0 && at <= now_secs_f64() + 1.0, "{at}");
+    }
+    assert_eq!(
+        (info["died_at"].clone(), info["reason"].clone()),
+        (Value::Null, Value::Null)
+    );
+
+    // Bad reports are refused and change nothing.
+    let (_, token, _) = lease_one(&app, "f", "30", "holder").await;
+    let path = format!("/q/f/{id}");
+    for (body, part) in [
+        (
+            "\"just a string\"",
+            "a failure report is {\"error\": \"why it failed\"}",
+        ),
+        ("[\"x\"]", "a failure report is"),
+        ("{\"error\": 5}", "error must be a string"),
+        (
+            "{\"error\": \"x\", \"code\": 5}",
+            "takes only \"error\", not \"code\"",
+        ),
+        ("{\"error\": \"a\\u0000b\"}", "control characters"),
+        ("{\"error\": ", "invalid JSON"),
+    ] {
+        assert_error_contains(
+            fail_with(&app, &path, &token, None, body).await,
+            StatusCode::BAD_REQUEST,
+            part,
+        )
+        .await;
+    }
+    assert_error_contains(
+        as_holder(
+            &app,
+            Method::PUT,
+            &format!("{path}?delay=1&delayed=1893456000"),
+            &token,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "not both",
+    )
+    .await;
+    assert_error_contains(
+        as_holder(&app, Method::PUT, &format!("{path}?delay=-1"), &token).await,
+        StatusCode::BAD_REQUEST,
+        "delay must be a number of seconds from 0 to 315360000",
+    )
+    .await;
+    let (_, still) = app.get_json(&path).await;
+    assert_eq!(
+        (
+            still["state"].clone(),
+            still["attempts"].clone(),
+            still["errors"].clone()
+        ),
+        (json!("leased"), json!(6), info["errors"].clone())
+    );
+
+    // A long reason is cut to 1,000 characters; the seventh attempt was the last.
+    let long = "x".repeat(5000);
+    let r = fail_with(
+        &app,
+        &path,
+        &token,
+        None,
+        &json!({ "error": long }).to_string(),
+    )
+    .await;
+    let (status, dead) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(dead["reason"], "failed");
+    let kept = dead["errors"][4]["error"].as_str().unwrap();
+    assert_eq!(kept.len(), 1000);
+    assert_eq!(dead["errors"][4]["worker_id"], "holder");
+    let died_at = dead["died_at"].as_f64().unwrap();
+    assert_eq!(Some(died_at), dead["errors"][4]["at"].as_f64());
+
+    let (_, listing) = app.get_json("/dead/f").await;
+    let letter = &listing["jobs"][0];
+    assert_eq!(letter["reason"], "failed");
+    assert_eq!(letter["died_at"], dead["died_at"]);
+    assert_eq!(letter["errors"], dead["errors"]);
+    assert_eq!(letter["job"], json!({"to": "a@b.c"}));
+
+    // Death by a lease running out says so, at the lease's deadline.
+    app.post_json("/settings/e", "{\"max_attempts\": 1}").await;
+    app.post_json("/q/e", "\"e\"").await;
+    let r = app.get("/q/e?lease=0.2").await;
+    let expired_id = job_id_of(&r);
+    let (_, info) = app.get_json(&format!("/q/e/{expired_id}")).await;
+    let deadline = info["lease_deadline"].as_f64().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, listing) = app.get_json("/dead/e").await;
+    let letter = &listing["jobs"][0];
+    assert_eq!(letter["reason"], "lease expired");
+    assert_eq!(letter["died_at"].as_f64(), Some(deadline));
+    assert_eq!(letter["errors"], json!([]));
+}
+
+#[actix_web::test]
+async fn a_failure_can_be_retried_after_a_relative_delay() {
+    let app = spawn_app().await;
+    app.post_json("/q/rd", "\"again\"").await;
+    let (id, token, _) = lease_one(&app, "rd", "30", "w").await;
+    let before = now_secs_f64();
+    let r = as_holder(&app, Method::PUT, &format!("/q/rd/{id}?delay=0.5"), &token).await;
+    let (status, info) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["state"], "delayed");
+    let due = info["due_at"].as_f64().unwrap();
+    assert!(due >= before + 0.499 && due < now_secs_f64() + 0.6, "{due}");
+    assert_error(app.get("/q/rd").await, StatusCode::NOT_FOUND, "no job").await;
+    let r = app.get("/q/rd?wait=3").await;
+    assert_eq!(r.text().await.unwrap(), "\"again\"");
+    assert!(now_secs_f64() >= due);
+}
+
+#[actix_web::test]
+async fn a_lookup_can_include_the_job_as_posted() {
+    let app = spawn_app().await;
+    let body = "{ \"to\" : \"a@b.c\",\n  \"n\": [1, 2.50] }";
+    app.post_json("/q/lk", body).await;
+    let (id, _, _) = lease_one(&app, "lk", "30", "w").await;
+    let r = app.get(&format!("/q/lk/{id}?body=1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with(&format!(",\"job\":{body}}}")), "{text}");
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["state"], "leased");
+    assert_eq!(value["job"], json!({"to": "a@b.c", "n": [1, 2.5]}));
+    // Without the flag (or with body=0), no job.
+    for path in [format!("/q/lk/{id}"), format!("/q/lk/{id}?body=0")] {
+        let (_, value) = app.get_json(&path).await;
+        assert!(value.get("job").is_none(), "{path}: {value}");
+    }
+    // Ready, delayed and dead jobs alike.
+    app.post_json("/q/lk", "\"ready\"").await;
+    app.post_json("/q/lk?delayed=1893456000", "\"later\"").await;
+    let (_, status) = app.get_json("/j/lk").await;
+    assert_eq!(status["job_count"], 1);
+    let ready_id = id.parse::<u64>().unwrap() + 1;
+    for (job, expected) in [(ready_id, "ready"), (ready_id + 1, "later")] {
+        let (_, value) = app.get_json(&format!("/q/lk/{job}?body=1")).await;
+        assert_eq!(value["job"], expected);
+    }
+}
+
+#[actix_web::test]
+async fn dead_letters_come_in_pages() {
+    let app = spawn_app().await;
+    app.post_json("/settings/p", "{\"max_attempts\": 1}").await;
+    let jobs: Vec<usize> = (0..25).collect();
+    app.post_json("/qb/p", &json!({ "jobs": jobs }).to_string())
+        .await;
+    let r = app.get("/qb/p?batch_size=25&lease=0.2").await;
+    let ids: Vec<u64> = job_id_of(&r)
+        .split(',')
+        .map(|id| id.parse().unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The default page holds them all, and says there is no next page.
+    let (_, all) = app.get_json("/dead/p").await;
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 25);
+    assert_eq!(all["next"], Value::Null);
+
+    let mut seen = Vec::new();
+    let mut path = "/dead/p?limit=10".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_u64().unwrap()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => {
+                assert_eq!(Some(next), seen.last().copied());
+                path = format!("/dead/p?limit=10&after={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!((pages, seen), (3, ids.clone()));
+    // A page past the end is empty.
+    let (_, page) = app.get_json(&format!("/dead/p?after={}", ids[24])).await;
+    assert_eq!(
+        (page["jobs"].clone(), page["next"].clone()),
+        (json!([]), Value::Null)
+    );
+
+    for (query, part) in [
+        ("limit=0", "limit must be an integer from 1 to 10000"),
+        ("limit=10001", "limit must be an integer from 1 to 10000"),
+        ("limit=ten", "limit must be"),
+        ("after=x", "after must be a job id"),
+    ] {
+        assert_error_contains(
+            app.get(&format!("/dead/p?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            part,
+        )
+        .await;
+    }
+}
+
+/// Leases one job from the binary: (id, token).
+async fn lease_from(client: &Client, server: &ServerProcess, queue: &str) -> (String, String) {
+    let r = client
+        .get(server.url(&format!("/q/{queue}?lease=600")))
+        .header("X-presque-workerid", "w")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    (job_id_of(&r), token_of(&r))
+}
+
+async fn ack_on(
+    client: &Client,
+    server: &ServerProcess,
+    queue: &str,
+    id: &str,
+    token: &str,
+) -> StatusCode {
+    client
+        .delete(server.url(&format!("/q/{queue}/{id}")))
+        .header("X-presque-lease", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[actix_web::test]
+async fn tokens_survive_a_crash_and_a_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("presque.toml"),
+        "[storage]\nfsync = \"always\"\n",
+    )
+    .unwrap();
+    let client = Client::new();
+    let server = start_binary(dir.path(), &NODE_ARGS, &[]);
+    for i in 0..4 {
+        let r = client
+            .post(server.url("/q/r"))
+            .header("Content-Type", "application/json")
+            .body(i.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let (first, first_token) = lease_from(&client, &server, "r").await;
+    let (second, second_token) = lease_from(&client, &server, "r").await;
+
+    // SIGKILL: the leases and their tokens come back from the log.
+    server.kill9();
+    let server = start_binary(dir.path(), &NODE_ARGS, &[]);
+    assert_eq!(
+        ack_on(&client, &server, "r", &first, &first_token).await,
+        StatusCode::NO_CONTENT
+    );
+    let (third, third_token) = lease_from(&client, &server, "r").await;
+    assert!(![&first_token, &second_token].contains(&&third_token));
+
+    // A graceful stop: from the snapshot this time.
+    server.stop();
+    let server = start_binary(dir.path(), &NODE_ARGS, &[]);
+    for (id, token) in [(&second, &second_token), (&third, &third_token)] {
+        assert_eq!(
+            ack_on(&client, &server, "r", id, token).await,
+            StatusCode::NO_CONTENT,
+            "job {id}"
+        );
+    }
+    // The counter went on from where it was: the next token is new too.
+    let (_, fourth_token) = lease_from(&client, &server, "r").await;
+    assert!(![&first_token, &second_token, &third_token].contains(&&fourth_token));
+    server.stop();
+}
