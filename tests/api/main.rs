@@ -22,6 +22,7 @@ mod harness;
 mod helpers;
 mod model;
 mod persistence;
+mod polling;
 mod process;
 mod queue;
 mod status;

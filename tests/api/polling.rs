@@ -1,0 +1,277 @@
+//! Long-polls: 503 when the server stops under a parked fetch, and waits on queues
+//! that do not exist (which never create them).
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+
+use crate::harness::{start_binary, ServerProcess, NODE_ARGS};
+use crate::helpers::*;
+
+// ---------------------------------------------------------------- the real binary
+
+/// A server in a temporary directory, which survives its restarts.
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("presque.toml"), "").unwrap();
+        Node { dir }
+    }
+
+    fn start(&self) -> ServerProcess {
+        start_binary(self.dir.path(), &NODE_ARGS, &[])
+    }
+}
+
+async fn get(server: &ServerProcess, path: &str) -> reqwest::Response {
+    Client::new().get(server.url(path)).send().await.unwrap()
+}
+
+async fn post(server: &ServerProcess, path: &str, body: &str) -> StatusCode {
+    Client::new()
+        .post(server.url(path))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A parked long-poll's answer: status, `Retry-After`, body, and how long it took.
+type Answer = (StatusCode, Option<String>, String, Duration);
+
+fn park(server: &ServerProcess, path: &str) -> tokio::task::JoinHandle<Answer> {
+    let url = server.url(path);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let r = Client::new().get(url).send().await.unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            r.status(),
+            retry,
+            r.text().await.unwrap(),
+            started.elapsed(),
+        )
+    })
+}
+
+#[actix_web::test]
+async fn a_long_poll_parked_at_shutdown_is_told_the_server_is_stopping() {
+    let node = Node::new();
+    let server = node.start();
+    // One at an existing (empty) queue, two at a queue that does not exist: all are
+    // told to come back, none gets "no job".
+    assert_eq!(post(&server, "/q/known", "1").await, StatusCode::CREATED);
+    assert_eq!(get(&server, "/q/known").await.status(), StatusCode::OK);
+    let parked = [
+        park(&server, "/q/known?wait=20"),
+        park(&server, "/q/x?wait=20"),
+        park(&server, "/qb/x?wait=20"),
+    ];
+    // Two requests pipelined on one connection: the second is read only once the
+    // first is answered, so it arrives after shutdown began.
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let pipelined = std::thread::spawn(move || {
+        let mut socket = std::net::TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        socket
+            .write_all(
+                b"GET /q/known?wait=20 HTTP/1.1\r\nHost: x\r\n\r\n\
+                  GET /q/later?wait=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        answer
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stopping = Instant::now();
+    server.signal("TERM");
+    for waiter in parked {
+        let (status, retry, body, waited) = waiter.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body, "{\"error\":\"server is stopping\"}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+    let answer = pipelined.join().unwrap();
+    assert_eq!(
+        answer.matches("HTTP/1.1 503 Service Unavailable").count(),
+        2,
+        "{answer}"
+    );
+    assert_eq!(answer.matches("server is stopping").count(), 2, "{answer}");
+    let mut server = server;
+    assert_eq!(server.wait_for_exit(), Some(0));
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}
+
+// ------------------------------------------------- long-polls on unknown queues
+
+#[actix_web::test]
+async fn waiting_on_an_unknown_queue_does_not_create_it() {
+    let node = Node::new();
+    let server = node.start();
+    let started = Instant::now();
+    let r = get(&server, "/q/ghost?wait=0.3").await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_error(r, StatusCode::NOT_FOUND, "no job").await;
+    assert_error(
+        get(&server, "/qb/ghost?wait=0.1").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    // Many names at once, some of whose clients give up early.
+    let client = Client::new();
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let waits = (0..200).map(|i| {
+        let (client, impatient, url) = (
+            &client,
+            &impatient,
+            server.url(&format!("/q/g{i}?wait=0.3")),
+        );
+        async move {
+            if i % 2 == 0 {
+                assert!(impatient.get(url).send().await.is_err());
+            } else {
+                assert_eq!(
+                    client.get(url).send().await.unwrap().status(),
+                    StatusCode::NOT_FOUND
+                );
+            }
+        }
+    });
+    futures_util::future::join_all(waits).await;
+    let (status, body) = json_of(get(&server, "/status/").await).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"queues": [], "size": 0}))
+    );
+    let (_, j) = json_of(get(&server, "/j/ghost").await).await;
+    assert_eq!(
+        j,
+        json!({"queue_name": "ghost", "job_count": 0, "job_failed": 0, "job_processed": 0})
+    );
+    server.stop();
+    let server = node.start();
+    let (_, body) = json_of(get(&server, "/status/").await).await;
+    assert_eq!(body, json!({"queues": [], "size": 0}));
+    server.stop();
+}
+
+#[actix_web::test]
+async fn a_job_posted_during_the_wait_reaches_the_waiter_on_an_unknown_queue() {
+    let app = spawn_app().await;
+    for (fetch, post) in [
+        ("/q/new?wait=5", "/q/new"),
+        ("/qb/newb?wait=5&batch_size=3", "/qb/newb"),
+    ] {
+        let first = app.get(fetch);
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            app.get(fetch).await
+        };
+        let poster = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let body = if post.starts_with("/qb") {
+                "{\"jobs\":[1]}"
+            } else {
+                "1"
+            };
+            assert_eq!(
+                app.post_json(post, body).await.status(),
+                StatusCode::CREATED
+            );
+            assert_eq!(
+                app.post_json(&post.replace("/qb/", "/q/"), "2")
+                    .await
+                    .status(),
+                StatusCode::CREATED
+            );
+        };
+        let started = Instant::now();
+        let (a, b, ()) = tokio::join!(first, second, poster);
+        assert!(started.elapsed() < Duration::from_secs(2), "{fetch}");
+        // Oldest waiter first, each handed one job.
+        let texts = (a.text().await.unwrap(), b.text().await.unwrap());
+        if fetch.starts_with("/qb") {
+            assert_eq!(texts, ("[\"1\"]".to_owned(), "[\"2\"]".to_owned()));
+        } else {
+            assert_eq!(texts, ("1".to_owned(), "2".to_owned()));
+        }
+    }
+    // The posts made the queues, as posts do.
+    let (_, s) = app.get_json("/status/").await;
+    assert_eq!(s, json!({"queues": ["new", "newb"], "size": 2}));
+    let (_, j) = app.get_json("/j/new").await;
+    assert_eq!(
+        (j["job_count"].clone(), j["job_processed"].clone()),
+        (json!(0), json!(2))
+    );
+}
+
+#[actix_web::test]
+async fn deleting_a_queue_answers_its_waiters_and_later_waits_start_over() {
+    let app = spawn_app().await;
+    app.post_json("/q/d", "1").await;
+    assert_eq!(app.get("/q/d").await.status(), StatusCode::OK);
+    let waiter = app.get("/q/d?wait=5");
+    let deleter = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(app.delete("/q/d").await.status(), StatusCode::NO_CONTENT);
+    };
+    let started = Instant::now();
+    let (r, ()) = tokio::join!(waiter, deleter);
+    assert_error(r, StatusCode::NOT_FOUND, "no job").await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Deleted, it is unknown again: a wait does not bring it back, a post does.
+    assert_error(
+        app.get("/q/d?wait=0.1").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    let (_, s) = app.get_json("/status/").await;
+    assert_eq!(s, json!({"queues": [], "size": 0}));
+    let waiter = app.get("/q/d?wait=5");
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_json("/q/d", "\"again\"").await;
+    };
+    let (r, ()) = tokio::join!(waiter, poster);
+    assert_eq!(r.text().await.unwrap(), "\"again\"");
+}
+
+#[actix_web::test]
+async fn waiters_on_an_unknown_queue_are_capped_too() {
+    let app = spawn_app_with(|s| s.server.max_waiters_per_queue = 1).await;
+    let first = app.get("/q/cap?wait=1");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.get("/q/cap?wait=1").await
+    };
+    let (a, b) = tokio::join!(first, second);
+    assert_error(
+        b,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests are waiting on this queue (limit 1)",
+    )
+    .await;
+    assert_error(a, StatusCode::NOT_FOUND, "no job").await;
+}
