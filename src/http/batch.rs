@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::input::{
     batch_size, check_json, delayed_ms, query, queue_name, read_body, require_json, worker_header,
 };
-use super::queue::{fetch_request, jobs_response, FetchQuery};
+use super::queue::{fetch_jobs, fetch_request, jobs_response, no_job_answer, FetchQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
@@ -22,7 +22,8 @@ struct CreateQuery {
     uniq: Option<String>,
 }
 
-/// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S]`: up to N jobs from the head.
+/// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S][&empty=204]`: up to N jobs from the
+/// head.
 #[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
@@ -30,8 +31,11 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let max = batch_size(params.batch_size.as_deref())?;
     let worker = worker_header(&req)?;
     let request = fetch_request(&params, &state, worker.as_ref(), max)?;
+    let no_job = no_job_answer(&req, &params)?;
     let leased = request.lease.is_some();
-    let jobs = state.queues.fetch(&name, request).await?;
+    let Some(jobs) = fetch_jobs(&state, &name, request, no_job).await? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     state
         .registry
         .count_work(worker.as_ref(), jobs.len() as u64, 0);

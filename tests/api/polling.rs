@@ -1,5 +1,6 @@
-//! Long-polls: 503 when the server stops under a parked fetch, and waits on queues
-//! that do not exist (which never create them).
+//! Long-polls and what modern clients may opt into: 204 for "no job", 503 when the
+//! server stops under a parked fetch, waits on queues that do not exist (which never
+//! create them), and paging through `/status/NAME?with_desc=1`.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -9,6 +10,113 @@ use serde_json::json;
 
 use crate::harness::{start_binary, ServerProcess, NODE_ARGS};
 use crate::helpers::*;
+
+// ---------------------------------------------------------------- 204 on opt-in
+
+#[actix_web::test]
+async fn an_empty_fetch_is_204_only_for_clients_that_ask() {
+    let app = spawn_app().await;
+    // The original answer stays the default.
+    assert_error(app.get("/q/e").await, StatusCode::NOT_FOUND, "no job").await;
+    assert_error(app.get("/qb/e").await, StatusCode::NOT_FOUND, "no job").await;
+    assert_error(
+        app.get("/q/e?empty=404").await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    for path in [
+        "/q/e?empty=204",
+        "/qb/e?empty=204&batch_size=5",
+        "/q/e?wait=0.2&empty=204",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{path}");
+        assert!(r.headers().get("content-type").is_none(), "{path}");
+        assert_eq!(r.text().await.unwrap(), "", "{path}");
+    }
+    // The header does the same; the query wins over it.
+    let with_header = |path: &str, value: &str| {
+        app.client
+            .get(app.url(path))
+            .header("X-presque-empty", value)
+            .send()
+    };
+    assert_eq!(
+        with_header("/q/e", "204").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        with_header("/qb/e", "204").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        with_header("/q/e?empty=404", "204").await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "no job",
+    )
+    .await;
+    // A job is a job, whatever was asked.
+    app.post_json("/q/e", "{\"a\":1}").await;
+    let r = app.get("/q/e?empty=204").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "{\"a\":1}");
+    // A long-poll answered by a job posted during its wait.
+    let waiter = app.get("/qb/e?wait=5&empty=204");
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        app.post_json("/q/e", "2").await;
+    };
+    let (r, ()) = tokio::join!(waiter, poster);
+    assert_eq!(json_of(r).await, (StatusCode::OK, json!(["2"])));
+}
+
+#[actix_web::test]
+async fn a_closed_queue_stays_404_and_bad_choices_are_refused() {
+    let app = spawn_app().await;
+    app.post_json("/q/c", "1").await;
+    app.post_json("/control/c", "{\"status\":\"stop\"}").await;
+    assert_error(
+        app.get("/q/c?empty=204").await,
+        StatusCode::NOT_FOUND,
+        "queue is closed",
+    )
+    .await;
+    assert_error(
+        app.get("/qb/c?empty=204&wait=0.1").await,
+        StatusCode::NOT_FOUND,
+        "queue is closed",
+    )
+    .await;
+    app.post_json("/control/c", "{\"status\":\"start\"}").await;
+    for bad in ["200", "", "yes"] {
+        assert_error(
+            app.get(&format!("/q/c?empty={bad}")).await,
+            StatusCode::BAD_REQUEST,
+            &format!("empty must be 204 or 404, not {bad:?}"),
+        )
+        .await;
+    }
+    let r = app
+        .client
+        .get(app.url("/qb/c"))
+        .header("X-presque-empty", "none")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r,
+        StatusCode::BAD_REQUEST,
+        "X-presque-empty must be 204 or 404, not \"none\"",
+    )
+    .await;
+    // Refused requests took nothing.
+    let (_, j) = app.get_json("/j/c").await;
+    assert_eq!(
+        (j["job_count"].clone(), j["job_processed"].clone()),
+        (json!(1), json!(0))
+    );
+}
 
 // ---------------------------------------------------------------- the real binary
 
@@ -69,14 +177,14 @@ fn park(server: &ServerProcess, path: &str) -> tokio::task::JoinHandle<Answer> {
 async fn a_long_poll_parked_at_shutdown_is_told_the_server_is_stopping() {
     let node = Node::new();
     let server = node.start();
-    // One at an existing (empty) queue, two at a queue that does not exist: all are
-    // told to come back, none gets "no job".
+    // One at an existing (empty) queue, one at a queue that does not exist, one
+    // asking for 204: all are told to come back, none gets "no job".
     assert_eq!(post(&server, "/q/known", "1").await, StatusCode::CREATED);
     assert_eq!(get(&server, "/q/known").await.status(), StatusCode::OK);
     let parked = [
         park(&server, "/q/known?wait=20"),
         park(&server, "/q/x?wait=20"),
-        park(&server, "/qb/x?wait=20"),
+        park(&server, "/qb/x?wait=20&empty=204"),
     ];
     // Two requests pipelined on one connection: the second is read only once the
     // first is answered, so it arrives after shutdown began.
