@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+#[cfg(test)]
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
@@ -567,12 +568,13 @@ impl QueueState {
     }
 
     /// The ready jobs' bodies in queue order.
+    #[cfg(test)]
     pub fn ready_bodies(&self) -> Vec<Bytes> {
         self.ready_jobs().map(|job| job.body.clone()).collect()
     }
 
     /// The ready jobs in queue order.
-    fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
+    pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
         self.head.iter().chain(self.rest.iter())
     }
 

@@ -383,3 +383,152 @@ async fn waiters_on_an_unknown_queue_are_capped_too() {
     .await;
     assert_error(a, StatusCode::NOT_FOUND, "no job").await;
 }
+
+// ------------------------------------------------- paging through with_desc
+
+/// Posts jobs `from..to` (their bodies are their numbers) in batches.
+async fn post_numbers(app: &TestApp, queue: &str, from: usize, to: usize) {
+    let numbers: Vec<usize> = (from..to).collect();
+    for chunk in numbers.chunks(1000) {
+        let body = json!({ "jobs": chunk }).to_string();
+        let r = app.post_json(&format!("/qb/{queue}"), &body).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+}
+
+fn numbers_of(page: &serde_json::Value) -> Vec<usize> {
+    page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[actix_web::test]
+async fn with_desc_pages_follow_the_cursor_to_the_end() {
+    let app = spawn_app().await;
+    post_numbers(&app, "p", 1, 6).await;
+    // Small queue, no paging asked: the original answer, key for key.
+    let (_, whole) = app.get_json("/status/p?with_desc=1").await;
+    assert_eq!(
+        whole,
+        json!({"queue": "p", "size": 5, "jobs": ["1", "2", "3", "4", "5"]})
+    );
+    let mut seen = Vec::new();
+    let mut path = "/status/p?with_desc=1&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["size"], 5);
+        assert_eq!(page.as_object().unwrap().len(), 4, "{page}");
+        seen.extend(numbers_of(&page));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/status/p?with_desc=1&limit=2&cursor={next}"),
+            None => {
+                assert_eq!(page["next"], json!(null));
+                break;
+            }
+        }
+    }
+    assert_eq!((seen, pages), ((1..6).collect::<Vec<_>>(), 3));
+    // Asked for paging, the key is there even when one page holds everything.
+    let (_, page) = app.get_json("/status/p?with_desc=1&limit=10").await;
+    assert_eq!(page["next"], json!(null));
+    assert_eq!(numbers_of(&page), vec![1, 2, 3, 4, 5]);
+}
+
+#[actix_web::test]
+async fn a_big_queue_answers_a_first_page_with_a_cursor() {
+    let app = spawn_app().await;
+    post_numbers(&app, "big", 0, 1001).await;
+    let (_, page) = app.get_json("/status/big?with_desc=1").await;
+    assert_eq!(page["size"], 1001);
+    assert_eq!(numbers_of(&page), (0..1000).collect::<Vec<_>>());
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, rest) = app
+        .get_json(&format!("/status/big?with_desc=1&cursor={next}"))
+        .await;
+    assert_eq!(numbers_of(&rest), vec![1000]);
+    assert_eq!(rest["next"], json!(null));
+    let (_, all) = app.get_json("/status/big?with_desc=1&limit=10000").await;
+    assert_eq!(numbers_of(&all).len(), 1001);
+    assert_eq!(all["next"], json!(null));
+}
+
+#[actix_web::test]
+async fn paging_goes_on_after_the_last_job_seen_while_workers_take_jobs() {
+    let app = spawn_app().await;
+    post_numbers(&app, "live", 1, 9).await;
+    let (_, first) = app.get_json("/status/live?with_desc=1&limit=3").await;
+    assert_eq!(numbers_of(&first), vec![1, 2, 3]);
+    let cursor = first["next"].as_str().unwrap().to_owned();
+    // A worker takes two jobs from the head: the next page still starts at 4.
+    assert_eq!(
+        app.get("/qb/live?batch_size=2").await.status(),
+        StatusCode::OK
+    );
+    let (_, second) = app
+        .get_json(&format!("/status/live?with_desc=1&limit=3&cursor={cursor}"))
+        .await;
+    assert_eq!(numbers_of(&second), vec![4, 5, 6]);
+    assert_eq!(second["size"], 6);
+    // The job the cursor names is taken too: the next page starts at the head.
+    let cursor = second["next"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/qb/live?batch_size=4").await.status(),
+        StatusCode::OK
+    );
+    let (_, third) = app
+        .get_json(&format!("/status/live?with_desc=1&limit=3&cursor={cursor}"))
+        .await;
+    assert_eq!(numbers_of(&third), vec![7, 8]);
+    assert_eq!(third["next"], json!(null));
+}
+
+#[actix_web::test]
+async fn bad_paging_parameters_are_refused() {
+    let app = spawn_app().await;
+    post_numbers(&app, "b", 1, 3).await;
+    for (query, message) in [
+        (
+            "with_desc=1&limit=0",
+            "limit must be an integer from 1 to 10000, not \"0\"",
+        ),
+        (
+            "with_desc=1&limit=10001",
+            "limit must be an integer from 1 to 10000, not \"10001\"",
+        ),
+        (
+            "with_desc=1&limit=ten",
+            "limit must be an integer from 1 to 10000, not \"ten\"",
+        ),
+        (
+            "with_desc=1&cursor=x",
+            "cursor must be the \"next\" of an earlier page, not \"x\"",
+        ),
+        (
+            "limit=2",
+            "limit and cursor page through the jobs of with_desc=1; add it",
+        ),
+        (
+            "with_desc=0&cursor=1",
+            "limit and cursor page through the jobs of with_desc=1; add it",
+        ),
+    ] {
+        assert_error(
+            app.get(&format!("/status/b?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            message,
+        )
+        .await;
+    }
+    // A queue that does not exist is an empty page.
+    let (_, none) = app.get_json("/status/none?with_desc=1&limit=5").await;
+    assert_eq!(
+        none,
+        json!({"queue": "none", "size": 0, "jobs": [], "next": null})
+    );
+}
