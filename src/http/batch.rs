@@ -11,7 +11,9 @@ use super::input::{
     batch_size, check_json, due_ms, query, queue_name, read_body, require_json, worker_header,
     NoQuery,
 };
-use super::queue::{fetch_request, jobs_response, FetchQuery, JOB_ID_HEADER};
+use super::queue::{
+    fetch_jobs, fetch_request, jobs_response, no_job_answer, FetchQuery, JOB_ID_HEADER,
+};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
@@ -35,7 +37,8 @@ pub const JOB_ID_RANGE_HEADER: &str = "X-presque-jobid-range";
 /// headers in all), and an old client posting a big batch must keep working.
 pub const MAX_ID_LIST_BYTES: usize = 4096;
 
-/// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S]`: up to N jobs from the head.
+/// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S][&empty=204]`: up to N jobs from the
+/// head.
 #[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
@@ -43,8 +46,11 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let max = batch_size(params.batch_size.as_deref())?;
     let worker = worker_header(&req)?;
     let request = fetch_request(&params, &state, worker.as_ref(), max)?;
+    let no_job = no_job_answer(&req, &params)?;
     let leased = request.lease.is_some();
-    let jobs = state.queues.fetch(&name, request).await?;
+    let Some(jobs) = fetch_jobs(&state, &name, request, no_job).await? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     state
         .registry
         .count_work(worker.as_ref(), jobs.len() as u64, 0);

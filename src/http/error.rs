@@ -7,6 +7,9 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::names::NameError;
 use crate::queue::QueueError;
 
+/// `Retry-After` (seconds) of a long-poll answered 503 because the server is stopping.
+pub const STOPPING_RETRY_AFTER: &str = "1";
+
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -91,6 +94,10 @@ pub enum ApiError {
     BadLeaseToken(String),
     #[error("too many requests are waiting on this queue (limit {0})")]
     TooManyWaiters(usize),
+    /// A long-poll cut short, or refused, by a graceful shutdown: retry (elsewhere, or
+    /// once the server is back).
+    #[error("server is stopping")]
+    Stopping,
 }
 
 /// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
@@ -123,6 +130,7 @@ impl From<QueueError> for ApiError {
             QueueError::JobNotFound => ApiError::JobNotFound,
             QueueError::LeaseNotHeld => ApiError::LeaseNotHeld,
             QueueError::TooManyWaiters(limit) => ApiError::TooManyWaiters(limit),
+            QueueError::Stopping => ApiError::Stopping,
         }
     }
 }
@@ -152,7 +160,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::QueueBusy | ApiError::StorageUnavailable { .. } => {
+            ApiError::QueueBusy | ApiError::StorageUnavailable { .. } | ApiError::Stopping => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -168,6 +176,10 @@ impl ResponseError for ApiError {
         if let ApiError::StorageUnavailable { retry: true, .. } = self {
             // The log writer retries by itself; a second is about its retry pace.
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let ApiError::Stopping = self {
+            // A restart (or another instance behind the same address) takes about that.
+            response.insert_header((header::RETRY_AFTER, STOPPING_RETRY_AFTER));
         }
         if let ApiError::Internal(_) | ApiError::Storage(_) = self {
             tracing::error!(error = %self, "request failed");

@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::names::WorkerId;
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
-use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge};
+use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge, QueueError};
 
 /// Response header carrying job ids: of leased jobs on a fetch, of the created job on
 /// `POST`/`PUT /q/NAME`, of the created jobs on `POST /qb/NAME` (comma-separated in
@@ -23,11 +23,73 @@ pub const JOB_ID_HEADER: &str = "X-presque-jobid";
 /// order of [`JOB_ID_HEADER`]); an ack, failure report or extension shows it back.
 pub const LEASE_HEADER: &str = "X-presque-lease";
 
+/// Request header choosing how a fetch that finds no job is answered: `204` or `404`
+/// (the default), as the `empty` query parameter does (which wins when both are given).
+pub const EMPTY_HEADER: &str = "X-presque-empty";
+
 #[derive(Deserialize)]
 pub(super) struct FetchQuery {
     pub(super) wait: Option<String>,
     pub(super) lease: Option<String>,
     pub(super) batch_size: Option<String>,
+    /// `204` or `404`: see [`EMPTY_HEADER`].
+    pub(super) empty: Option<String>,
+}
+
+/// How a fetch that gets no job is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoJobAnswer {
+    /// 404 `{"error":"no job"}`, as the original protocol has it.
+    NotFound,
+    /// 204 with no body (opt-in): no error to log or parse for the normal case.
+    NoContent,
+}
+
+/// The fetch's choice of [`NoJobAnswer`]: `empty=` in the query, else the
+/// [`EMPTY_HEADER`] header, else the original 404.
+pub(super) fn no_job_answer(
+    req: &HttpRequest,
+    params: &FetchQuery,
+) -> Result<NoJobAnswer, ApiError> {
+    let (raw, what) = match &params.empty {
+        Some(raw) => (raw.as_str(), "empty"),
+        None => match req.headers().get(EMPTY_HEADER) {
+            None => return Ok(NoJobAnswer::NotFound),
+            Some(value) => (
+                value.to_str().map_err(|_| {
+                    ApiError::BadHeader(format!("{EMPTY_HEADER} must be 204 or 404"))
+                })?,
+                EMPTY_HEADER,
+            ),
+        },
+    };
+    match raw.trim() {
+        "204" => Ok(NoJobAnswer::NoContent),
+        "404" => Ok(NoJobAnswer::NotFound),
+        _ => {
+            let message = format!("{what} must be 204 or 404, not {raw:?}");
+            Err(if params.empty.is_some() {
+                ApiError::BadQuery(message)
+            } else {
+                ApiError::BadHeader(message)
+            })
+        }
+    }
+}
+
+/// Fetches for a route: the jobs, or `None` when there was no job and the client
+/// asked for 204 then.
+pub(super) async fn fetch_jobs(
+    state: &AppState,
+    name: &crate::names::QueueName,
+    request: FetchRequest,
+    no_job: NoJobAnswer,
+) -> Result<Option<Handout>, ApiError> {
+    match state.queues.fetch(name, request).await {
+        Ok(jobs) => Ok(Some(jobs)),
+        Err(QueueError::Empty) if no_job == NoJobAnswer::NoContent => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads a fetch's options: `wait`, `lease`, and the worker taking the lease.
@@ -73,15 +135,18 @@ struct CreateQuery {
     uniq: Option<String>,
 }
 
-/// `GET /q/NAME[?wait=S][&lease=S]`: the job at the head, as posted.
+/// `GET /q/NAME[?wait=S][&lease=S][&empty=204]`: the job at the head, as posted.
 #[tracing::instrument(level = "debug", name = "fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
     let worker = worker_header(&req)?;
     let request = fetch_request(&params, &state, worker.as_ref(), 1)?;
+    let no_job = no_job_answer(&req, &params)?;
     let leased = request.lease.is_some();
-    let jobs = state.queues.fetch(&name, request).await?;
+    let Some(jobs) = fetch_jobs(&state, &name, request, no_job).await? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     state
         .registry
         .count_work(worker.as_ref(), jobs.len() as u64, 0);

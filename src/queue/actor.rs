@@ -8,6 +8,8 @@
 //! ([`waiters`](super::waiters)).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -76,6 +78,9 @@ pub struct QueueActor {
     pub(super) next_waiter: u64,
     /// Set while the log refuses the changes the timer makes: not before then.
     refused_until: Option<u64>,
+    /// The server's "shutting down" flag, shared by every queue and the directory:
+    /// once set, no fetch parks here.
+    stopping: Arc<AtomicBool>,
 }
 
 impl QueueActor {
@@ -94,7 +99,19 @@ impl QueueActor {
             waiters: VecDeque::new(),
             next_waiter: 0,
             refused_until: None,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The same queue, following the server's shutdown flag `stopping`.
+    pub(super) fn stopping_with(mut self, stopping: Arc<AtomicBool>) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
+    /// Whether the server is shutting down.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// A queue brought back by recovery.

@@ -6,11 +6,18 @@
 //! mailbox. Queue actors live on the HTTP workers' own arbiters (one per core by
 //! default), spread round-robin: a request whose queue lives on its own worker thread
 //! reaches it without a thread hop, and with one worker no request ever hops.
+//!
+//! Waiting never creates a queue: a long-poll on a queue that does not exist waits
+//! here, in a map by name that holds only the waiting requests (each removes itself
+//! when it ends, so the map is as large as the requests in flight). Whatever creates
+//! the queue ([`QueueDirectory::get_or_create`]) hands that name's waiters to the new
+//! actor in the same step, so a job posted during the wait reaches the waiter. A wait
+//! that ends without a job leaves nothing behind: no queue, no log record.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
@@ -19,8 +26,8 @@ use tokio::sync::oneshot;
 
 use super::actor::{QueueActor, QueueConfig};
 use super::error::{QueueError, QueueResult};
-use super::messages::Handout;
-use super::messages::{Fetch, LeaseRequest, ReleaseWaiters};
+use super::messages::{Fetch, Handout, LeaseRequest, ReleaseWaiters, Reply};
+use super::waiters::{Adopt, PendingWaiter};
 use crate::names::QueueName;
 use crate::storage::log::Log;
 use crate::storage::recovery::RecoveredQueue;
@@ -44,7 +51,35 @@ pub struct QueueDirectory {
     log: Log,
     config: QueueConfig,
     /// Set at shutdown: fetches no longer park, so in-flight requests end promptly.
-    closing: AtomicBool,
+    /// Shared with every queue actor.
+    closing: Arc<AtomicBool>,
+    /// Long-polls on queues that do not exist, by queue name. Locked only after (or
+    /// without) `queues`, never the other way round. A name is only here while it has
+    /// waiters.
+    pending: Mutex<HashMap<QueueName, Vec<PendingWaiter>>>,
+    next_pending: AtomicU64,
+}
+
+/// Where a long-poll on a queue that was missing when it looked waits.
+enum Parked {
+    /// In the directory, as the waiter with this id.
+    Here(u64),
+    /// The queue was created meanwhile: the fetch goes to its actor, with its reply.
+    AtQueue(Addr<QueueActor>, Reply),
+}
+
+/// Removes a waiter from the directory's pending map when its request ends, however
+/// it ends (answered, timed out, or dropped because the client left).
+struct PendingGuard<'a> {
+    directory: &'a QueueDirectory,
+    name: &'a QueueName,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.directory.forget_pending(self.name, self.id);
+    }
 }
 
 /// What a fetch asks for.
@@ -66,16 +101,37 @@ impl QueueDirectory {
             next_incarnation: AtomicU64::new(next_incarnation),
             log,
             config,
-            closing: AtomicBool::new(false),
+            closing: Arc::new(AtomicBool::new(false)),
+            pending: Mutex::new(HashMap::new()),
+            next_pending: AtomicU64::new(0),
         }
     }
 
-    /// Stops parking fetches and answers every parked one now (shutdown).
+    /// Stops parking fetches and answers every parked one now, with
+    /// [`QueueError::Stopping`] (shutdown).
     pub async fn release_waiters(&self) {
+        // Set before the pending map is drained (under its lock) and before any actor
+        // hears of it: a fetch either sees the flag or is among those released.
         self.closing.store(true, Ordering::SeqCst);
+        let pending = std::mem::take(&mut *self.pending());
+        for waiter in pending.into_values().flatten() {
+            let _ = waiter.reply.send(Err(QueueError::Stopping));
+        }
         for (_, addr) in self.entries() {
             let _ = addr.send(ReleaseWaiters).await;
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<QueueName, Vec<PendingWaiter>>> {
+        // As for `queues`: every change to the map is a single call.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many names have long-polls waiting in the directory (not at a queue).
+    #[cfg(test)]
+    fn pending_names(&self) -> (usize, usize) {
+        let pending = self.pending();
+        (pending.len(), pending.capacity())
     }
 
     /// Adds the calling thread's arbiter (an HTTP worker's) to those queues live on.
@@ -118,6 +174,7 @@ impl QueueDirectory {
     pub fn insert_recovered(&self, queue: RecoveredQueue) {
         let (log, config) = (self.log.clone(), self.config);
         let name = queue.name.clone();
+        let stopping = self.closing.clone();
         let addr = QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
             QueueActor::recovered(
                 queue.name,
@@ -127,6 +184,7 @@ impl QueueDirectory {
                 log,
                 config,
             )
+            .stopping_with(stopping)
         });
         self.write().insert(name, addr);
     }
@@ -166,21 +224,118 @@ impl QueueDirectory {
         self.read().get(name).cloned()
     }
 
-    /// The queue's actor, creating the queue if needed.
+    /// The queue's actor, creating the queue if needed. A new queue's actor first
+    /// gets the long-polls that were waiting for it.
     pub fn get_or_create(&self, name: &QueueName) -> Addr<QueueActor> {
         if let Some(addr) = self.get(name) {
             return addr;
         }
         let mut map = self.write();
-        map.entry(name.clone())
-            .or_insert_with(|| {
-                let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
-                let (name, log, config) = (name.clone(), self.log.clone(), self.config);
-                QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
-                    QueueActor::new(name, incarnation, log, config)
-                })
-            })
-            .clone()
+        if let Some(addr) = map.get(name) {
+            return addr.clone();
+        }
+        let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
+        let (owned, log, config) = (name.clone(), self.log.clone(), self.config);
+        let stopping = self.closing.clone();
+        let addr = QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
+            QueueActor::new(owned, incarnation, log, config).stopping_with(stopping)
+        });
+        map.insert(name.clone(), addr.clone());
+        // Still under the write lock: no waiter can park here for this name any more,
+        // and the creator's own message is sent after this one.
+        let waiting = self.take_pending(name);
+        if !waiting.is_empty() {
+            addr.do_send(Adopt(waiting));
+        }
+        addr
+    }
+
+    /// Takes the waiters parked in the directory for `name`.
+    fn take_pending(&self, name: &QueueName) -> Vec<PendingWaiter> {
+        let mut pending = self.pending();
+        let waiting = pending.remove(name).unwrap_or_default();
+        shrink(&mut pending);
+        waiting
+    }
+
+    /// Parks a long-poll on `name` in the directory, unless the queue exists by now.
+    fn park_pending(
+        &self,
+        name: &QueueName,
+        request: &FetchRequest,
+        deadline: Instant,
+        reply: Reply,
+    ) -> QueueResult<Parked> {
+        // The read side keeps the queue from being created until the waiter is in the
+        // map, where the creation will find it.
+        let queues = self.read();
+        if let Some(addr) = queues.get(name) {
+            return Ok(Parked::AtQueue(addr.clone(), reply));
+        }
+        let mut pending = self.pending();
+        // Checked under the lock `release_waiters` drains under.
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(QueueError::Stopping);
+        }
+        let limit = self.config.max_waiters;
+        if pending.get(name).map_or(0, Vec::len) >= limit {
+            return Err(QueueError::TooManyWaiters(limit));
+        }
+        let id = self.next_pending.fetch_add(1, Ordering::Relaxed);
+        pending
+            .entry(name.clone())
+            .or_default()
+            .push(PendingWaiter {
+                id,
+                max: request.max,
+                lease: request.lease.clone(),
+                deadline,
+                reply,
+            });
+        Ok(Parked::Here(id))
+    }
+
+    /// Drops waiter `id` of `name` from the pending map, if it is still there.
+    fn forget_pending(&self, name: &QueueName, id: u64) {
+        let mut pending = self.pending();
+        let Some(waiters) = pending.get_mut(name) else {
+            return;
+        };
+        waiters.retain(|w| w.id != id);
+        if waiters.is_empty() {
+            pending.remove(name);
+            shrink(&mut pending);
+        }
+    }
+
+    /// Waits for the answer of a long-poll parked in the directory as `id`: a job
+    /// handed over by the queue once created, or the usual empty answer at `deadline`.
+    async fn await_pending(
+        &self,
+        name: &QueueName,
+        id: u64,
+        deadline: Instant,
+        mut answer: oneshot::Receiver<QueueResult<Handout>>,
+    ) -> QueueResult<Handout> {
+        let guard = PendingGuard {
+            directory: self,
+            name,
+            id,
+        };
+        let answered = tokio::time::timeout_at(deadline.into(), &mut answer).await;
+        match answered {
+            // The queue was deleted right after it was created: nothing for us.
+            Ok(Ok(Err(QueueError::Gone))) | Ok(Err(_)) => Err(QueueError::Empty),
+            Ok(Ok(result)) => result,
+            Err(_) => {
+                // Out of the map first, so nothing new can be sent; then closed, so a
+                // queue that adopted the waiter gives back what it sends from now on;
+                // what it sent before is still taken.
+                drop(guard);
+                answer.close();
+                answer.try_recv().unwrap_or(Err(QueueError::Empty))
+            }
+        }
     }
 
     /// Removes the queue from the directory, returning its actor.
@@ -217,26 +372,42 @@ impl QueueDirectory {
     }
 
     /// Fetches (or leases) jobs from the head of the queue. A fetch that may wait
-    /// parks at the queue's actor, creating the queue if needed; the actor answers it
-    /// when a job arrives or when the wait is over.
+    /// parks at the queue's actor, which answers it when a job arrives or when the
+    /// wait is over; on a queue that does not exist it parks in the directory (see
+    /// the module's comment). Once the server is stopping, a fetch that would wait is
+    /// answered [`QueueError::Stopping`] instead.
     pub async fn fetch(&self, name: &QueueName, request: FetchRequest) -> QueueResult<Handout> {
-        let wait = request
-            .wait
-            .filter(|w| !w.is_zero() && !self.closing.load(Ordering::SeqCst));
-        let fetched = self.with_queue(name, wait.is_some(), |addr| {
+        let wait = request.wait.filter(|w| !w.is_zero());
+        let deadline = wait.map(|w| Instant::now() + w);
+        for _ in 0..GONE_RETRIES {
             let (reply, answer) = oneshot::channel();
+            let (addr, reply) = match (self.get(name), deadline) {
+                (Some(addr), _) => (addr, reply),
+                (None, None) => return Err(QueueError::Empty),
+                (None, Some(deadline)) => {
+                    match self.park_pending(name, &request, deadline, reply)? {
+                        Parked::Here(id) => {
+                            return self.await_pending(name, id, deadline, answer).await
+                        }
+                        Parked::AtQueue(addr, reply) => (addr, reply),
+                    }
+                }
+            };
             let fetch = Fetch {
                 max: request.max,
                 lease: request.lease.clone(),
-                wait,
+                wait: deadline.map(|d| d.saturating_duration_since(Instant::now())),
                 reply,
             };
-            async move {
-                addr.send(fetch).await.ok()?;
-                answer.await.ok()
+            if addr.send(fetch).await.is_err() {
+                continue;
             }
-        });
-        fetched.await?.ok_or(QueueError::Empty)
+            match answer.await {
+                Err(_) | Ok(Err(QueueError::Gone)) => continue,
+                Ok(result) => return result,
+            }
+        }
+        Err(QueueError::Gone)
     }
 
     /// Runs `attempt` against the queue's actor (creating the queue first if
@@ -265,5 +436,121 @@ impl QueueDirectory {
             }
         }
         Err(QueueError::Gone)
+    }
+}
+
+/// Gives memory back after a crowd of waiters on many names has left.
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::queue::job::{Job, JobId};
+    use crate::queue::messages::{Arrival, Enqueue};
+    use crate::storage::log::FsyncPolicy;
+
+    fn directory() -> (QueueDirectory, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::No).expect("log");
+        (QueueDirectory::new(1, log, QueueConfig::default()), dir)
+    }
+
+    fn name(n: &str) -> QueueName {
+        QueueName::parse(n).expect("name")
+    }
+
+    fn waiting(ms: u64) -> FetchRequest {
+        FetchRequest {
+            max: 1,
+            lease: None,
+            wait: Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Thousands of distinct unknown names polled at once: none becomes a queue, and
+    /// the directory holds nothing for them afterwards, whether their waits ran out
+    /// or their clients left.
+    #[actix::test]
+    async fn waits_on_unknown_queues_leave_nothing_behind() {
+        let (dir, _guard) = directory();
+        let names: Vec<QueueName> = (0..5_000).map(|i| name(&format!("u{i}"))).collect();
+        let ran_out = names.iter().map(|n| dir.fetch(n, waiting(100)));
+        let answers = futures_util::future::join_all(ran_out).await;
+        assert!(answers.iter().all(|a| *a == Err(QueueError::Empty)));
+        let left = names.iter().map(|n| {
+            tokio::time::timeout(Duration::from_millis(50), dir.fetch(n, waiting(10_000)))
+        });
+        let answers = futures_util::future::join_all(left).await;
+        assert!(answers.iter().all(Result::is_err), "a wait ended early");
+        let (count, capacity) = dir.pending_names();
+        assert_eq!(count, 0);
+        assert!(capacity <= 64, "capacity {capacity} kept");
+        assert!(dir.names().is_empty());
+        assert_eq!(dir.next_incarnation(), 1, "a queue was made");
+    }
+
+    /// Creating a queue hands it the waiters that waited for it.
+    #[actix::test]
+    async fn a_created_queue_serves_the_waiters_parked_before_it() {
+        let (dir, _guard) = directory();
+        let q = name("later");
+        let waiter = dir.fetch(&q, waiting(5_000));
+        let poster = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let job = Job {
+                id: JobId(1),
+                body: Bytes::from_static(b"1"),
+                uniq: None,
+            };
+            let posted = dir
+                .ask(&q, true, || Enqueue {
+                    jobs: vec![job.clone()],
+                    due_ms: None,
+                    arrival: Arrival::Posted,
+                })
+                .await;
+            assert_eq!(posted, Ok(Some(())));
+        };
+        let (got, ()) = tokio::join!(waiter, poster);
+        assert_eq!(got.map(|jobs| jobs.len()), Ok(1));
+        assert_eq!(dir.pending_names().0, 0);
+    }
+
+    /// Once shutdown began, a fetch that would wait is refused at once, whether its
+    /// queue exists or not; one without a wait is answered as usual.
+    #[actix::test]
+    async fn after_release_fetches_that_would_wait_are_told_the_server_stops() {
+        let (dir, _guard) = directory();
+        let known = name("known");
+        let unknown = name("unknown");
+        let _ = dir.get_or_create(&known);
+        let parked = dir.fetch(&unknown, waiting(10_000));
+        let releaser = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            dir.release_waiters().await;
+        };
+        let (parked, ()) = tokio::join!(parked, releaser);
+        assert_eq!(parked, Err(QueueError::Stopping));
+        let started = Instant::now();
+        for q in [&known, &unknown] {
+            assert_eq!(
+                dir.fetch(q, waiting(10_000)).await,
+                Err(QueueError::Stopping)
+            );
+            let now = FetchRequest {
+                wait: None,
+                ..waiting(0)
+            };
+            assert_eq!(dir.fetch(q, now).await, Err(QueueError::Empty));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -19,6 +19,10 @@ pub enum QueueError {
     LeaseNotHeld,
     #[error("too many requests are waiting on this queue (limit {0})")]
     TooManyWaiters(usize),
+    /// The server is shutting down: a fetch that would wait is answered now, without a
+    /// job.
+    #[error("server is stopping")]
+    Stopping,
     /// The queue was deleted after its address was looked up; look it up again.
     #[error("queue was deleted")]
     Gone,

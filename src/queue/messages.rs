@@ -123,7 +123,7 @@ impl Handler<Enqueue> for QueueActor {
 
 /// Jobs handed to a fetcher: for a lease, with each job's delivery token (in the
 /// same order); for a plain fetch, no tokens. Reads as its jobs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Handout {
     pub jobs: Vec<Job>,
     pub tokens: Vec<DeliveryToken>,
@@ -196,19 +196,57 @@ impl Handler<GetCounters> for QueueActor {
     }
 }
 
-/// Lists the ready jobs' bodies in queue order (`/status/NAME?with_desc=1`).
+/// Lists a page of the ready jobs' bodies in queue order (`/status/NAME?with_desc=1`):
+/// at most `limit`, starting right after the job `after` names (a page's last job), or
+/// at the head when `after` is `None` or that job is no longer ready.
 #[derive(Message)]
-#[rtype(result = "QueueResult<Vec<Bytes>>")]
-pub struct ListReady;
+#[rtype(result = "QueueResult<ReadyPage>")]
+pub struct ListReady {
+    pub after: Option<JobId>,
+    pub limit: usize,
+}
+
+/// A page of ready jobs.
+#[derive(Debug, Default)]
+pub struct ReadyPage {
+    pub bodies: Vec<Bytes>,
+    /// All the ready jobs, listed or not.
+    pub size: usize,
+    /// The last job listed, when more follow it.
+    pub next: Option<JobId>,
+}
 
 impl Handler<ListReady> for QueueActor {
-    type Result = QueueResult<Vec<Bytes>>;
+    type Result = QueueResult<ReadyPage>;
 
-    fn handle(&mut self, _: ListReady, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ListReady, _: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
-        Ok(self.state.ready_bodies())
+        // The job a cursor names is found by id, not by position: jobs taken from
+        // the head between two pages would otherwise make the next page skip as many.
+        // Jobs that stay ready keep their order, so "after it" is where the last page
+        // ended; if it has left, everything before it has (the queue is FIFO) but for
+        // jobs put back meanwhile, so the head is where to go on.
+        let mut jobs = self.state.ready_jobs();
+        let mut start = 0;
+        if let Some(after) = msg.after {
+            match jobs.by_ref().position(|job| job.id == after) {
+                Some(at) => start = at + 1,
+                None => jobs = self.state.ready_jobs(),
+            }
+        }
+        let mut last = None;
+        let bodies: Vec<Bytes> = jobs
+            .take(msg.limit)
+            .map(|job| {
+                last = Some(job.id);
+                job.body.clone()
+            })
+            .collect();
+        let size = self.state.ready_len();
+        let next = last.filter(|_| start + bodies.len() < size);
+        Ok(ReadyPage { bodies, size, next })
     }
 }
 

@@ -804,12 +804,13 @@ impl QueueState {
     }
 
     /// The ready jobs' bodies in queue order.
+    #[cfg(test)]
     pub fn ready_bodies(&self) -> Vec<Bytes> {
         self.ready_jobs().map(|job| job.body.clone()).collect()
     }
 
     /// The ready jobs in queue order.
-    fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
+    pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
         self.head.iter().chain(self.rest.iter())
     }
 

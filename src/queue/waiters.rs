@@ -5,14 +5,22 @@
 //! retried job, jobs a departed fetcher left behind) calls
 //! [`QueueActor::serve_waiters`]; a waiter whose time is up gets the answer it would
 //! have had without waiting.
+//!
+//! A long-poll on a queue that does not exist waits in the
+//! [`QueueDirectory`](super::directory::QueueDirectory) instead, as a
+//! [`PendingWaiter`], so that waiting never creates a queue; whoever creates the queue
+//! hands the directory's waiters to its new actor ([`Adopt`]).
+//!
+//! Once the server is stopping, no fetch parks and every parked one is answered
+//! [`QueueError::Stopping`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use crate::queue::actor::QueueActor;
 use crate::queue::error::QueueError;
-use crate::queue::messages::{LeaseRequest, Reply};
+use crate::queue::messages::{Fetch, LeaseRequest, Reply};
 
 /// A parked fetch.
 pub(super) struct Waiter {
@@ -23,6 +31,45 @@ pub(super) struct Waiter {
     reply: Reply,
     /// Its time-out, cancelled when it is served first.
     timeout: SpawnHandle,
+}
+
+/// A long-poll on a queue that does not exist (yet), kept by the directory.
+pub(super) struct PendingWaiter {
+    /// Finds the waiter again when its request ends.
+    pub(super) id: u64,
+    pub(super) max: usize,
+    pub(super) lease: Option<LeaseRequest>,
+    /// When its wait is over.
+    pub(super) deadline: Instant,
+    pub(super) reply: Reply,
+}
+
+/// The long-polls that waited for a queue which now exists, handed to its new actor
+/// by the directory that created it (before any other message can reach it from the
+/// creating request). Each is then served like a fetch that arrived now, waiting for
+/// what is left of its time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Adopt(pub(super) Vec<PendingWaiter>);
+
+impl Handler<Adopt> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for waiter in msg.0 {
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            let fetch = Fetch {
+                max: waiter.max,
+                lease: waiter.lease,
+                wait: Some(waiter.deadline.saturating_duration_since(now)),
+                reply: waiter.reply,
+            };
+            <Self as Handler<Fetch>>::handle(self, fetch, ctx);
+        }
+    }
 }
 
 impl QueueActor {
@@ -50,6 +97,10 @@ impl QueueActor {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
+        if self.is_stopping() {
+            let _ = reply.send(Err(QueueError::Stopping));
+            return;
+        }
         self.forget_gone_waiters(ctx);
         if self.waiters.len() >= self.config.max_waiters {
             let _ = reply.send(Err(QueueError::TooManyWaiters(self.config.max_waiters)));
@@ -101,9 +152,14 @@ impl QueueActor {
         }
     }
 
-    /// Answers every parked fetch with the usual empty answer (deletion, shutdown).
+    /// Answers every parked fetch now: with the usual empty answer when the queue is
+    /// deleted, with [`QueueError::Stopping`] once the server is stopping.
     pub(super) fn release_waiters(&mut self, ctx: &mut Context<Self>) {
-        let refusal = self.refusal();
+        let refusal = if self.is_stopping() {
+            QueueError::Stopping
+        } else {
+            self.refusal()
+        };
         for waiter in self.waiters.drain(..) {
             ctx.cancel_future(waiter.timeout);
             let _ = waiter.reply.send(Err(refusal.clone()));

@@ -23,6 +23,7 @@ mod helpers;
 mod leases;
 mod model;
 mod persistence;
+mod polling;
 mod process;
 mod producers;
 mod queue;
