@@ -352,6 +352,37 @@ pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::BadPath(format!("invalid job id: {raw:?}")))
 }
 
+/// Items one page of a listing holds when the query does not say (`limit`): an old
+/// client's answer stays whole for listings up to this size.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// Most items one page of a listing may hold, whatever `limit` asks.
+pub const MAX_PAGE: usize = 10_000;
+
+/// `limit=N` on a paged listing: an integer from 1 to [`MAX_PAGE`].
+pub fn page_limit(raw: Option<&str>) -> Result<Option<usize>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::BadQuery(format!(
+            "limit must be an integer from 1 to {MAX_PAGE}, not {raw:?}"
+        ))),
+    }
+}
+
+/// `after=ID` on a paged listing: the job id the page starts after (the previous
+/// page's `next`).
+pub fn page_after(raw: Option<&str>) -> Result<Option<JobId>, ApiError> {
+    raw.map(|raw| {
+        raw.trim().parse::<u64>().map(JobId).map_err(|_| {
+            ApiError::BadQuery(format!(
+                "after must be the \"next\" of an earlier page (a job id), not {raw:?}"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// Epoch milliseconds as epoch seconds, the protocol's unit.
 pub fn epoch_secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -423,6 +454,17 @@ mod tests {
         delayed: Option<String>,
         #[serde(rename = "delay")]
         relative: Option<String>,
+    }
+
+    #[test]
+    fn page_bounds() {
+        assert_eq!(page_limit(None).ok(), Some(None));
+        assert_eq!(page_limit(Some("10000")).ok(), Some(Some(10_000)));
+        assert!(page_limit(Some("0")).is_err());
+        assert!(page_limit(Some("10001")).is_err());
+        assert!(page_limit(Some("x")).is_err());
+        assert_eq!(page_after(Some("7")).ok(), Some(Some(JobId(7))));
+        assert!(page_after(Some("-1")).is_err());
     }
 
     #[test]

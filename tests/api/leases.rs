@@ -454,7 +454,10 @@ async fn dead_letters_come_in_pages() {
         ("limit=0", "limit must be an integer from 1 to 10000"),
         ("limit=10001", "limit must be an integer from 1 to 10000"),
         ("limit=ten", "limit must be"),
-        ("after=x", "after must be a job id"),
+        (
+            "after=x",
+            "after must be the \"next\" of an earlier page (a job id)",
+        ),
     ] {
         assert_error_contains(
             app.get(&format!("/dead/p?{query}")).await,

@@ -77,15 +77,15 @@ async fn post(client: &Client, server: &ServerProcess, path: &str, body: &str) -
 /// Every ready job of `queue` (`/status/NAME?with_desc=1`, page after page).
 async fn all_ready(client: &Client, server: &ServerProcess, queue: &str) -> Value {
     let mut jobs = Vec::new();
-    let mut cursor = String::new();
+    let mut after = String::new();
     loop {
-        let path = format!("/status/{queue}?with_desc=1&limit=10000{cursor}");
+        let path = format!("/status/{queue}?with_desc=1&limit=10000{after}");
         let (status, page) = get_text(client, server, &path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         let page: Value = serde_json::from_str(&page).unwrap();
         jobs.extend(page["jobs"].as_array().unwrap().iter().cloned());
-        match page["next"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
+        match page["next"].as_u64() {
+            Some(next) => after = format!("&after={next}"),
             None => return Value::Array(jobs),
         }
     }

@@ -406,7 +406,7 @@ fn numbers_of(page: &serde_json::Value) -> Vec<usize> {
 }
 
 #[actix_web::test]
-async fn with_desc_pages_follow_the_cursor_to_the_end() {
+async fn with_desc_pages_follow_next_to_the_end() {
     let app = spawn_app().await;
     post_numbers(&app, "p", 1, 6).await;
     // Small queue, no paging asked: the original answer, key for key.
@@ -425,8 +425,8 @@ async fn with_desc_pages_follow_the_cursor_to_the_end() {
         assert_eq!(page.as_object().unwrap().len(), 4, "{page}");
         seen.extend(numbers_of(&page));
         pages += 1;
-        match page["next"].as_str() {
-            Some(next) => path = format!("/status/p?with_desc=1&limit=2&cursor={next}"),
+        match page["next"].as_u64() {
+            Some(next) => path = format!("/status/p?with_desc=1&limit=2&after={next}"),
             None => {
                 assert_eq!(page["next"], json!(null));
                 break;
@@ -441,15 +441,15 @@ async fn with_desc_pages_follow_the_cursor_to_the_end() {
 }
 
 #[actix_web::test]
-async fn a_big_queue_answers_a_first_page_with_a_cursor() {
+async fn a_big_queue_answers_a_first_page_with_next() {
     let app = spawn_app().await;
     post_numbers(&app, "big", 0, 1001).await;
     let (_, page) = app.get_json("/status/big?with_desc=1").await;
     assert_eq!(page["size"], 1001);
     assert_eq!(numbers_of(&page), (0..1000).collect::<Vec<_>>());
-    let next = page["next"].as_str().unwrap().to_owned();
+    let next = page["next"].as_u64().unwrap().to_owned();
     let (_, rest) = app
-        .get_json(&format!("/status/big?with_desc=1&cursor={next}"))
+        .get_json(&format!("/status/big?with_desc=1&after={next}"))
         .await;
     assert_eq!(numbers_of(&rest), vec![1000]);
     assert_eq!(rest["next"], json!(null));
@@ -464,25 +464,25 @@ async fn paging_goes_on_after_the_last_job_seen_while_workers_take_jobs() {
     post_numbers(&app, "live", 1, 9).await;
     let (_, first) = app.get_json("/status/live?with_desc=1&limit=3").await;
     assert_eq!(numbers_of(&first), vec![1, 2, 3]);
-    let cursor = first["next"].as_str().unwrap().to_owned();
+    let after = first["next"].as_u64().unwrap();
     // A worker takes two jobs from the head: the next page still starts at 4.
     assert_eq!(
         app.get("/qb/live?batch_size=2").await.status(),
         StatusCode::OK
     );
     let (_, second) = app
-        .get_json(&format!("/status/live?with_desc=1&limit=3&cursor={cursor}"))
+        .get_json(&format!("/status/live?with_desc=1&limit=3&after={after}"))
         .await;
     assert_eq!(numbers_of(&second), vec![4, 5, 6]);
     assert_eq!(second["size"], 6);
-    // The job the cursor names is taken too: the next page starts at the head.
-    let cursor = second["next"].as_str().unwrap().to_owned();
+    // The job `after` names is taken too: the next page starts at the head.
+    let after = second["next"].as_u64().unwrap();
     assert_eq!(
         app.get("/qb/live?batch_size=4").await.status(),
         StatusCode::OK
     );
     let (_, third) = app
-        .get_json(&format!("/status/live?with_desc=1&limit=3&cursor={cursor}"))
+        .get_json(&format!("/status/live?with_desc=1&limit=3&after={after}"))
         .await;
     assert_eq!(numbers_of(&third), vec![7, 8]);
     assert_eq!(third["next"], json!(null));
@@ -506,16 +506,16 @@ async fn bad_paging_parameters_are_refused() {
             "limit must be an integer from 1 to 10000, not \"ten\"",
         ),
         (
-            "with_desc=1&cursor=x",
-            "cursor must be the \"next\" of an earlier page, not \"x\"",
+            "with_desc=1&after=x",
+            "after must be the \"next\" of an earlier page (a job id), not \"x\"",
         ),
         (
             "limit=2",
-            "limit and cursor page through the jobs of with_desc=1; add it",
+            "limit and after page through the jobs of with_desc=1; add it",
         ),
         (
-            "with_desc=0&cursor=1",
-            "limit and cursor page through the jobs of with_desc=1; add it",
+            "with_desc=0&after=1",
+            "limit and after page through the jobs of with_desc=1; add it",
         ),
     ] {
         assert_error(
