@@ -1,5 +1,6 @@
 //! `/q/NAME`: one job at a time (fetch, create, report a failure, purge the queue).
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -18,6 +19,10 @@ use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge, QueueError};
 /// `POST`/`PUT /q/NAME`, of the created jobs on `POST /qb/NAME` (comma-separated in
 /// order for batches).
 pub const JOB_ID_HEADER: &str = "X-presque-jobid";
+
+/// [`JOB_ID_HEADER`] as a ready-made name: the create path answers it on every
+/// request, and parsing a name from text costs a check and an allocation each time.
+static JOB_ID_NAME: HeaderName = HeaderName::from_static("x-presque-jobid");
 
 /// Header carrying delivery tokens: the response to a lease names each job's (in the
 /// order of [`JOB_ID_HEADER`]); an ack, failure report or extension shows it back.
@@ -227,7 +232,7 @@ async fn enqueue(
         state.registry.count_work(worker.as_ref(), 0, 1);
     }
     Ok(HttpResponse::Created()
-        .insert_header((JOB_ID_HEADER, id.0.to_string()))
+        .insert_header((JOB_ID_NAME.clone(), HeaderValue::from(id.0)))
         .finish())
 }
 
