@@ -627,3 +627,29 @@ async fn a_lease_that_ran_out_while_the_server_was_down_is_refused_from_the_firs
     );
     server.stop();
 }
+
+/// "Both may be given if they are the same token": the same token, spelt with a
+/// leading zero or in capitals, is the same token; an empty header is no token.
+#[actix_web::test]
+async fn header_and_query_agree_as_tokens_not_as_text() {
+    let app = spawn_app().await;
+    app.post_json("/q/spell", "1").await;
+    let (id, token, _) = lease_one(&app, "spell", "30", "w").await;
+    let respelt = format!("0{}", token.to_uppercase());
+    let r = app
+        .client
+        .post(app.url(&format!("/q/spell/{id}?lease=60&delivery={respelt}")))
+        .header("X-presque-lease", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{token} and {respelt}");
+    let r = app
+        .client
+        .delete(app.url(&format!("/q/spell/{id}?delivery={token}")))
+        .header("X-presque-lease", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
