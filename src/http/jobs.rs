@@ -36,9 +36,9 @@ fn target(req: &HttpRequest) -> Result<(QueueName, JobId), ApiError> {
 
 /// The delivery token a request shows for job `id`: from the `X-presque-lease` header
 /// or the `delivery` query parameter (both may be given if they agree).
-fn delivery_token(
-    req: &HttpRequest,
-    from_query: Option<&str>,
+fn delivery_token<'a>(
+    req: &'a HttpRequest,
+    from_query: Option<&'a str>,
     id: JobId,
 ) -> Result<DeliveryToken, ApiError> {
     let from_header =
@@ -48,24 +48,32 @@ fn delivery_token(
                 ApiError::BadHeader(format!("{LEASE_HEADER} must be visible ASCII"))
             })?),
         };
-    let raw = match (from_header.map(str::trim), from_query.map(str::trim)) {
-        (Some(h), Some(q)) if h != q => {
-            return Err(ApiError::BadLeaseToken(format!(
-                "the {LEASE_HEADER} header ({h:?}) and ?delivery= ({q:?}) name different leases"
-            )))
+    let given = |raw: Option<&'a str>| raw.map(str::trim).filter(|raw| !raw.is_empty());
+    let parse = |raw: &str| {
+        raw.parse::<DeliveryToken>().map_err(|_| {
+            ApiError::BadLeaseToken(format!(
+                "invalid lease token {raw:?}: send the one {LEASE_HEADER} value the lease came with"
+            ))
+        })
+    };
+    let (raw, token) = match (given(from_header), given(from_query)) {
+        (Some(h), Some(q)) => {
+            // Compared as tokens, not as text: `0b.3` and `B.3` name the same lease.
+            let token = parse(h)?;
+            if parse(q)? != token {
+                return Err(ApiError::BadLeaseToken(format!(
+                    "the {LEASE_HEADER} header ({h:?}) and ?delivery= ({q:?}) name different leases"
+                )));
+            }
+            (h, token)
         }
-        (Some(raw), _) | (None, Some(raw)) if !raw.is_empty() => raw,
-        _ => {
+        (Some(raw), None) | (None, Some(raw)) => (raw, parse(raw)?),
+        (None, None) => {
             return Err(ApiError::LeaseTokenMissing {
                 header: LEASE_HEADER,
             })
         }
     };
-    let token: DeliveryToken = raw.parse().map_err(|_| {
-        ApiError::BadLeaseToken(format!(
-            "invalid lease token {raw:?}: send the one {LEASE_HEADER} value the lease came with"
-        ))
-    })?;
     if token.job != id {
         return Err(ApiError::BadLeaseToken(format!(
             "lease token {raw:?} is for job {}, not job {}",

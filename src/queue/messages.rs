@@ -39,11 +39,12 @@ fn answer<T: 'static>(result: QueueResult<T>) -> ResponseFuture<QueueResult<T>> 
 
 impl QueueActor {
     /// Refuses to act on a lease for anyone but its holder: the job must be on the
-    /// delivery `token` names. A job that is still here but not on that delivery (its
-    /// lease ran out, and perhaps another worker holds it now) is
+    /// delivery `token` names, and that lease must not have run out. A job that is
+    /// still here but not on that delivery, or whose lease is past its deadline (its
+    /// expiry may not be processed yet; perhaps another worker holds it now), is
     /// [`QueueError::LeaseNotHeld`]; a job that is not here at all, not found.
     fn check_held(&self, token: DeliveryToken) -> QueueResult<()> {
-        if self.state.holds(token) {
+        if self.state.holds(token, now_ms()) {
             Ok(())
         } else if self.state.find(token.job).is_some() {
             Err(QueueError::LeaseNotHeld)

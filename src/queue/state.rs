@@ -712,10 +712,15 @@ impl QueueState {
         self.q.leased.get(&id)
     }
 
-    /// Whether `token` names the job's current lease.
-    pub fn holds(&self, token: DeliveryToken) -> bool {
-        self.lease(token.job)
-            .is_some_and(|lease| lease.delivery == token.delivery)
+    /// Whether `token` names the job's current lease and that lease still runs at
+    /// `now_ms`. A lease past its deadline has run out even before
+    /// [`Change::LeasesExpired`] puts it back (the timer may be a step behind, as at a
+    /// start that finds many leases ran out while the server was down). Delivery 0
+    /// (a lease granted before tokens existed) is never held: no token names it.
+    pub fn holds(&self, token: DeliveryToken, now_ms: u64) -> bool {
+        self.lease(token.job).is_some_and(|lease| {
+            lease.delivery != 0 && lease.delivery == token.delivery && lease.deadline_ms > now_ms
+        })
     }
 
     /// The number the next lease handed out will have.
@@ -1356,8 +1361,10 @@ mod tests {
         });
         let second = token_of(&q, 1);
         assert_eq!(second.map(|t| t.delivery), Some(3));
-        assert!(first.is_some_and(|t| !q.holds(t)));
-        assert!(second.is_some_and(|t| q.holds(t)));
+        assert!(first.is_some_and(|t| !q.holds(t, 0)));
+        assert!(second.is_some_and(|t| q.holds(t, 0)));
+        // Past its deadline the lease has run out, expired by the timer or not.
+        assert!(second.is_some_and(|t| q.holds(t, 4_999) && !q.holds(t, 5_000)));
 
         let text = second.map(|t| t.to_string()).unwrap_or_default();
         assert_eq!(text, "1.3");
@@ -1385,7 +1392,7 @@ mod tests {
         // The counter and the tokens survive an image and a replay alike.
         let back = QueueState::from_image(q.image());
         assert_eq!(back.next_delivery(), 4);
-        assert!(second.is_some_and(|t| back.holds(t)));
+        assert!(second.is_some_and(|t| back.holds(t, 0)));
     }
 
     #[test]
@@ -1608,6 +1615,13 @@ mod tests {
         let image: Option<QueueImage> = ciborium::from_reader(&bytes[..]).ok();
         let mut q = QueueState::from_image(image.unwrap_or_default());
         assert_eq!(q.lease(JobId(1)).map(|l| l.delivery), Some(0));
+        // "Leases granted by a server older than delivery tokens cannot be acked": no
+        // token names them, not even one that says delivery 0.
+        let zero = DeliveryToken {
+            job: JobId(1),
+            delivery: 0,
+        };
+        assert!(!q.holds(zero, 0));
         assert_eq!(
             q.find(JobId(2)).map(|i| (i.state, i.died_ms, i.cause)),
             Some((JobState::Dead, None, None))

@@ -544,3 +544,112 @@ async fn tokens_survive_a_crash_and_a_graceful_restart() {
     assert!(![&first_token, &second_token, &third_token].contains(&&fourth_token));
     server.stop();
 }
+
+/// README: "A lease that ran out while the server was down is expired at start (its
+/// token then gets 409)". The start expires such leases in steps of 1,024, so a
+/// holder's ack can reach the queue before the step that expires its lease: it must
+/// still be refused, since the lease has run out whether or not its expiry has been
+/// processed yet.
+#[actix_web::test]
+async fn a_lease_that_ran_out_while_the_server_was_down_is_refused_from_the_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("presque.toml"),
+        "[server]\nworkers = 1\n[storage]\nfsync = \"everysec\"\nsnapshot_interval_secs = 3600\n",
+    )
+    .unwrap();
+    let client = Client::new();
+    let server = start_binary(dir.path(), &NODE_ARGS, &[]);
+    let n = 30_000usize;
+    let numbers: Vec<usize> = (0..n).collect();
+    for chunk in numbers.chunks(1000) {
+        let r = client
+            .post(server.url("/qb/down"))
+            .header("Content-Type", "application/json")
+            .body(json!({ "jobs": chunk }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let mut held: Vec<(String, String)> = Vec::new();
+    while held.len() < n {
+        let r = client
+            .get(server.url("/qb/down?batch_size=1000&lease=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let (ids, tokens) = (job_id_of(&r), token_of(&r));
+        held.extend(
+            ids.split(',')
+                .map(str::to_owned)
+                .zip(tokens.split(',').map(str::to_owned)),
+        );
+    }
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Expiry goes by (deadline, id): the last ids are expired last, so their holders
+    // ask first, from several connections at once.
+    let server = start_binary(dir.path(), &NODE_ARGS, &[]);
+    let late: Vec<(String, String)> = held.iter().rev().take(4_000).cloned().collect();
+    let mut tasks = Vec::new();
+    for part in late.chunks(1_000) {
+        let (client, part) = (client.clone(), part.to_vec());
+        let url = server.url("");
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut acked = Vec::new();
+            for (id, token) in part {
+                let status = client
+                    .delete(format!("{url}/q/down/{id}"))
+                    .header("X-presque-lease", &token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if status != StatusCode::CONFLICT {
+                    acked.push((id, status));
+                }
+            }
+            acked
+        }));
+    }
+    let mut wrong = Vec::new();
+    for task in tasks {
+        wrong.extend(task.await.unwrap());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} acks of leases that ran out were not refused, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+    server.stop();
+}
+
+/// "Both may be given if they are the same token": the same token, spelt with a
+/// leading zero or in capitals, is the same token; an empty header is no token.
+#[actix_web::test]
+async fn header_and_query_agree_as_tokens_not_as_text() {
+    let app = spawn_app().await;
+    app.post_json("/q/spell", "1").await;
+    let (id, token, _) = lease_one(&app, "spell", "30", "w").await;
+    let respelt = format!("0{}", token.to_uppercase());
+    let r = app
+        .client
+        .post(app.url(&format!("/q/spell/{id}?lease=60&delivery={respelt}")))
+        .header("X-presque-lease", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{token} and {respelt}");
+    let r = app
+        .client
+        .delete(app.url(&format!("/q/spell/{id}?delivery={token}")))
+        .header("X-presque-lease", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
