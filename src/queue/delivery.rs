@@ -12,7 +12,7 @@
 
 use actix::prelude::*;
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, now_us};
 use crate::queue::actor::QueueActor;
 use crate::queue::messages::{Handout, LeaseRequest, Reply};
 use crate::queue::state::{Change, DeliveryToken};
@@ -37,7 +37,13 @@ impl QueueActor {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
-        let first_delivery = self.state.next_delivery();
+        // Never below the wall clock in microseconds: under `everysec` or `no` a crash
+        // can lose the record of a lease already answered, and the numbers it used
+        // must not be handed out again after the restart (its holder would ack the
+        // new holder's delivery). The counter runs ahead of the clock only while more
+        // than one lease a microsecond is handed out, and only by that excess: far
+        // less than any restart takes.
+        let first_delivery = self.state.next_delivery().max(now_us());
         let (how, change) = match lease {
             None => (HandOut::Taken, Change::Taken { count: max }),
             Some(lease) => (
