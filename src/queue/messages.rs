@@ -42,11 +42,13 @@ impl QueueActor {
     /// delivery `token` names, and that lease must not have run out. A job that is
     /// still here but not on that delivery, or whose lease is past its deadline (its
     /// expiry may not be processed yet; perhaps another worker holds it now), is
-    /// [`QueueError::LeaseNotHeld`]; a job that is not here at all, not found.
+    /// [`QueueError::LeaseNotHeld`]; a job that is not here at all, not found. (A job
+    /// put back with no attempt counted, because its hand-out never reached anyone,
+    /// also answers not found: nobody holds a token for that delivery.)
     fn check_held(&self, token: DeliveryToken) -> QueueResult<()> {
         if self.state.holds(token, now_ms()) {
             Ok(())
-        } else if self.state.find(token.job).is_some() {
+        } else if self.state.was_delivered(token.job) {
             Err(QueueError::LeaseNotHeld)
         } else {
             Err(QueueError::JobNotFound)

@@ -723,6 +723,16 @@ impl QueueState {
         })
     }
 
+    /// Whether job `id` is still in the queue after having been delivered: leased
+    /// (to anyone), dead, or back with its attempts counted (a lease that ran out or
+    /// was reported failed). Found by key, never by a scan of the queue, since any
+    /// client can ask with any id.
+    pub fn was_delivered(&self, id: JobId) -> bool {
+        self.q.leased.contains_key(&id)
+            || self.q.dead.contains_key(&id)
+            || self.q.attempts.contains_key(&id)
+    }
+
     /// The number the next lease handed out will have.
     pub fn next_delivery(&self) -> u64 {
         self.q.deliveries.saturating_add(1)
@@ -1336,6 +1346,29 @@ mod tests {
 
     fn token_of(q: &QueueState, id: u64) -> Option<DeliveryToken> {
         q.lease(JobId(id)).map(Lease::token)
+    }
+
+    #[test]
+    fn a_job_counts_as_delivered_while_its_history_is_here() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None), job(3, None)]);
+        assert!(!q.was_delivered(JobId(1)), "ready, never handed out");
+        lease(&mut q, 2, 1_000);
+        assert!(q.was_delivered(JobId(1)) && q.was_delivered(JobId(2)));
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 5,
+            limit: None,
+        });
+        assert!(q.lease(JobId(1)).is_none());
+        assert!(
+            q.was_delivered(JobId(1)),
+            "back in the queue, an attempt counted"
+        );
+        lease(&mut q, 1, 2_000);
+        q.apply(Change::Acked { id: JobId(1) });
+        assert!(!q.was_delivered(JobId(1)), "acked: gone");
+        assert!(!q.was_delivered(JobId(3)) && !q.was_delivered(JobId(99)));
     }
 
     #[test]
