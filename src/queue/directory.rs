@@ -127,9 +127,12 @@ impl QueueDirectory {
         for waiter in pending.into_values().flatten() {
             let _ = waiter.reply.send(Err(QueueError::Stopping));
         }
-        for (_, addr) in self.entries() {
+        // All at once, not one round trip after another: with many queues the last
+        // ones' waiters would otherwise wait for every other queue's answer.
+        let released = self.entries().into_iter().map(|(_, addr)| async move {
             let _ = addr.send(ReleaseWaiters).await;
-        }
+        });
+        futures_util::future::join_all(released).await;
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<QueueName, Vec<PendingWaiter>>> {
