@@ -76,6 +76,16 @@ struct PendingGuard<'a> {
     id: u64,
 }
 
+impl PendingGuard<'_> {
+    /// Takes the waiter out of the pending map now: true if it was still there, so
+    /// nothing can be sent to it any more.
+    fn release(self) -> bool {
+        let found = self.directory.forget_pending(self.name, self.id);
+        std::mem::forget(self);
+        found
+    }
+}
+
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.directory.forget_pending(self.name, self.id);
@@ -117,9 +127,12 @@ impl QueueDirectory {
         for waiter in pending.into_values().flatten() {
             let _ = waiter.reply.send(Err(QueueError::Stopping));
         }
-        for (_, addr) in self.entries() {
+        // All at once, not one round trip after another: with many queues the last
+        // ones' waiters would otherwise wait for every other queue's answer.
+        let released = self.entries().into_iter().map(|(_, addr)| async move {
             let _ = addr.send(ReleaseWaiters).await;
-        }
+        });
+        futures_util::future::join_all(released).await;
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<QueueName, Vec<PendingWaiter>>> {
@@ -295,17 +308,21 @@ impl QueueDirectory {
         Ok(Parked::Here(id))
     }
 
-    /// Drops waiter `id` of `name` from the pending map, if it is still there.
-    fn forget_pending(&self, name: &QueueName, id: u64) {
+    /// Drops waiter `id` of `name` from the pending map; whether it was still there
+    /// (false once a new queue adopted it, or shutdown answered it).
+    fn forget_pending(&self, name: &QueueName, id: u64) -> bool {
         let mut pending = self.pending();
         let Some(waiters) = pending.get_mut(name) else {
-            return;
+            return false;
         };
+        let before = waiters.len();
         waiters.retain(|w| w.id != id);
+        let found = waiters.len() < before;
         if waiters.is_empty() {
             pending.remove(name);
             shrink(&mut pending);
         }
+        found
     }
 
     /// Waits for the answer of a long-poll parked in the directory as `id`: a job
@@ -322,19 +339,25 @@ impl QueueDirectory {
             name,
             id,
         };
-        let answered = tokio::time::timeout_at(deadline.into(), &mut answer).await;
+        let answered = match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                // Still in the map at the deadline: the queue was never created, and
+                // out of the map nothing can be sent to the waiter any more.
+                if guard.release() {
+                    return Err(QueueError::Empty);
+                }
+                // Taken from the map, by a queue created meanwhile (its actor times
+                // the wait out at the same deadline with the answer of a wait at that
+                // queue, `no job` or `queue is closed`, or hands over a job that came
+                // at the last moment) or by shutdown (which has answered).
+                answer.await
+            }
+        };
         match answered {
             // The queue was deleted right after it was created: nothing for us.
-            Ok(Ok(Err(QueueError::Gone))) | Ok(Err(_)) => Err(QueueError::Empty),
-            Ok(Ok(result)) => result,
-            Err(_) => {
-                // Out of the map first, so nothing new can be sent; then closed, so a
-                // queue that adopted the waiter gives back what it sends from now on;
-                // what it sent before is still taken.
-                drop(guard);
-                answer.close();
-                answer.try_recv().unwrap_or(Err(QueueError::Empty))
-            }
+            Ok(Err(QueueError::Gone)) | Err(_) => Err(QueueError::Empty),
+            Ok(result) => result,
         }
     }
 

@@ -366,6 +366,28 @@ async fn deleting_a_queue_answers_its_waiters_and_later_waits_start_over() {
     assert_eq!(r.text().await.unwrap(), "\"again\"");
 }
 
+/// A wait on an unknown queue that is created closed during the wait ends as a wait
+/// on a closed queue does: 404 `queue is closed`, not "no job" (nor 204 on opt-in),
+/// whichever of the request's and the queue's clocks notices the end first.
+#[actix_web::test]
+async fn a_wait_on_a_queue_created_closed_meanwhile_ends_queue_is_closed() {
+    let app = spawn_app().await;
+    for i in 0..6 {
+        let name = format!("shut{i}");
+        let path = format!("/q/{name}?wait=0.5&empty=204");
+        let waiter = app.get(&path);
+        let closer = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let closed = app
+                .post_json(&format!("/control/{name}"), "{\"status\":\"stop\"}")
+                .await;
+            assert_eq!(closed.status(), StatusCode::OK);
+        };
+        let (r, ()) = tokio::join!(waiter, closer);
+        assert_error(r, StatusCode::NOT_FOUND, "queue is closed").await;
+    }
+}
+
 #[actix_web::test]
 async fn waiters_on_an_unknown_queue_are_capped_too() {
     let app = spawn_app_with(|s| s.server.max_waiters_per_queue = 1).await;
