@@ -43,7 +43,7 @@ impl RecoveryGate {
 }
 
 /// Runs before every request: waits for the recovery gate, and tells the registry a
-/// worker was seen when the request carries its id.
+/// worker was seen when a work request carries its id.
 pub async fn admit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -53,7 +53,8 @@ pub async fn admit(
         let raw = req
             .headers()
             .get(WORKER_HEADER)
-            .and_then(|v| v.to_str().ok());
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| crate::registry::is_sighting(req.method(), req.path()));
         if let Some(raw) = raw {
             state.registry.saw(raw);
         }

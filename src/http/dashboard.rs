@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::input::{query, NoQuery};
+use super::input::{query, NoQuery, DEFAULT_PAGE};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::GetCounters;
@@ -29,9 +29,11 @@ fn escape(text: &str) -> String {
 pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     let mut rows = String::new();
-    for name in state.queues.names() {
+    let names = state.queues.names();
+    // Bounded whatever the number of queues; /status/ pages through all of them.
+    for name in names.iter().take(DEFAULT_PAGE) {
         // A queue deleted while the page is built is simply left out.
-        let Some(c) = state.queues.ask(&name, false, || GetCounters).await? else {
+        let Some(c) = state.queues.ask(name, false, || GetCounters).await? else {
             continue;
         };
         let _ = write!(
@@ -47,6 +49,13 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     }
     if rows.is_empty() {
         rows.push_str("<tr><td colspan=\"6\">no queues yet</td></tr>");
+    }
+    if names.len() > DEFAULT_PAGE {
+        let _ = write!(
+            rows,
+            "<tr><td colspan=\"6\">the first {DEFAULT_PAGE} of {} queues (all of them: /status/)</td></tr>",
+            names.len()
+        );
     }
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\

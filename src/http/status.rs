@@ -4,9 +4,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{flag, page_after, page_limit, query, queue_name, NoQuery, DEFAULT_PAGE};
+use super::input::{flag, page_after, page_limit, query, queue_name, DEFAULT_PAGE};
 use super::AppState;
 use crate::http::error::ApiError;
+use crate::names::QueueName;
 use crate::queue::{GetCounters, ListReady};
 
 #[derive(Deserialize)]
@@ -18,16 +19,41 @@ struct StatusQuery {
     after: Option<String>,
 }
 
-/// `GET /status/`: every queue's name.
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Queue names per page, 1 to [`MAX_PAGE`](super::input::MAX_PAGE).
+    limit: Option<String>,
+    /// The `next` of the page before: names sort after it.
+    after: Option<String>,
+}
+
+/// `GET /status/[?limit=N][&after=NAME]`: the queues' names, sorted, a page at a time,
+/// and how many queues there are (`size`). As with `with_desc`, the answer has a
+/// `next` key (the `after` of the next page, `null` after the last) only when `limit`
+/// or `after` was given or when there are more queues than one page holds, so an old
+/// client's answer for up to [`DEFAULT_PAGE`] queues is unchanged.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let NoQuery {} = query(&req)?;
-    let names: Vec<String> = state
-        .queues
-        .names()
+    let params: ListQuery = query(&req)?;
+    let limit = page_limit(params.limit.as_deref())?;
+    let after = match params.after.as_deref() {
+        None => None,
+        Some(raw) => Some(QueueName::parse(raw).map_err(ApiError::BadQueueName)?),
+    };
+    let paging = limit.is_some() || after.is_some();
+    let all = state.queues.names();
+    let size = all.len();
+    let start = after.map_or(0, |after| all.partition_point(|name| *name <= after));
+    let page: Vec<&str> = all[start..]
         .iter()
-        .map(|n| n.as_str().to_owned())
+        .take(limit.unwrap_or(DEFAULT_PAGE))
+        .map(QueueName::as_str)
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "queues": names, "size": names.len() })))
+    let more = start + page.len() < size;
+    let mut answer = json!({ "queues": page, "size": size });
+    if paging || more {
+        answer["next"] = json!(if more { page.last().copied() } else { None });
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `GET /status/NAME[?with_desc=1[&limit=N][&after=ID]]`: the number of ready jobs,

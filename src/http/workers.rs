@@ -1,21 +1,22 @@
 //! `/w/...`: the worker registry (register, unregister, stats).
 
+use std::collections::{BTreeMap, HashSet};
+
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::input::{json_body, query, queue_name, worker_header, NoQuery};
+use super::input::{
+    epoch_secs, json_body, page_limit, query, queue_name, worker_header, NoQuery, DEFAULT_PAGE,
+};
 use super::AppState;
-use std::collections::BTreeMap;
-
-use super::input::epoch_secs;
-use crate::clock::now_ms;
-use crate::clock::now_secs;
+use crate::clock::{now_ms, now_secs};
 use crate::http::error::ApiError;
 use crate::names::{QueueName, WorkerId};
 use crate::queue::{GetCounters, ListLeases};
 use crate::registry::actor::{
-    AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister,
+    AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister, WorkerView,
 };
 
 #[derive(Deserialize)]
@@ -141,33 +142,31 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(ids))
 }
 
-/// `GET /workers`: every worker registered or seen (any request carrying its id),
-/// with its queues, counters, when it was last seen, whether it is gone (silent for
-/// `worker_timeout_secs`) and the jobs it holds on lease.
+#[derive(Deserialize)]
+struct LivenessQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /workers[?limit=N][&after=ID]`: a page of the workers registered or seen
+/// (through a request that fetched, acked, failed, posted or registered with its id),
+/// sorted by id, with their queues, counters, when each was last seen, whether it is
+/// gone (silent for `worker_timeout_secs`) and the jobs it holds on lease; `next` is
+/// the `after` of the next page (null on the last).
 pub async fn liveness(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let NoQuery {} = query(&req)?;
-    let views = state.registry.actor.send(ListWorkers).await?;
-    // Leases live with their queues: gather them per worker.
-    let mut held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (queue, _) in state.queues.entries() {
-        let leases = state
-            .queues
-            .ask(&queue, false, || ListLeases)
-            .await?
-            .unwrap_or_default();
-        for (id, deadline_ms, worker) in leases {
-            if let Some(worker) = worker {
-                held.entry(worker.to_string()).or_default().push(json!({
-                    "queue": queue.as_str(),
-                    "id": id.0,
-                    "lease_deadline": epoch_secs(deadline_ms),
-                }));
-            }
-        }
-    }
+    let params: LivenessQuery = query(&req)?;
+    let limit = page_limit(params.limit.as_deref())?.unwrap_or(DEFAULT_PAGE);
+    let after = params.after.as_deref().map(parse_worker).transpose()?;
+    let (views, next) = state
+        .registry
+        .actor
+        .send(ListWorkers { after, limit })
+        .await?;
+    let held = leases_by_worker(&state, &views).await?;
+    let mut held = held;
     let now = now_ms();
     let timeout_ms = state.worker_timeout_secs.saturating_mul(1000);
     let workers: Vec<Value> = views
@@ -191,5 +190,39 @@ pub async fn liveness(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "workers": workers })))
+    let next = next.as_ref().map(WorkerId::as_str);
+    Ok(HttpResponse::Ok().json(json!({ "workers": workers, "next": next })))
+}
+
+/// The leases held by the workers of one page, by worker id. Leases live with their
+/// queues, so every queue is asked, all at once rather than one after another.
+async fn leases_by_worker(
+    state: &AppState,
+    views: &[WorkerView],
+) -> Result<BTreeMap<String, Vec<Value>>, ApiError> {
+    let mut held: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    if views.is_empty() {
+        return Ok(held);
+    }
+    let wanted: HashSet<&str> = views.iter().map(|v| v.id.as_str()).collect();
+    let queues = state.queues.entries();
+    let answers = join_all(
+        queues
+            .iter()
+            .map(|(queue, _)| state.queues.ask(queue, false, || ListLeases)),
+    )
+    .await;
+    for ((queue, _), leases) in queues.iter().zip(answers) {
+        for (id, deadline_ms, worker) in leases?.unwrap_or_default() {
+            let Some(worker) = worker.filter(|w| wanted.contains(&**w)) else {
+                continue;
+            };
+            held.entry(worker.to_string()).or_default().push(json!({
+                "queue": queue.as_str(),
+                "id": id.0,
+                "lease_deadline": epoch_secs(deadline_ms),
+            }));
+        }
+    }
+    Ok(held)
 }

@@ -17,8 +17,10 @@ use crate::storage::StorageError;
 /// Mailbox capacity, raised from actix' default of 16 for the same reason as queues'.
 pub const MAILBOX_CAPACITY: usize = 4096;
 
-/// Workers last seen are remembered for this many at most; past it, unregistered
-/// workers not seen for an hour are forgotten.
+/// Workers last seen are remembered for this many at most (registered workers are
+/// always remembered); past it, the unregistered workers seen longest ago are
+/// forgotten, a tenth of the cap at a time, so the sort that picks them runs once per
+/// `MAX_SEEN / 10` new ids, not on every one.
 const MAX_SEEN: usize = 100_000;
 
 /// The worker registry.
@@ -51,10 +53,7 @@ impl WorkerRegistry {
     fn seen(&mut self, worker: WorkerId, now_ms: u64) {
         self.last_seen.insert(worker, now_ms);
         if self.last_seen.len() > MAX_SEEN {
-            let cutoff = now_ms.saturating_sub(3_600_000);
-            let state = &self.state;
-            self.last_seen
-                .retain(|w, seen| *seen >= cutoff || state.is_registered(w));
+            forget_oldest_seen(&mut self.last_seen, &self.state, MAX_SEEN - MAX_SEEN / 10);
         }
     }
 
@@ -76,6 +75,24 @@ impl WorkerRegistry {
     ) -> ResponseFuture<Result<(), StorageError>> {
         let committed = self.commit(change);
         Box::pin(async move { committed?.wait().await })
+    }
+}
+
+/// Forgets the unregistered workers seen longest ago until at most `keep` are
+/// remembered (or only registered ones are left).
+fn forget_oldest_seen(last_seen: &mut HashMap<WorkerId, u64>, state: &RegistryState, keep: usize) {
+    let mut unregistered: Vec<(u64, WorkerId)> = last_seen
+        .iter()
+        .filter(|(w, _)| !state.is_registered(w))
+        .map(|(w, seen)| (*seen, w.clone()))
+        .collect();
+    let cut = last_seen.len().saturating_sub(keep).min(unregistered.len());
+    if cut == 0 {
+        return;
+    }
+    unregistered.select_nth_unstable(cut - 1);
+    for (_, worker) in &unregistered[..cut] {
+        last_seen.remove(worker);
     }
 }
 
@@ -205,27 +222,72 @@ pub struct WorkerView {
     pub last_seen_ms: Option<u64>,
 }
 
-/// Every worker registered or seen, sorted by id.
+/// A page of the workers registered or seen, sorted by id: up to `limit` with ids
+/// above `after`; answers them and, when more follow, the last id of the page.
 #[derive(Message)]
-#[rtype(result = "Vec<WorkerView>")]
-pub struct ListWorkers;
+#[rtype(result = "(Vec<WorkerView>, Option<WorkerId>)")]
+pub struct ListWorkers {
+    pub after: Option<WorkerId>,
+    pub limit: usize,
+}
 
 impl Handler<ListWorkers> for WorkerRegistry {
     type Result = MessageResult<ListWorkers>;
 
-    fn handle(&mut self, _: ListWorkers, _: &mut Context<Self>) -> Self::Result {
-        let mut ids: Vec<WorkerId> = self.last_seen.keys().cloned().collect();
-        ids.extend(self.state.all_workers());
-        ids.sort();
+    fn handle(&mut self, msg: ListWorkers, _: &mut Context<Self>) -> Self::Result {
+        let after = msg.after.as_ref();
+        let mut ids: Vec<&WorkerId> = self
+            .last_seen
+            .keys()
+            .chain(self.state.worker_ids())
+            .filter(|id| after.is_none_or(|after| *id > after))
+            .collect();
+        ids.sort_unstable();
         ids.dedup();
-        MessageResult(
-            ids.into_iter()
-                .map(|id| WorkerView {
-                    record: self.record(&id),
-                    last_seen_ms: self.last_seen.get(&id).copied(),
-                    id,
-                })
-                .collect(),
-        )
+        let more = ids.len() > msg.limit;
+        ids.truncate(msg.limit);
+        let next = if more {
+            ids.last().map(|id| (*id).clone())
+        } else {
+            None
+        };
+        let views = ids
+            .into_iter()
+            .map(|id| WorkerView {
+                record: self.record(id),
+                last_seen_ms: self.last_seen.get(id).copied(),
+                id: id.clone(),
+            })
+            .collect();
+        MessageResult((views, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> WorkerId {
+        WorkerId::parse(&format!("w{n}")).unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn the_unregistered_workers_seen_longest_ago_are_forgotten_first() {
+        let mut state = RegistryState::default();
+        state.apply(&RegistryChange::Registered {
+            worker: "w0".into(),
+            queue: "q".into(),
+            now_secs: 1,
+        });
+        // w0 (registered) was seen first of all; w1..w9 later, in order.
+        let mut last_seen: HashMap<WorkerId, u64> = (0..10).map(|n| (id(n), n as u64)).collect();
+        forget_oldest_seen(&mut last_seen, &state, 6);
+        let mut left: Vec<u64> = last_seen.values().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 5, 6, 7, 8, 9]);
+        // Only registered workers left to keep: they stay, whatever `keep` says.
+        forget_oldest_seen(&mut last_seen, &state, 0);
+        assert_eq!(last_seen.len(), 1);
+        assert!(last_seen.contains_key(&id(0)));
     }
 }

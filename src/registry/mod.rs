@@ -56,7 +56,7 @@ impl Registry {
         self.counts.get(worker)
     }
 
-    /// A request carried `raw` as its worker id: tells the registry, at most once a
+    /// A work request (see [`is_sighting`]) carried `raw` as its worker id: tells the registry, at most once a
     /// second per id and thread. Ids that are not valid worker ids are ignored here;
     /// the route that reads the header reports them.
     pub fn saw(&self, raw: &str) {
@@ -67,6 +67,16 @@ impl Registry {
             self.actor.do_send(Seen(id));
         }
     }
+}
+
+/// Whether a request carrying a worker id counts as a sighting of that worker: only
+/// the requests that do a worker's work (fetching, posting, acking, failing, extending
+/// on `/q` and `/qb`; registering and unregistering), not reads, which anyone may send
+/// with any id and which would otherwise fill the registry with ids nobody works as.
+pub fn is_sighting(method: &actix_web::http::Method, path: &str) -> bool {
+    path.starts_with("/q/")
+        || path.starts_with("/qb/")
+        || (path.starts_with("/w/") && method != actix_web::http::Method::GET)
 }
 
 /// Whether this thread should report worker `id` as seen now.

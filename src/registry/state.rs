@@ -118,6 +118,11 @@ impl RegistryState {
             .unwrap_or_default()
     }
 
+    /// Every registered worker's id, sorted, without copying them.
+    pub fn worker_ids(&self) -> impl Iterator<Item = &WorkerId> {
+        self.workers.keys()
+    }
+
     /// Every registered worker, sorted.
     pub fn all_workers(&self) -> Vec<WorkerId> {
         self.workers.keys().cloned().collect()

@@ -496,8 +496,11 @@ async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
     app.post_json("/q/jobs", "1").await;
     let r = app.get_as("/q/jobs?lease=60", "reg").await;
     let id: u64 = job_id_of(&r).parse().unwrap();
-    // A worker that never registered is seen too.
-    app.get_as("/status/", "drifter").await;
+    // A worker that never registered is seen too, when it does a worker's work (an
+    // empty fetch counts); a read carrying an id is no sighting.
+    app.get_as("/q/jobs", "drifter").await;
+    app.get_as("/status/", "reader").await;
+    app.get_as("/workers", "reader").await;
     let (status, view) = app.get_json("/workers").await;
     assert_eq!(status, StatusCode::OK);
     let workers = view["workers"].as_array().unwrap();
@@ -516,7 +519,7 @@ async fn the_worker_view_shows_liveness_and_jobs_in_hand() {
     assert_eq!(drifter["registered"], false);
     assert_eq!(drifter["jobs"], json!([]));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    app.get_as("/status/", "drifter").await;
+    app.get_as("/q/jobs", "drifter").await;
     let (_, view) = app.get_json("/workers").await;
     let states: Vec<Value> = view["workers"]
         .as_array()

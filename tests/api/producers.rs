@@ -287,7 +287,12 @@ async fn unknown_query_parameters_are_refused_naming_what_the_route_takes() {
         (Method::DELETE, "/w/x", "", "this route takes: worker_id"),
         (Method::GET, "/settings/x", "", none),
         (Method::POST, "/settings/x", "{\"max_attempts\":3}", none),
-        (Method::GET, "/workers", "", none),
+        (
+            Method::GET,
+            "/workers",
+            "",
+            "this route takes: limit, after",
+        ),
         (Method::GET, "/", "", none),
     ];
     for (method, path, body, takes) in exact {

@@ -149,3 +149,78 @@ async fn dashboard_lists_queues() {
     assert!(html.contains("&lt;b&gt;shout"), "{html}");
     assert!(!html.contains("<b>shout"));
 }
+
+#[actix_web::test]
+async fn the_queue_list_pages_by_name_once_asked_or_once_long() {
+    let app = spawn_app().await;
+    for name in ["d", "a", "c", "b", "e"] {
+        app.post_json(&format!("/q/{name}"), "1").await;
+    }
+    // Not asked, and short: the original answer, key for key.
+    let (_, whole) = app.get_json("/status/").await;
+    assert_eq!(
+        whole,
+        json!({"queues": ["a", "b", "c", "d", "e"], "size": 5})
+    );
+    let mut seen = Vec::new();
+    let mut path = "/status/?limit=2".to_owned();
+    loop {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["size"], 5);
+        for name in page["queues"].as_array().unwrap() {
+            seen.push(name.as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/status/?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    // A name that is not a queue (deleted meanwhile) still places the page.
+    let (_, rest) = app.get_json("/status/?after=bb").await;
+    assert_eq!(rest["queues"], json!(["c", "d", "e"]));
+    assert_eq!(rest["next"], json!(null));
+    let (status, body) = app.get_json("/status/?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[actix_web::test]
+async fn the_worker_view_pages_by_worker_id() {
+    let app = spawn_app().await;
+    for w in ["w3", "w1", "w5", "w2", "w4"] {
+        let r = app
+            .client
+            .post(app.url("/w/jobs"))
+            .header("X-presque-workerid", w)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/workers?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for w in page["workers"].as_array().unwrap() {
+            seen.push(w["worker_id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/workers?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        (seen, pages),
+        (
+            vec!["w1", "w2", "w3", "w4", "w5"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            3
+        )
+    );
+}
