@@ -39,6 +39,23 @@ pub struct ServerSettings {
     /// Failed deliveries (expired or failed leases) before a job is dead-lettered,
     /// for queues that have not set their own.
     pub default_max_attempts: u32,
+    /// Seconds a new connection gets to send a complete request head (request line and
+    /// headers); a slower one is answered 408 and closed.
+    pub request_head_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is kept open between requests.
+    pub keep_alive_secs: u64,
+    /// Seconds a request gets to send its whole body once its handler starts reading
+    /// it; a slower one is answered 408 and its connection closed.
+    pub body_timeout_secs: u64,
+    /// Open connections served at once, across all HTTP workers; more wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Seconds a graceful stop waits for open connections before closing them.
+    pub shutdown_timeout_secs: u64,
+    /// PEM certificate chain; with `tls_key_file`, the server speaks only HTTPS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -51,6 +68,13 @@ impl Default for ServerSettings {
             max_waiters_per_queue: 1024,
             worker_timeout_secs: 60,
             default_max_attempts: 5,
+            request_head_timeout_secs: 5,
+            keep_alive_secs: 5,
+            body_timeout_secs: 10,
+            max_connections: 10_000,
+            shutdown_timeout_secs: 10,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -191,6 +215,7 @@ impl Settings {
                 "[server] worker_timeout_secs must be at least 1".into(),
             ));
         }
+        self.validate_connections()?;
         if self.storage.snapshot_interval_secs == 0 {
             return Err(SettingsError::Invalid(
                 "[storage] snapshot_interval_secs must be at least 1".into(),
@@ -202,6 +227,52 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The `[server]` connection settings: timeouts of at least a second (actix reads
+    /// 0 as "never"), a connection cap, and TLS files given both or neither.
+    fn validate_connections(&self) -> Result<(), SettingsError> {
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "request_head_timeout_secs",
+                server.request_head_timeout_secs,
+            ),
+            ("keep_alive_secs", server.keep_alive_secs),
+            ("body_timeout_secs", server.body_timeout_secs),
+            ("shutdown_timeout_secs", server.shutdown_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::Invalid(format!(
+                    "[server] {name} must be at least 1"
+                )));
+            }
+        }
+        if server.max_connections == 0 {
+            return Err(SettingsError::Invalid(
+                "[server] max_connections must be at least 1".into(),
+            ));
+        }
+        match (&server.tls_cert_file, &server.tls_key_file) {
+            (Some(_), None) => Err(SettingsError::Invalid(
+                "[server] tls_cert_file is set but tls_key_file is not: give both, or neither"
+                    .into(),
+            )),
+            (None, Some(_)) => Err(SettingsError::Invalid(
+                "[server] tls_key_file is set but tls_cert_file is not: give both, or neither"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Connections each HTTP worker may hold: `max_connections` shared out (rounded
+    /// up), since actix-server caps them per worker.
+    pub fn max_connections_per_worker(&self) -> usize {
+        self.server
+            .max_connections
+            .div_ceil(self.worker_threads())
+            .max(1)
     }
 
     /// HTTP worker threads to run: `workers`, or one per core when it is 0.
@@ -285,5 +356,36 @@ mod tests {
             .contains("sometimes"));
         let err = Settings::from_toml("[storage]\naccept_data_loss = true\n", Path::new("x"));
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn connection_settings_are_checked() {
+        for text in [
+            "request_head_timeout_secs = 0",
+            "keep_alive_secs = 0",
+            "body_timeout_secs = 0",
+            "shutdown_timeout_secs = 0",
+            "max_connections = 0",
+            "tls_cert_file = \"c.pem\"",
+            "tls_key_file = \"k.pem\"",
+        ] {
+            let key = text.split(' ').next().unwrap_or_default();
+            let err = Settings::from_toml(&format!("[server]\n{text}\n"), Path::new("x"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let both = "[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n";
+        assert!(Settings::from_toml(both, Path::new("x")).is_ok());
+    }
+
+    #[test]
+    fn max_connections_is_shared_out_per_worker() {
+        let mut s = Settings::default();
+        s.server.workers = 3;
+        assert_eq!(s.max_connections_per_worker(), 3334);
+        s.server.max_connections = 2;
+        assert_eq!(s.max_connections_per_worker(), 1);
     }
 }

@@ -16,14 +16,14 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::http::{self, AppState, RecoveryGate};
+use crate::http::{self, AppState, BodyTimeout, RecoveryGate};
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::queue::QueueConfig;
 use crate::registry::actor::WorkerRegistry;
 use crate::registry::state::RegistryState;
 use crate::registry::Registry;
-use crate::settings::Settings;
+use crate::settings::{ServerSettings, Settings};
 use crate::storage::log::Log;
 use crate::storage::recovery::{recover, RecoveredQueue};
 use crate::storage::snapshotter::{SnapshotActor, SnapshotSources, TakeSnapshot};
@@ -118,23 +118,80 @@ fn start_registry(state: RegistryState, seq: u64, log: &Log) -> Registry {
     Registry::new(actor, counts)
 }
 
-/// Starts the HTTP workers on `listener`. Each registers its arbiter with the queue
-/// directory as it starts; queues will live there.
+/// The TLS configuration from `[server] tls_cert_file` and `tls_key_file`, or `None`
+/// when they are unset. A file that cannot be read or holds no usable PEM, or a key
+/// that does not belong to the certificate, is an error naming the file.
+fn load_tls(server: &ServerSettings) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let (Some(cert_path), Some(key_path)) = (&server.tls_cert_file, &server.tls_key_file) else {
+        return Ok(None);
+    };
+    let cert_name = cert_path.display();
+    let key_name = key_path.display();
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "[server] tls_cert_file {cert_name}: cannot read a PEM certificate: {e}"
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!("[server] tls_cert_file {cert_name}: no PEM certificate in it");
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        anyhow::anyhow!("[server] tls_key_file {key_name}: cannot read a PEM private key: {e}")
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS: no usable protocol version")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "[server] TLS: the key in {key_name} does not fit the certificate in {cert_name}: {e}"
+            )
+        })?;
+    Ok(Some(config))
+}
+
+/// Warns when the server is reachable beyond this machine without protection: a
+/// non-loopback address served without TLS. The one place such start-up warnings go.
+fn warn_if_exposed(server: &ServerSettings, tls: bool) {
+    let ip = server.bind.ip();
+    if !ip.is_loopback() && !tls {
+        tracing::warn!(
+            bind = %server.bind,
+            "listening beyond loopback without TLS: requests and job bodies cross the \
+             network in clear text; set [server] tls_cert_file and tls_key_file, or bind \
+             to 127.0.0.1"
+        );
+    }
+}
+
+/// Starts the HTTP workers on `listener` (speaking TLS with `tls`). Each registers its
+/// arbiter with the queue directory as it starts; queues will live there.
 fn start_http(
     settings: &Settings,
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     state: web::Data<AppState>,
 ) -> anyhow::Result<(
     actix_rt::task::JoinHandle<std::io::Result<()>>,
     ServerHandle,
 )> {
     let main_thread = std::thread::current().id();
+    let server_settings = &settings.server;
+    let body_timeout = BodyTimeout(Duration::from_secs(server_settings.body_timeout_secs));
     let server = HttpServer::new(move || {
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
         }
         App::new()
             .app_data(state.clone())
+            .app_data(body_timeout)
             .wrap(middleware::from_fn(http::admit))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
@@ -146,7 +203,24 @@ fn start_http(
     // A client that closes its side has gone: drop its request at once, so a
     // fetch it abandoned puts its job back instead of writing it to a dead socket.
     .h1_allow_half_closed(false)
-    .listen(listener)
+    // A client gets this long for its request head; an idle keep-alive connection is
+    // closed after keep_alive_secs (the body's own limit is `BodyTimeout`).
+    .client_request_timeout(Duration::from_secs(
+        server_settings.request_head_timeout_secs,
+    ))
+    .tls_handshake_timeout(Duration::from_secs(
+        server_settings.request_head_timeout_secs,
+    ))
+    .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
+    // actix-server counts connections per worker; past the cap, it stops accepting
+    // and new connections wait in the listen backlog.
+    .max_connections(settings.max_connections_per_worker())
+    // The graceful stop closes whatever connection is still open after this long.
+    .shutdown_timeout(server_settings.shutdown_timeout_secs);
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config),
+        None => server.listen(listener),
+    }
     .context("cannot start the HTTP server")?
     .run();
     let handle = server.handle();
@@ -239,6 +313,8 @@ impl Application {
     /// Recovers the data directory, binds the listener, starts the log, the actors and
     /// the HTTP workers. Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Bad TLS files stop the start before anything touches the data directory.
+        let tls = load_tls(&settings.server)?;
         let dir = settings.storage.data_dir.clone();
         let lock = open_data_dir(&dir)?;
         let listener = TcpListener::bind(settings.server.bind)
@@ -254,7 +330,9 @@ impl Application {
         let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
         let ids = (recovered.next_incarnation, recovered.next_job_id);
         let parts = Parts::new(&settings, ids, &log, registry.clone());
-        let (server, handle) = start_http(&settings, listener, parts.state.clone())?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        warn_if_exposed(&settings.server, tls.is_some());
+        let (server, handle) = start_http(&settings, listener, tls, parts.state.clone())?;
         parts
             .queues
             .wait_for_arbiters(
@@ -284,7 +362,7 @@ impl Application {
         tracing::info!(
             %address,
             fsync = ?settings.storage.fsync,
-            "presque listening on http://{address}"
+            "presque listening on {scheme}://{address}"
         );
         Ok(Application {
             address,

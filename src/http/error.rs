@@ -98,6 +98,9 @@ pub enum ApiError {
     /// once the server is back).
     #[error("server is stopping")]
     Stopping,
+    /// The body did not arrive within `[server] body_timeout_secs`.
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
 }
 
 /// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
@@ -159,6 +162,7 @@ impl ResponseError for ApiError {
             ApiError::LeaseNotHeld => StatusCode::CONFLICT,
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueBusy | ApiError::StorageUnavailable { .. } | ApiError::Stopping => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -180,6 +184,10 @@ impl ResponseError for ApiError {
         if let ApiError::Stopping = self {
             // A restart (or another instance behind the same address) takes about that.
             response.insert_header((header::RETRY_AFTER, STOPPING_RETRY_AFTER));
+        }
+        if let ApiError::BodyTimeout { .. } = self {
+            // The rest of the body may never come: the connection cannot be reused.
+            response.force_close();
         }
         if let ApiError::Internal(_) | ApiError::Storage(_) = self {
             tracing::error!(error = %self, "request failed");

@@ -64,8 +64,22 @@ pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// How long a request may take to send its whole body (`[server] body_timeout_secs`),
+/// from when its handler starts reading it. Startup puts it in the app data; a request
+/// that finds none gets [`BodyTimeout::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        BodyTimeout(Duration::from_secs(10))
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length,
-/// when the client announces it).
+/// when the client announces it) and a body not complete within the [`BodyTimeout`]
+/// (actix has no such limit: a client that stalled mid-body would hold its connection
+/// and this handler for ever).
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -79,8 +93,16 @@ pub async fn read_body(
     if announced.is_some_and(|len| len > limit) {
         return Err(ApiError::TooLarge { limit });
     }
+    let BodyTimeout(timeout) = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut body = BytesMut::with_capacity(announced.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let next = tokio::time::timeout_at(deadline, payload.next())
+            .await
+            .map_err(|_| ApiError::BodyTimeout {
+                secs: timeout.as_secs(),
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });

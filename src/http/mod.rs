@@ -25,6 +25,7 @@ mod status;
 mod workers;
 
 pub use admit::{admit, RecoveryGate};
+pub use input::BodyTimeout;
 
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {

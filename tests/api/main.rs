@@ -13,6 +13,7 @@
 
 mod batch;
 mod concurrency;
+mod connections;
 mod delivery;
 mod disk;
 mod errors;
