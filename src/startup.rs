@@ -129,6 +129,7 @@ fn start_http(
     ServerHandle,
 )> {
     let main_thread = std::thread::current().id();
+    let auth = web::Data::new(http::Auth::new(&settings.auth).map_err(anyhow::Error::msg)?);
     let server = HttpServer::new(move || {
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
@@ -136,6 +137,8 @@ fn start_http(
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(http::admit))
+            .app_data(auth.clone())
+            .wrap(middleware::from_fn(http::authenticate))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })
@@ -281,6 +284,7 @@ impl Application {
         parts.gate.open();
 
         let signals = ShutdownSignals::install()?;
+        http::auth::warn_if_open(address, &settings.auth);
         tracing::info!(
             %address,
             fsync = ?settings.storage.fsync,
