@@ -18,6 +18,7 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
+    pub auth: AuthSettings,
 }
 
 /// `[server]`
@@ -105,6 +106,47 @@ impl Default for StorageSettings {
     }
 }
 
+/// `[auth]`: off (every request passes) unless `tokens` lists at least one token.
+/// `Debug` never prints a token nor its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The accepted bearer tokens, each with its role; replaced by `PRESQUE_TOKENS`.
+    pub tokens: Vec<TokenEntry>,
+    /// Read-only route groups anonymous GETs may use while auth is on (`"/"`,
+    /// `"/status"`, ...).
+    pub open_routes: Vec<String>,
+}
+
+/// One accepted token: its role and either the token or its SHA-256 (hex).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// `producer`, `consumer` or `admin`.
+    pub role: String,
+    /// The token itself.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The token's SHA-256, 64 hex digits.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// Prints the role only.
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.sha256.is_some() {
+            "<sha256 redacted>"
+        } else {
+            "<token redacted>"
+        };
+        f.debug_struct("TokenEntry")
+            .field("role", &self.role)
+            .field("secret", &format_args!("{kind}"))
+            .finish()
+    }
+}
+
 /// Command-line flags (and the environment variables clap reads for them).
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
@@ -145,12 +187,27 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// A TOML error's message and position, without the quoted source line toml's own
+/// `Display` adds: that line could hold a token.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_owned(),
+    }
+}
+
 impl Settings {
     /// Parses a TOML document; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SettingsError> {
         let settings: Settings = toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string(),
+            message: parse_message(&e, text),
         })?;
         settings.validate()?;
         Ok(settings)
@@ -190,6 +247,16 @@ impl Settings {
             settings.storage.fsync = fsync;
         }
         settings.storage.accept_data_loss = cli.accept_data_loss;
+        if let Some(raw) = std::env::var_os(crate::http::auth::TOKENS_ENV) {
+            let raw = raw.to_str().ok_or_else(|| {
+                SettingsError::Invalid(format!(
+                    "{} is not valid UTF-8",
+                    crate::http::auth::TOKENS_ENV
+                ))
+            })?;
+            settings.auth.tokens =
+                crate::http::auth::tokens_from_env(raw).map_err(SettingsError::Invalid)?;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -226,6 +293,7 @@ impl Settings {
                 "[storage] data_dir must not be empty".into(),
             ));
         }
+        crate::http::Auth::new(&self.auth).map_err(SettingsError::Invalid)?;
         Ok(())
     }
 
@@ -335,6 +403,35 @@ mod tests {
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.storage.fsync, FsyncPolicy::Always);
         assert!(s.storage.accept_data_loss);
+    }
+
+    #[test]
+    fn auth_tokens_parse_and_debug_redacts_them() {
+        let text =
+            "[auth]\ntokens = [{ role = \"producer\", token = \"abcdefghijklmnop-secret\" }]\n";
+        let s = Settings::from_toml(text, Path::new("x"))
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(s.auth.tokens.len(), 1);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("abcdefghijklmnop-secret"), "{debug}");
+        assert!(debug.contains("producer"), "{debug}");
+        // A parse error names the line but never quotes it (it could hold a token).
+        let text =
+            "[auth]\ntokens = [{ role = \"producer\", tokn = \"abcdefghijklmnop-secret\" }]\n";
+        let err = Settings::from_toml(text, Path::new("x"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("tokn") && err.contains("line 2"), "{err}");
+        assert!(!err.contains("abcdefghijklmnop-secret"), "{err}");
+        let text = "[auth]\ntokens = [{ role = \"boss\", token = \"abcdefghijklmnop-secret\" }]\n";
+        let err = Settings::from_toml(text, Path::new("x"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unknown role"), "{err}");
+        assert!(!err.contains("abcdefghijklmnop-secret"), "{err}");
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn start_http(
     let main_thread = std::thread::current().id();
     let server_settings = &settings.server;
     let body_timeout = BodyTimeout(Duration::from_secs(server_settings.body_timeout_secs));
+    let auth = web::Data::new(http::Auth::new(&settings.auth).map_err(anyhow::Error::msg)?);
     let server = HttpServer::new(move || {
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
@@ -193,6 +194,8 @@ fn start_http(
             .app_data(state.clone())
             .app_data(body_timeout)
             .wrap(middleware::from_fn(http::admit))
+            .app_data(auth.clone())
+            .wrap(middleware::from_fn(http::authenticate))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })
@@ -359,6 +362,7 @@ impl Application {
         parts.gate.open();
 
         let signals = ShutdownSignals::install()?;
+        http::auth::warn_if_open(address, &settings.auth);
         tracing::info!(
             %address,
             fsync = ?settings.storage.fsync,

@@ -101,6 +101,15 @@ pub enum ApiError {
     /// The body did not arrive within `[server] body_timeout_secs`.
     #[error("the request body did not arrive within {secs} s")]
     BodyTimeout { secs: u64 },
+    /// Auth is on and the request carries no `Authorization` header.
+    #[error("authentication required: send Authorization: Bearer TOKEN")]
+    AuthRequired,
+    /// The `Authorization` header is not `Bearer TOKEN` with a token the server knows.
+    #[error("invalid bearer token")]
+    BadToken,
+    /// A valid token whose role may not use the route.
+    #[error("forbidden: this route needs a token with the {needs} role")]
+    Forbidden { needs: &'static str },
 }
 
 /// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
@@ -160,6 +169,8 @@ impl ResponseError for ApiError {
             | ApiError::JobNotFound
             | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::LeaseNotHeld => StatusCode::CONFLICT,
+            ApiError::AuthRequired | ApiError::BadToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -188,6 +199,18 @@ impl ResponseError for ApiError {
         if let ApiError::BodyTimeout { .. } = self {
             // The rest of the body may never come: the connection cannot be reused.
             response.force_close();
+        }
+        match self {
+            ApiError::AuthRequired => {
+                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="presque""#));
+            }
+            ApiError::BadToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="presque", error="invalid_token""#,
+                ));
+            }
+            _ => {}
         }
         if let ApiError::Internal(_) | ApiError::Storage(_) = self {
             tracing::error!(error = %self, "request failed");

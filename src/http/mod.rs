@@ -11,6 +11,7 @@ use crate::queue::job::JobIds;
 use crate::registry::Registry;
 
 mod admit;
+pub(crate) mod auth;
 mod batch;
 mod control;
 mod counters;
@@ -25,6 +26,7 @@ mod status;
 mod workers;
 
 pub use admit::{admit, RecoveryGate};
+pub use auth::{authenticate, Auth};
 pub use input::BodyTimeout;
 
 /// What every handler can reach: the actors' addresses and request limits.

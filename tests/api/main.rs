@@ -11,6 +11,7 @@
     unsafe_code
 )]
 
+mod auth;
 mod batch;
 mod concurrency;
 mod connections;

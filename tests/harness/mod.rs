@@ -62,6 +62,7 @@ pub fn command_for(program: impl AsRef<OsStr>, cwd: &Path, args: &[&str]) -> Com
         .env_remove("PRESQUE_BIND")
         .env_remove("PRESQUE_DATA_DIR")
         .env_remove("PRESQUE_FSYNC")
+        .env_remove("PRESQUE_TOKENS")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
