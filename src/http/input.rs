@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 use crate::http::error::ApiError;
-use crate::names::{QueueName, WorkerId};
+use crate::names::{percent_decode, QueueName, WorkerId};
 use crate::queue::job::JobId;
 
 /// Header carrying the worker id (the protocol's final form).
@@ -24,6 +24,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 10;
 
 /// The queue name and job id a path names: from the route's `{name}` and `{id}`, or,
 /// under the hand-routed `/q` scope, from the rest of the path (`/NAME` or `/NAME/ID`).
+///
+/// These are actix's decoded segments, where bytes that are not UTF-8 have become
+/// U+FFFD: good for routing, tracing and job ids (which must be digits anyway), never
+/// for a name. [`queue_name`] reads the name from [`raw_path_target`] instead.
 pub fn path_target(req: &HttpRequest) -> (&str, Option<&str>) {
     let info = req.match_info();
     if let Some(name) = info.get("name") {
@@ -36,27 +40,58 @@ pub fn path_target(req: &HttpRequest) -> (&str, Option<&str>) {
     }
 }
 
-/// The queue name from the `{name}` path segment. actix leaves `%2F`, `%25` and `%2B`
-/// encoded in path segments; decoding the rest here means `a%2Fb` is seen (and
-/// refused) as `a/b` rather than accepted as a name that merely looks safe.
+/// The queue name (and, under `/q`, the job id) as the client sent them, still
+/// percent-encoded: every named route is `/PREFIX/NAME...`, so the name is the raw
+/// path after its second `/`; a `{name:.*}` route's name is all of that, and a `/q`
+/// path's ends at the next `/`. (actix leaves `%2F` encoded, so a raw `/` is a
+/// segment boundary in both forms.)
+pub fn raw_path_target(req: &HttpRequest) -> (&str, Option<&str>) {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .map_or("", |(_, rest)| rest);
+    if req.match_info().get("name").is_some() {
+        return (rest, None);
+    }
+    match rest.split_once('/') {
+        Some((name, id)) => (name, Some(id)),
+        None => (rest, None),
+    }
+}
+
+/// The queue name from the path, percent-decoded strictly ([`QueueName::parse_encoded`]):
+/// `%2F` is seen (and refused) as `/`, a malformed escape (`%zz`, a lone `%`) and bytes
+/// that are not UTF-8 (`%ff`) are refused rather than taken literally or folded into
+/// U+FFFD.
 pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
-    let raw = path_target(req).0;
+    let raw = raw_path_target(req).0;
     if raw.is_empty() {
         return Err(ApiError::QueueNameMissing);
     }
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::BadPath("queue name is not valid UTF-8".into()))?;
-    QueueName::parse(&decoded).map_err(ApiError::BadQueueName)
+    QueueName::parse_encoded(raw).map_err(ApiError::BadQueueName)
 }
 
-/// Refuses a request whose Content-Type is not JSON (a charset suffix is fine).
+/// Whether a Content-Type value is the media type `application/json`: type and subtype
+/// compared without case, parameters (`; charset=utf-8`) and whitespace around them
+/// allowed. `application/jsonx`, `application/json-seq` or `text/plain;
+/// application/json` are not JSON.
+pub fn is_json_media_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default();
+    essence.trim().eq_ignore_ascii_case("application/json")
+}
+
+/// Refuses a request whose Content-Type is not `application/json` (parameters such as
+/// a charset are fine).
 pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
+        .is_some_and(|v| is_json_media_type(v.as_bytes()));
     if is_json {
         Ok(())
     } else {
@@ -64,13 +99,29 @@ pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length,
-/// when the client announces it).
+/// Refuses a body in a Content-Encoding the server does not decode: anything but no
+/// header or `identity`.
+pub fn require_identity_encoding(req: &HttpRequest) -> Result<(), ApiError> {
+    for value in req.headers().get_all(header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let identity = text
+            .split(',')
+            .all(|coding| coding.trim().eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Err(ApiError::UnsupportedEncoding(text.trim().to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole body, refusing a Content-Encoding other than `identity` (415) and
+/// more than `limit` bytes (early, from Content-Length, when the client announces it).
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
+    require_identity_encoding(req)?;
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -118,22 +169,40 @@ pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
         .map_err(|e| ApiError::BadJson(e.to_string()))
 }
 
-/// The worker id from the `X-presque-workerid` header, if present.
+/// The worker id from the `X-presque-workerid` header, if present (an empty value is
+/// none), held to [`WorkerId::parse`] like every other carrier.
 pub fn worker_header(req: &HttpRequest) -> Result<Option<WorkerId>, ApiError> {
     match req.headers().get(WORKER_HEADER) {
         None => Ok(None),
-        Some(value) => {
-            let raw = value.to_str().map_err(|_| {
-                ApiError::BadHeader(format!("{WORKER_HEADER} must be visible ASCII"))
-            })?;
-            if raw.is_empty() {
-                return Ok(None);
-            }
-            WorkerId::parse(raw)
-                .map(Some)
-                .map_err(ApiError::BadWorkerId)
-        }
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) => WorkerId::parse_bytes(value.as_bytes())
+            .map(Some)
+            .map_err(ApiError::BadWorkerId),
     }
+}
+
+/// A worker id from `?worker_id=` (already form-decoded, strictly, by [`query`]): an
+/// empty value is none.
+pub fn worker_param(raw: Option<&str>) -> Result<Option<WorkerId>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => WorkerId::parse(raw)
+            .map(Some)
+            .map_err(ApiError::BadWorkerId),
+    }
+}
+
+/// A worker id from a JSON body's `worker_id`: a string, or a number as the seed
+/// accepted (`{"worker_id": 5}` is the id `5`); none when absent, empty or another type.
+pub fn worker_json(value: Option<&serde_json::Value>) -> Result<Option<WorkerId>, ApiError> {
+    let raw = match value {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Ok(None),
+    };
+    WorkerId::parse(&raw)
+        .map(Some)
+        .map_err(ApiError::BadWorkerId)
 }
 
 /// Query parameters the original clients are known to send, accepted on every route
@@ -162,13 +231,33 @@ pub struct NoQuery {}
 /// must be a struct with named fields (no `flatten`, no map), and must not be
 /// `deny_unknown_fields` (that would refuse the tolerated parameters).
 pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    let raw = req.query_string();
+    parse_query(req.query_string())
+}
+
+/// [`query`] on a raw query string.
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     if !raw.is_empty() {
+        check_encoding(raw)?;
         check_params(raw, field_names::<T>())?;
     }
     web::Query::<T>::from_query(raw)
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))
+}
+
+/// Refuses a query string with a malformed percent-escape (`%zz`, a lone `%`) or a
+/// name or value that is not UTF-8 once decoded, naming the parameter: the form
+/// decoder would otherwise take the first literally and fold the second into U+FFFD.
+fn check_encoding(raw: &str) -> Result<(), ApiError> {
+    for pair in raw.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(key).map_err(|e| {
+            ApiError::BadQuery(format!("invalid query string: a parameter name {e}"))
+        })?;
+        percent_decode(value)
+            .map_err(|e| ApiError::BadQuery(format!("invalid query parameter {name:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Refuses a query string naming a parameter neither in `accepted` nor tolerated.
@@ -336,17 +425,22 @@ pub fn wait(raw: Option<&str>, max_secs: u64) -> Result<Option<Duration>, ApiErr
         .transpose()
 }
 
-/// `lease=SECONDS` in milliseconds: more than 0, at most [`MAX_LEASE_SECS`].
+/// Shortest lease a fetch may ask for, in seconds (a millisecond, the lease clock's
+/// unit).
+pub const MIN_LEASE_SECS: f64 = 0.001;
+
+/// `lease=SECONDS` in milliseconds (rounded to the nearest): from [`MIN_LEASE_SECS`]
+/// to [`MAX_LEASE_SECS`], both included.
 pub fn lease_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
-    let secs = seconds(raw, "lease", MAX_LEASE_SECS)?;
-    let ms = (secs * 1000.0).round() as u64;
-    if ms == 0 {
-        return Err(ApiError::BadQuery(format!(
-            "lease must be a number of seconds from 0.001 to {MAX_LEASE_SECS}, not {raw:?}"
-        )));
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&secs) => {
+            Ok(Some((secs * 1000.0).round() as u64))
+        }
+        _ => Err(ApiError::BadQuery(format!(
+            "lease must be a number of seconds from {MIN_LEASE_SECS} to {MAX_LEASE_SECS}, not {raw:?}"
+        ))),
     }
-    Ok(Some(ms))
 }
 
 /// A job id from the path.

@@ -28,4 +28,5 @@ mod process;
 mod producers;
 mod queue;
 mod status;
+mod strict_input;
 mod workers;
