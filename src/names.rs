@@ -190,4 +190,124 @@ mod tests {
         assert_eq!(QueueName::parse("a\u{7f}"), Err(NameError::Control));
         assert_eq!(WorkerId::parse("w\0"), Err(NameError::Control));
     }
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(percent_decode("a%2Fb").ok().as_deref(), Some("a/b"));
+        assert_eq!(percent_decode("%C3%A9+").ok().as_deref(), Some("\u{e9}+"));
+        assert_eq!(
+            percent_decode("%ff"),
+            Err(NameError::NotUtf8 { byte: 0xFF, at: 0 })
+        );
+        assert_eq!(
+            percent_decode("x%zz"),
+            Err(NameError::BadEscape {
+                escape: "%zz".into(),
+                at: 1
+            })
+        );
+        assert_eq!(
+            percent_decode("%"),
+            Err(NameError::BadEscape {
+                escape: "%".into(),
+                at: 0
+            })
+        );
+        assert_eq!(
+            percent_decode("%4\u{e9}"),
+            Err(NameError::BadEscape {
+                escape: "%4\u{e9}".into(),
+                at: 0
+            })
+        );
+        assert!(QueueName::parse_encoded("%fe").is_err());
+        assert!(QueueName::parse_encoded("%80").is_err());
+    }
+
+    #[test]
+    fn worker_ids_are_what_a_header_can_carry() {
+        assert!(WorkerId::parse("worker-1@host:42").is_ok());
+        assert!(WorkerId::parse("a b").is_ok());
+        assert!(WorkerId::parse("5").is_ok());
+        assert_eq!(WorkerId::parse("caf\u{e9}"), Err(NameError::NotAscii));
+        assert_eq!(WorkerId::parse(" a"), Err(NameError::EdgeSpace));
+        assert_eq!(WorkerId::parse("a "), Err(NameError::EdgeSpace));
+        assert_eq!(WorkerId::parse("a\tb"), Err(NameError::Control));
+        assert_eq!(WorkerId::parse("a/b"), Err(NameError::Slash));
+        assert_eq!(WorkerId::parse_bytes(b"w\xff"), Err(NameError::NotAscii));
+        // What older versions accepted still reads back from disk.
+        assert!(WorkerId::restore("caf\u{e9} ").is_ok());
+        assert!(WorkerId::restore("a\nb").is_err());
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Encodes every byte, the way a careful client would.
+        fn encode_all(raw: &str) -> String {
+            raw.bytes().map(|b| format!("%{b:02X}")).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn decoding_arbitrary_text_never_panics_nor_grows(raw in "(?s).{0,300}") {
+                if let Ok(decoded) = percent_decode(&raw) {
+                    prop_assert!(decoded.len() <= raw.len());
+                }
+                let _ = QueueName::parse_encoded(&raw);
+                let _ = WorkerId::parse(&raw);
+                let _ = WorkerId::parse_bytes(raw.as_bytes());
+            }
+
+            #[test]
+            fn decoding_escape_heavy_text_never_panics(raw in "[%0-9a-fA-FzZ/\\x80-\\xff]{0,64}") {
+                if let Ok(decoded) = percent_decode(&raw) {
+                    prop_assert!(decoded.len() <= raw.len());
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_as_worker_header_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(id) = WorkerId::parse_bytes(&raw) {
+                    prop_assert_eq!(id.as_str().as_bytes(), &raw[..]);
+                }
+            }
+
+            #[test]
+            fn valid_names_round_trip_through_percent_encoding(raw in "[^/\\p{Cc}]{1,60}") {
+                prop_assume!(raw.len() <= MAX_NAME_BYTES);
+                let name = QueueName::parse(&raw);
+                prop_assert!(name.is_ok());
+                let decoded = QueueName::parse_encoded(&encode_all(&raw));
+                prop_assert_eq!(decoded.ok(), name.ok());
+                // Only `%` needs encoding for the name to decode back to itself.
+                let light = raw.replace('%', "%25");
+                prop_assert_eq!(percent_decode(&light).ok(), Some(raw.clone()));
+            }
+
+            #[test]
+            fn valid_worker_ids_round_trip(raw in "[!-~][ -~]{0,40}[!-~]") {
+                prop_assume!(!raw.contains('/'));
+                let id = WorkerId::parse(&raw);
+                prop_assert!(id.is_ok());
+                let from_bytes = WorkerId::parse_bytes(raw.as_bytes());
+                prop_assert_eq!(from_bytes.ok(), id.clone().ok());
+                let decoded = percent_decode(&encode_all(&raw));
+                prop_assert_eq!(decoded.ok(), Some(raw.clone()));
+            }
+
+            #[test]
+            fn accepted_worker_ids_obey_the_rule(raw in "(?s).{0,40}") {
+                if let Ok(id) = WorkerId::parse(&raw) {
+                    let s = id.as_str();
+                    prop_assert!(!s.is_empty() && s.len() <= MAX_NAME_BYTES);
+                    prop_assert!(s.bytes().all(|b| (b' '..=b'~').contains(&b)));
+                    prop_assert!(!s.starts_with(' ') && !s.ends_with(' ') && !s.contains('/'));
+                }
+            }
+        }
+    }
 }

@@ -645,4 +645,149 @@ mod tests {
         let unbalanced = format!("{}{}", "[".repeat(depth), "]".repeat(depth - 1));
         assert!(check_json(unbalanced.as_bytes()).is_err());
     }
+
+    #[test]
+    fn lease_bounds_are_exact() {
+        assert_eq!(lease_ms(Some("0.001")).ok(), Some(Some(1)));
+        assert_eq!(lease_ms(Some("86400")).ok(), Some(Some(86_400_000)));
+        assert_eq!(lease_ms(Some("0.0015")).ok(), Some(Some(2)));
+        for bad in [
+            "0.0005",
+            "0.000999",
+            "0",
+            "-1",
+            "86400.0001",
+            "inf",
+            "NaN",
+            "x",
+        ] {
+            let message = lease_ms(Some(bad))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("lease must be a number of seconds from 0.001 to 86400, not {bad:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        for json in [
+            "application/json",
+            "APPLICATION/Json",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/json;",
+        ] {
+            assert!(is_json_media_type(json.as_bytes()), "{json:?}");
+        }
+        for other in [
+            "application/jsonx",
+            "application/json-seq",
+            "text/plain; application/json",
+            "application/ json",
+            "",
+            "application/json\u{e9}",
+        ] {
+            assert!(!is_json_media_type(other.as_bytes()), "{other:?}");
+        }
+        assert!(!is_json_media_type(b"application/json\xff"));
+    }
+
+    #[test]
+    fn query_encoding_is_strict() {
+        assert!(check_encoding("a=%C3%A9&b=x+y&c").is_ok());
+        for bad in ["a=%ff", "a=%zz", "a=%", "a=%4", "%fe=1", "a=1&b=%80"] {
+            assert!(
+                matches!(check_encoding(bad), Err(ApiError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::queue::state::DeliveryToken;
+        use proptest::prelude::*;
+
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Fetch {
+            lease: Option<String>,
+            wait: Option<String>,
+            worker_id: Option<String>,
+        }
+
+        /// Query-string-like text: mostly the characters that matter to the parser.
+        fn query_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(?s).{0,200}",
+                "[a-z_=&%+0-9a-fA-F\\x80-\\xff;]{0,120}",
+                "(lease|wait|worker_id|uniq|delayed)=[-+0-9.eEinfNa%]{0,24}(&(lease|wait|worker_id|zz)=[-0-9.%a-f]{0,12}){0,4}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_query_strings_never_panic(raw in query_text()) {
+                let parsed = parse_query::<Fetch>(&raw);
+                if let Ok(fetch) = parsed {
+                    // What passed is checked like a request's parameters, which also
+                    // must not panic.
+                    let _ = lease_ms(fetch.lease.as_deref());
+                    let _ = wait(fetch.wait.as_deref(), 30);
+                    let _ = worker_param(fetch.worker_id.as_deref());
+                }
+                let _ = parse_query::<NoQuery>(&raw);
+            }
+
+            #[test]
+            fn numeric_parsers_hold_their_bounds(raw in prop_oneof!["(?s).{0,40}", "[-+]?[0-9]{0,12}(\\.[0-9]{0,8})?(e[-+]?[0-9]{1,3})?"]) {
+                if let Ok(Some(ms)) = lease_ms(Some(&raw)) {
+                    prop_assert!((1..=86_400_000).contains(&ms));
+                }
+                if let Ok(Some(d)) = wait(Some(&raw), 30) {
+                    prop_assert!(d <= Duration::from_secs(30));
+                }
+                if let Ok(n) = batch_size(Some(&raw)) {
+                    prop_assert!((1..=MAX_BATCH_SIZE).contains(&n));
+                }
+                if let Ok(Some(n)) = page_limit(Some(&raw)) {
+                    prop_assert!((1..=MAX_PAGE).contains(&n));
+                }
+                let now = Duration::from_secs(1_700_000_000);
+                if let Ok(Some(due)) = due_ms_at(None, Some(&raw), now) {
+                    prop_assert!(due >= 1_700_000_000_000);
+                    prop_assert!(due <= 1_700_000_000_000 + 315_360_000_000 + 1);
+                }
+                let _ = due_ms_at(Some(&raw), None, now);
+                let _ = page_after(Some(&raw));
+                let _ = job_id(&raw);
+            }
+
+            #[test]
+            fn lease_round_trips_whole_milliseconds(ms in 1u64..=86_400_000) {
+                let raw = format!("{}", ms as f64 / 1000.0);
+                prop_assert_eq!(lease_ms(Some(&raw)).ok(), Some(Some(ms)));
+            }
+
+            #[test]
+            fn arbitrary_tokens_never_panic(raw in prop_oneof!["(?s).{0,60}", "[0-9a-fA-F.]{0,40}"]) {
+                if let Ok(token) = raw.parse::<DeliveryToken>() {
+                    // A token the parser takes prints back to one it takes the same.
+                    let again = token.to_string().parse::<DeliveryToken>();
+                    prop_assert_eq!(again.ok(), Some(token));
+                }
+            }
+
+            #[test]
+            fn media_type_check_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..120)) {
+                let _ = is_json_media_type(&raw);
+            }
+        }
+    }
 }
