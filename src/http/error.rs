@@ -19,6 +19,9 @@ pub enum ApiError {
     BadQueueName(NameError),
     #[error("content-type must be set to application/json")]
     ContentType,
+    /// A body in a Content-Encoding the server does not decode (only `identity` is).
+    #[error("content-encoding {0:?} is not supported: send the body uncompressed (no Content-Encoding, or identity)")]
+    UnsupportedEncoding(String),
     #[error("job is missing")]
     JobMissing,
     #[error("content is missing")]
@@ -174,6 +177,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyWaiters(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueBusy | ApiError::StorageUnavailable { .. } | ApiError::Stopping => {
                 StatusCode::SERVICE_UNAVAILABLE

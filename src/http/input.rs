@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 use crate::http::error::ApiError;
-use crate::names::{QueueName, WorkerId};
+use crate::names::{percent_decode, QueueName, WorkerId};
 use crate::queue::job::JobId;
 
 /// Header carrying the worker id (the protocol's final form).
@@ -24,6 +24,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 10;
 
 /// The queue name and job id a path names: from the route's `{name}` and `{id}`, or,
 /// under the hand-routed `/q` scope, from the rest of the path (`/NAME` or `/NAME/ID`).
+///
+/// These are actix's decoded segments, where bytes that are not UTF-8 have become
+/// U+FFFD: good for routing, tracing and job ids (which must be digits anyway), never
+/// for a name. [`queue_name`] reads the name from [`raw_path_target`] instead.
 pub fn path_target(req: &HttpRequest) -> (&str, Option<&str>) {
     let info = req.match_info();
     if let Some(name) = info.get("name") {
@@ -36,27 +40,58 @@ pub fn path_target(req: &HttpRequest) -> (&str, Option<&str>) {
     }
 }
 
-/// The queue name from the `{name}` path segment. actix leaves `%2F`, `%25` and `%2B`
-/// encoded in path segments; decoding the rest here means `a%2Fb` is seen (and
-/// refused) as `a/b` rather than accepted as a name that merely looks safe.
+/// The queue name (and, under `/q`, the job id) as the client sent them, still
+/// percent-encoded: every named route is `/PREFIX/NAME...`, so the name is the raw
+/// path after its second `/`; a `{name:.*}` route's name is all of that, and a `/q`
+/// path's ends at the next `/`. (actix leaves `%2F` encoded, so a raw `/` is a
+/// segment boundary in both forms.)
+pub fn raw_path_target(req: &HttpRequest) -> (&str, Option<&str>) {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix('/')
+        .and_then(|path| path.split_once('/'))
+        .map_or("", |(_, rest)| rest);
+    if req.match_info().get("name").is_some() {
+        return (rest, None);
+    }
+    match rest.split_once('/') {
+        Some((name, id)) => (name, Some(id)),
+        None => (rest, None),
+    }
+}
+
+/// The queue name from the path, percent-decoded strictly ([`QueueName::parse_encoded`]):
+/// `%2F` is seen (and refused) as `/`, a malformed escape (`%zz`, a lone `%`) and bytes
+/// that are not UTF-8 (`%ff`) are refused rather than taken literally or folded into
+/// U+FFFD.
 pub fn queue_name(req: &HttpRequest) -> Result<QueueName, ApiError> {
-    let raw = path_target(req).0;
+    let raw = raw_path_target(req).0;
     if raw.is_empty() {
         return Err(ApiError::QueueNameMissing);
     }
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::BadPath("queue name is not valid UTF-8".into()))?;
-    QueueName::parse(&decoded).map_err(ApiError::BadQueueName)
+    QueueName::parse_encoded(raw).map_err(ApiError::BadQueueName)
 }
 
-/// Refuses a request whose Content-Type is not JSON (a charset suffix is fine).
+/// Whether a Content-Type value is the media type `application/json`: type and subtype
+/// compared without case, parameters (`; charset=utf-8`) and whitespace around them
+/// allowed. `application/jsonx`, `application/json-seq` or `text/plain;
+/// application/json` are not JSON.
+pub fn is_json_media_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default();
+    essence.trim().eq_ignore_ascii_case("application/json")
+}
+
+/// Refuses a request whose Content-Type is not `application/json` (parameters such as
+/// a charset are fine).
 pub fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
+        .is_some_and(|v| is_json_media_type(v.as_bytes()));
     if is_json {
         Ok(())
     } else {
@@ -76,15 +111,31 @@ impl Default for BodyTimeout {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length,
-/// when the client announces it) and a body not complete within the [`BodyTimeout`]
-/// (actix has no such limit: a client that stalled mid-body would hold its connection
-/// and this handler for ever).
+/// Refuses a body in a Content-Encoding the server does not decode: anything but no
+/// header or `identity`.
+pub fn require_identity_encoding(req: &HttpRequest) -> Result<(), ApiError> {
+    for value in req.headers().get_all(header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let identity = text
+            .split(',')
+            .all(|coding| coding.trim().eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Err(ApiError::UnsupportedEncoding(text.trim().to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole body, refusing a Content-Encoding other than `identity` (415),
+/// more than `limit` bytes (early, from Content-Length, when the client announces it)
+/// and a body not complete within the [`BodyTimeout`] (actix has no such limit: a
+/// client that stalled mid-body would hold its connection and this handler for ever).
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
+    require_identity_encoding(req)?;
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -140,22 +191,40 @@ pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
         .map_err(|e| ApiError::BadJson(e.to_string()))
 }
 
-/// The worker id from the `X-presque-workerid` header, if present.
+/// The worker id from the `X-presque-workerid` header, if present (an empty value is
+/// none), held to [`WorkerId::parse`] like every other carrier.
 pub fn worker_header(req: &HttpRequest) -> Result<Option<WorkerId>, ApiError> {
     match req.headers().get(WORKER_HEADER) {
         None => Ok(None),
-        Some(value) => {
-            let raw = value.to_str().map_err(|_| {
-                ApiError::BadHeader(format!("{WORKER_HEADER} must be visible ASCII"))
-            })?;
-            if raw.is_empty() {
-                return Ok(None);
-            }
-            WorkerId::parse(raw)
-                .map(Some)
-                .map_err(ApiError::BadWorkerId)
-        }
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) => WorkerId::parse_bytes(value.as_bytes())
+            .map(Some)
+            .map_err(ApiError::BadWorkerId),
     }
+}
+
+/// A worker id from `?worker_id=` (already form-decoded, strictly, by [`query`]): an
+/// empty value is none.
+pub fn worker_param(raw: Option<&str>) -> Result<Option<WorkerId>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => WorkerId::parse(raw)
+            .map(Some)
+            .map_err(ApiError::BadWorkerId),
+    }
+}
+
+/// A worker id from a JSON body's `worker_id`: a string, or a number as the seed
+/// accepted (`{"worker_id": 5}` is the id `5`); none when absent, empty or another type.
+pub fn worker_json(value: Option<&serde_json::Value>) -> Result<Option<WorkerId>, ApiError> {
+    let raw = match value {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Ok(None),
+    };
+    WorkerId::parse(&raw)
+        .map(Some)
+        .map_err(ApiError::BadWorkerId)
 }
 
 /// Query parameters the original clients are known to send, accepted on every route
@@ -184,13 +253,33 @@ pub struct NoQuery {}
 /// must be a struct with named fields (no `flatten`, no map), and must not be
 /// `deny_unknown_fields` (that would refuse the tolerated parameters).
 pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    let raw = req.query_string();
+    parse_query(req.query_string())
+}
+
+/// [`query`] on a raw query string.
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     if !raw.is_empty() {
+        check_encoding(raw)?;
         check_params(raw, field_names::<T>())?;
     }
     web::Query::<T>::from_query(raw)
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))
+}
+
+/// Refuses a query string with a malformed percent-escape (`%zz`, a lone `%`) or a
+/// name or value that is not UTF-8 once decoded, naming the parameter: the form
+/// decoder would otherwise take the first literally and fold the second into U+FFFD.
+fn check_encoding(raw: &str) -> Result<(), ApiError> {
+    for pair in raw.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(key).map_err(|e| {
+            ApiError::BadQuery(format!("invalid query string: a parameter name {e}"))
+        })?;
+        percent_decode(value)
+            .map_err(|e| ApiError::BadQuery(format!("invalid query parameter {name:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Refuses a query string naming a parameter neither in `accepted` nor tolerated.
@@ -358,17 +447,22 @@ pub fn wait(raw: Option<&str>, max_secs: u64) -> Result<Option<Duration>, ApiErr
         .transpose()
 }
 
-/// `lease=SECONDS` in milliseconds: more than 0, at most [`MAX_LEASE_SECS`].
+/// Shortest lease a fetch may ask for, in seconds (a millisecond, the lease clock's
+/// unit).
+pub const MIN_LEASE_SECS: f64 = 0.001;
+
+/// `lease=SECONDS` in milliseconds (rounded to the nearest): from [`MIN_LEASE_SECS`]
+/// to [`MAX_LEASE_SECS`], both included.
 pub fn lease_ms(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
-    let secs = seconds(raw, "lease", MAX_LEASE_SECS)?;
-    let ms = (secs * 1000.0).round() as u64;
-    if ms == 0 {
-        return Err(ApiError::BadQuery(format!(
-            "lease must be a number of seconds from 0.001 to {MAX_LEASE_SECS}, not {raw:?}"
-        )));
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&secs) => {
+            Ok(Some((secs * 1000.0).round() as u64))
+        }
+        _ => Err(ApiError::BadQuery(format!(
+            "lease must be a number of seconds from {MIN_LEASE_SECS} to {MAX_LEASE_SECS}, not {raw:?}"
+        ))),
     }
-    Ok(Some(ms))
 }
 
 /// A job id from the path.
@@ -572,5 +666,150 @@ mod tests {
         assert!(check_json(objects.as_bytes()).is_ok());
         let unbalanced = format!("{}{}", "[".repeat(depth), "]".repeat(depth - 1));
         assert!(check_json(unbalanced.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn lease_bounds_are_exact() {
+        assert_eq!(lease_ms(Some("0.001")).ok(), Some(Some(1)));
+        assert_eq!(lease_ms(Some("86400")).ok(), Some(Some(86_400_000)));
+        assert_eq!(lease_ms(Some("0.0015")).ok(), Some(Some(2)));
+        for bad in [
+            "0.0005",
+            "0.000999",
+            "0",
+            "-1",
+            "86400.0001",
+            "inf",
+            "NaN",
+            "x",
+        ] {
+            let message = lease_ms(Some(bad))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("lease must be a number of seconds from 0.001 to 86400, not {bad:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        for json in [
+            "application/json",
+            "APPLICATION/Json",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/json;",
+        ] {
+            assert!(is_json_media_type(json.as_bytes()), "{json:?}");
+        }
+        for other in [
+            "application/jsonx",
+            "application/json-seq",
+            "text/plain; application/json",
+            "application/ json",
+            "",
+            "application/json\u{e9}",
+        ] {
+            assert!(!is_json_media_type(other.as_bytes()), "{other:?}");
+        }
+        assert!(!is_json_media_type(b"application/json\xff"));
+    }
+
+    #[test]
+    fn query_encoding_is_strict() {
+        assert!(check_encoding("a=%C3%A9&b=x+y&c").is_ok());
+        for bad in ["a=%ff", "a=%zz", "a=%", "a=%4", "%fe=1", "a=1&b=%80"] {
+            assert!(
+                matches!(check_encoding(bad), Err(ApiError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::queue::state::DeliveryToken;
+        use proptest::prelude::*;
+
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Fetch {
+            lease: Option<String>,
+            wait: Option<String>,
+            worker_id: Option<String>,
+        }
+
+        /// Query-string-like text: mostly the characters that matter to the parser.
+        fn query_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(?s).{0,200}",
+                "[a-z_=&%+0-9a-fA-F\\x80-\\xff;]{0,120}",
+                "(lease|wait|worker_id|uniq|delayed)=[-+0-9.eEinfNa%]{0,24}(&(lease|wait|worker_id|zz)=[-0-9.%a-f]{0,12}){0,4}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_query_strings_never_panic(raw in query_text()) {
+                let parsed = parse_query::<Fetch>(&raw);
+                if let Ok(fetch) = parsed {
+                    // What passed is checked like a request's parameters, which also
+                    // must not panic.
+                    let _ = lease_ms(fetch.lease.as_deref());
+                    let _ = wait(fetch.wait.as_deref(), 30);
+                    let _ = worker_param(fetch.worker_id.as_deref());
+                }
+                let _ = parse_query::<NoQuery>(&raw);
+            }
+
+            #[test]
+            fn numeric_parsers_hold_their_bounds(raw in prop_oneof!["(?s).{0,40}", "[-+]?[0-9]{0,12}(\\.[0-9]{0,8})?(e[-+]?[0-9]{1,3})?"]) {
+                if let Ok(Some(ms)) = lease_ms(Some(&raw)) {
+                    prop_assert!((1..=86_400_000).contains(&ms));
+                }
+                if let Ok(Some(d)) = wait(Some(&raw), 30) {
+                    prop_assert!(d <= Duration::from_secs(30));
+                }
+                if let Ok(n) = batch_size(Some(&raw)) {
+                    prop_assert!((1..=MAX_BATCH_SIZE).contains(&n));
+                }
+                if let Ok(Some(n)) = page_limit(Some(&raw)) {
+                    prop_assert!((1..=MAX_PAGE).contains(&n));
+                }
+                let now = Duration::from_secs(1_700_000_000);
+                if let Ok(Some(due)) = due_ms_at(None, Some(&raw), now) {
+                    prop_assert!(due >= 1_700_000_000_000);
+                    prop_assert!(due <= 1_700_000_000_000 + 315_360_000_000 + 1);
+                }
+                let _ = due_ms_at(Some(&raw), None, now);
+                let _ = page_after(Some(&raw));
+                let _ = job_id(&raw);
+            }
+
+            #[test]
+            fn lease_round_trips_whole_milliseconds(ms in 1u64..=86_400_000) {
+                let raw = format!("{}", ms as f64 / 1000.0);
+                prop_assert_eq!(lease_ms(Some(&raw)).ok(), Some(Some(ms)));
+            }
+
+            #[test]
+            fn arbitrary_tokens_never_panic(raw in prop_oneof!["(?s).{0,60}", "[0-9a-fA-F.]{0,40}"]) {
+                if let Ok(token) = raw.parse::<DeliveryToken>() {
+                    // A token the parser takes prints back to one it takes the same.
+                    let again = token.to_string().parse::<DeliveryToken>();
+                    prop_assert_eq!(again.ok(), Some(token));
+                }
+            }
+
+            #[test]
+            fn media_type_check_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..120)) {
+                let _ = is_json_media_type(&raw);
+            }
+        }
     }
 }

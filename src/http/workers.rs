@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::input::{
-    epoch_secs, json_body, page_limit, query, queue_name, worker_header, NoQuery, DEFAULT_PAGE,
+    epoch_secs, json_body, page_limit, query, queue_name, worker_header, worker_json, worker_param,
+    NoQuery, DEFAULT_PAGE,
 };
 use super::AppState;
 use crate::clock::{now_ms, now_secs};
@@ -28,10 +29,6 @@ struct WorkerQuery {
 #[derive(Deserialize)]
 struct UnregisterQuery {
     worker_id: Option<String>,
-}
-
-fn parse_worker(raw: &str) -> Result<WorkerId, ApiError> {
-    WorkerId::parse(raw).map_err(ApiError::BadWorkerId)
 }
 
 /// `POST /w/NAME`: registers the worker named by the header or by the body's
@@ -54,11 +51,7 @@ pub async fn register(
                 ApiError::WorkerIdMissing,
             )
             .await?;
-            match value.get("worker_id") {
-                Some(Value::String(s)) if !s.is_empty() => parse_worker(s)?,
-                Some(Value::Number(n)) => parse_worker(&n.to_string())?,
-                _ => return Err(ApiError::WorkerIdMissing),
-            }
+            worker_json(value.get("worker_id"))?.ok_or(ApiError::WorkerIdMissing)?
         }
     };
     state
@@ -82,10 +75,7 @@ pub async fn unregister(
     let params: UnregisterQuery = query(&req)?;
     let worker = match worker_header(&req)? {
         Some(worker) => worker,
-        None => match params.worker_id.as_deref() {
-            Some(raw) if !raw.is_empty() => parse_worker(raw)?,
-            _ => return Err(ApiError::WorkerIdMissing),
-        },
+        None => worker_param(params.worker_id.as_deref())?.ok_or(ApiError::WorkerIdMissing)?,
     };
     state
         .registry
@@ -121,8 +111,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             "failed": counters.failed,
         })));
     }
-    if let Some(raw) = params.worker_id.as_deref().filter(|r| !r.is_empty()) {
-        let worker = parse_worker(raw)?;
+    if let Some(worker) = worker_param(params.worker_id.as_deref())? {
         let record = state
             .registry
             .actor
@@ -159,7 +148,7 @@ pub async fn liveness(
 ) -> Result<HttpResponse, ApiError> {
     let params: LivenessQuery = query(&req)?;
     let limit = page_limit(params.limit.as_deref())?.unwrap_or(DEFAULT_PAGE);
-    let after = params.after.as_deref().map(parse_worker).transpose()?;
+    let after = worker_param(params.after.as_deref())?;
     let (views, next) = state
         .registry
         .actor

@@ -63,7 +63,7 @@ impl RegistryState {
                 queue,
                 now_secs,
             } => {
-                let (Ok(worker), Ok(queue)) = (WorkerId::parse(worker), QueueName::parse(queue))
+                let (Ok(worker), Ok(queue)) = (WorkerId::restore(worker), QueueName::parse(queue))
                 else {
                     return;
                 };
@@ -80,7 +80,7 @@ impl RegistryState {
                 self.by_queue.entry(queue).or_default().insert(worker);
             }
             RegistryChange::Unregistered { worker, queue } => {
-                let (Ok(worker), Ok(queue)) = (WorkerId::parse(worker), QueueName::parse(queue))
+                let (Ok(worker), Ok(queue)) = (WorkerId::restore(worker), QueueName::parse(queue))
                 else {
                     return;
                 };
@@ -154,7 +154,7 @@ impl RegistryState {
     pub fn from_image(image: &[WorkerImage]) -> Self {
         let mut state = RegistryState::default();
         for w in image {
-            let Ok(id) = WorkerId::parse(&w.id) else {
+            let Ok(id) = WorkerId::restore(&w.id) else {
                 continue;
             };
             let queues: BTreeSet<QueueName> = w

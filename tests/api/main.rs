@@ -30,4 +30,5 @@ mod process;
 mod producers;
 mod queue;
 mod status;
+mod strict_input;
 mod workers;
