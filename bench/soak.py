@@ -47,7 +47,9 @@ class Server:
             port = s.getsockname()[1]
         self.proc = subprocess.Popen(
             [BIN, "--bind", f"127.0.0.1:{port}", "--data-dir", self.data, "--fsync", "always"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.path.dirname(self.data), "server.log"), "a"))
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.path.dirname(self.data), "server.log"), "a"),
+            # Its own directory: no ./config.toml of the checkout is read.
+            cwd=os.path.dirname(self.data))
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
