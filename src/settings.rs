@@ -19,6 +19,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
     pub auth: AuthSettings,
+    pub limits: LimitsSettings,
 }
 
 /// `[server]`
@@ -144,6 +145,63 @@ impl std::fmt::Debug for TokenEntry {
             .field("role", &self.role)
             .field("secret", &format_args!("{kind}"))
             .finish()
+    }
+}
+
+/// `[limits]`: how much the server's jobs may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// What every queue's jobs together may cost in memory before creates are
+    /// answered 507.
+    pub max_memory_bytes: MemoryLimit,
+    /// The most ready, delayed and leased jobs a queue without its own `max_jobs`
+    /// holds; 0: unlimited.
+    pub default_max_jobs: u64,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            max_memory_bytes: MemoryLimit::Auto,
+            default_max_jobs: 0,
+        }
+    }
+}
+
+/// `max_memory_bytes`: `"auto"` (half the machine's memory, or of the cgroup's limit
+/// if lower), `"unlimited"` (or 0), or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawMemoryLimit")]
+pub enum MemoryLimit {
+    Auto,
+    Unlimited,
+    Bytes(u64),
+}
+
+/// How `max_memory_bytes` is written: a number or a keyword.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMemoryLimit {
+    Bytes(u64),
+    Keyword(String),
+}
+
+impl TryFrom<RawMemoryLimit> for MemoryLimit {
+    type Error = String;
+
+    fn try_from(raw: RawMemoryLimit) -> Result<Self, String> {
+        match raw {
+            RawMemoryLimit::Bytes(0) => Ok(MemoryLimit::Unlimited),
+            RawMemoryLimit::Bytes(n) => Ok(MemoryLimit::Bytes(n)),
+            RawMemoryLimit::Keyword(word) => match word.as_str() {
+                "auto" => Ok(MemoryLimit::Auto),
+                "unlimited" => Ok(MemoryLimit::Unlimited),
+                _ => Err(format!(
+                    "max_memory_bytes must be a number of bytes, \"auto\" or \"unlimited\", not {word:?}"
+                )),
+            },
+        }
     }
 }
 

@@ -17,13 +17,14 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::http::{self, AppState, BodyTimeout, RecoveryGate};
+use crate::queue::budget::{MachineMemory, MemoryBudget};
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::queue::QueueConfig;
 use crate::registry::actor::WorkerRegistry;
 use crate::registry::state::RegistryState;
 use crate::registry::Registry;
-use crate::settings::{ServerSettings, Settings};
+use crate::settings::{MemoryLimit, ServerSettings, Settings};
 use crate::storage::log::Log;
 use crate::storage::recovery::{recover, RecoveredQueue};
 use crate::storage::snapshotter::{SnapshotActor, SnapshotSources, TakeSnapshot};
@@ -89,6 +90,11 @@ impl Parts {
             QueueConfig {
                 default_max_attempts: server.default_max_attempts,
                 max_waiters: server.max_waiters_per_queue,
+                default_max_jobs: match settings.limits.default_max_jobs {
+                    0 => None,
+                    n => Some(n),
+                },
+                budget: memory_budget(settings.limits.max_memory_bytes),
             },
         ));
         let job_ids = JobIds::starting_at(next_ids.1);
@@ -106,6 +112,25 @@ impl Parts {
             gate,
             queues,
             job_ids,
+        }
+    }
+}
+
+/// The memory budget `max_memory_bytes` asks for (`"auto"`: half the machine's or
+/// the cgroup's memory, whichever is lower).
+fn memory_budget(limit: MemoryLimit) -> MemoryBudget {
+    match limit {
+        MemoryLimit::Bytes(n) => MemoryBudget::new(n),
+        MemoryLimit::Unlimited => MemoryBudget::unlimited(),
+        MemoryLimit::Auto => {
+            let machine = MachineMemory::read();
+            match machine.auto_budget() {
+                Some(n) => MemoryBudget::new(n),
+                None => {
+                    tracing::warn!("cannot read the machine's memory size: no memory budget");
+                    MemoryBudget::unlimited()
+                }
+            }
         }
     }
 }
@@ -363,9 +388,16 @@ impl Application {
 
         let signals = ShutdownSignals::install()?;
         http::auth::warn_if_open(address, &settings.auth);
+        let budget = &parts.queues.config().budget;
+        let max_memory_bytes = match budget.limit() {
+            u64::MAX => "unlimited".to_owned(),
+            n => n.to_string(),
+        };
         tracing::info!(
             %address,
             fsync = ?settings.storage.fsync,
+            max_memory_bytes,
+            memory_used_bytes = budget.used(),
             "presque listening on {scheme}://{address}"
         );
         Ok(Application {

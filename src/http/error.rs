@@ -113,6 +113,12 @@ pub enum ApiError {
     /// A valid token whose role may not use the route.
     #[error("forbidden: this route needs a token with the {needs} role")]
     Forbidden { needs: &'static str },
+    /// The jobs would take the server past its memory budget (`max_memory_bytes`).
+    #[error("queue memory is full")]
+    MemoryFull,
+    /// The jobs would take the queue past its `max_jobs`.
+    #[error("queue is full (max_jobs {0})")]
+    QueueFull(u64),
 }
 
 /// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
@@ -146,6 +152,8 @@ impl From<QueueError> for ApiError {
             QueueError::LeaseNotHeld => ApiError::LeaseNotHeld,
             QueueError::TooManyWaiters(limit) => ApiError::TooManyWaiters(limit),
             QueueError::Stopping => ApiError::Stopping,
+            QueueError::MemoryFull => ApiError::MemoryFull,
+            QueueError::TooManyJobs(max) => ApiError::QueueFull(max),
         }
     }
 }
@@ -183,6 +191,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::MemoryFull | ApiError::QueueFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

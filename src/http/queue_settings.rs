@@ -1,5 +1,6 @@
-//! `/settings/NAME`: a queue's own settings (today: `max_attempts`, the failed
-//! deliveries of a leased job before it is dead-lettered).
+//! `/settings/NAME`: a queue's own settings: `max_attempts` (the failed deliveries of
+//! a leased job before it is dead-lettered) and `max_jobs` (the most ready, delayed
+//! and leased jobs it holds; creates beyond are answered 507).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -8,23 +9,27 @@ use super::input::{json_body, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue::{GetSettings, SetMaxAttempts};
+use crate::queue::{GetSettings, QueueSettings, SetMaxAttempts, SetMaxJobs};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
-async fn current(
-    state: &AppState,
-    name: &QueueName,
-    default: u32,
-) -> Result<HttpResponse, ApiError> {
-    let (own, effective) = state
+async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, ApiError> {
+    let defaults = QueueSettings {
+        own_max_attempts: None,
+        max_attempts: state.default_max_attempts,
+        own_max_jobs: None,
+        max_jobs: state.queues.config().default_max_jobs,
+    };
+    let settings = state
         .queues
         .ask(name, false, || GetSettings)
         .await?
-        .unwrap_or((None, default));
+        .unwrap_or(defaults);
     Ok(HttpResponse::Ok().json(json!({
         "queue": name.as_str(),
-        "max_attempts": effective,
-        "max_attempts_is_default": own.is_none(),
+        "max_attempts": settings.max_attempts,
+        "max_attempts_is_default": settings.own_max_attempts.is_none(),
+        "max_jobs": settings.max_jobs,
+        "max_jobs_is_default": settings.own_max_jobs.is_none(),
     })))
 }
 
@@ -32,11 +37,42 @@ async fn current(
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let NoQuery {} = query(&req)?;
-    current(&state, &name, state.default_max_attempts).await
+    current(&state, &name).await
 }
 
-/// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000), or `null` to follow
-/// the server's default again.
+/// `max_attempts` from the body: absent, `null` (follow the server's default), or 1
+/// to 1000.
+fn max_attempts(value: &Value) -> Result<Option<Option<u32>>, ApiError> {
+    match value.get("max_attempts") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=u64::from(MAX_ATTEMPTS_LIMIT)).contains(&n) => Ok(Some(Some(n as u32))),
+            _ => Err(ApiError::BadBody(format!(
+                "max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT} (or null), not {v}"
+            ))),
+        },
+    }
+}
+
+/// `max_jobs` from the body: absent, `null` (follow the server's default), or 1 or
+/// more.
+fn max_jobs(value: &Value) -> Result<Option<Option<u64>>, ApiError> {
+    match value.get("max_jobs") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(Some(n))),
+            _ => Err(ApiError::BadBody(format!(
+                "max_jobs must be an integer of at least 1 (or null), not {v}"
+            ))),
+        },
+    }
+}
+
+/// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000) and/or
+/// `{"max_jobs": N}` (1 or more); `null` follows the server's default again. Both are
+/// checked before either is set.
 pub async fn set(
     req: HttpRequest,
     payload: web::Payload,
@@ -51,21 +87,20 @@ pub async fn set(
         ApiError::ContentMissing,
     )
     .await?;
-    let max = match value.get("max_attempts") {
-        Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=u64::from(MAX_ATTEMPTS_LIMIT)).contains(&n) => Some(n as u32),
-            _ => {
-                return Err(ApiError::BadBody(format!(
-                "max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT} (or null), not {v}"
-            )))
-            }
-        },
-        None => return Err(ApiError::BadBody("expected {\"max_attempts\": N}".into())),
-    };
-    state
-        .queues
-        .ask(&name, true, || SetMaxAttempts(max))
-        .await?;
-    current(&state, &name, state.default_max_attempts).await
+    let (attempts, jobs) = (max_attempts(&value)?, max_jobs(&value)?);
+    if attempts.is_none() && jobs.is_none() {
+        return Err(ApiError::BadBody(
+            "expected {\"max_attempts\": N} and/or {\"max_jobs\": N}".into(),
+        ));
+    }
+    if let Some(max) = attempts {
+        state
+            .queues
+            .ask(&name, true, || SetMaxAttempts(max))
+            .await?;
+    }
+    if let Some(max) = jobs {
+        state.queues.ask(&name, true, || SetMaxJobs(max)).await?;
+    }
+    current(&state, &name).await
 }

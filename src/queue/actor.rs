@@ -16,6 +16,7 @@ use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::names::QueueName;
+use crate::queue::budget::MemoryBudget;
 use crate::queue::job::Job;
 use crate::queue::state::{Change, QueueState};
 use crate::queue::waiters::Waiter;
@@ -39,12 +40,16 @@ pub const MAILBOX_CAPACITY: usize = 4096;
 pub const EXPIRY_BATCH: usize = 1024;
 
 /// Server-wide settings every queue follows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QueueConfig {
     /// `max_attempts` for queues that have not set their own.
     pub default_max_attempts: u32,
     /// Parked fetches allowed per queue.
     pub max_waiters: usize,
+    /// `max_jobs` for queues that have not set their own (`None`: unlimited).
+    pub default_max_jobs: Option<u64>,
+    /// The memory budget every queue's jobs count against.
+    pub budget: MemoryBudget,
 }
 
 impl Default for QueueConfig {
@@ -52,6 +57,8 @@ impl Default for QueueConfig {
         QueueConfig {
             default_max_attempts: 5,
             max_waiters: 1024,
+            default_max_jobs: None,
+            budget: MemoryBudget::unlimited(),
         }
     }
 }
@@ -138,6 +145,11 @@ impl QueueActor {
             .unwrap_or(self.config.default_max_attempts)
     }
 
+    /// The queue's own `max_jobs`, else the server's (`None`: unlimited).
+    pub(super) fn max_jobs(&self) -> Option<u64> {
+        self.state.max_jobs().or(self.config.default_max_jobs)
+    }
+
     /// The one place a queue actor changes its state: the change is logged, then
     /// applied. A change the log refuses is not applied.
     pub(super) fn commit(
@@ -162,7 +174,9 @@ impl QueueActor {
             change: &change,
         })?;
         self.seq = seq;
+        let before = self.state.bytes();
         let out = self.state.apply(change);
+        self.config.budget.moved(before, self.state.bytes());
         self.arm_timer(ctx);
         Ok((out, durable))
     }

@@ -185,7 +185,10 @@ impl QueueDirectory {
 
     /// Starts the actor of a queue brought back by recovery.
     pub fn insert_recovered(&self, queue: RecoveredQueue) {
-        let (log, config) = (self.log.clone(), self.config);
+        // Counted now, before the gate opens: the budget holds the recovered jobs
+        // before the first create is checked against it.
+        self.config.budget.moved(0, queue.state.bytes());
+        let (log, config) = (self.log.clone(), self.config.clone());
         let name = queue.name.clone();
         let stopping = self.closing.clone();
         let addr = QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
@@ -200,6 +203,11 @@ impl QueueDirectory {
             .stopping_with(stopping)
         });
         self.write().insert(name, addr);
+    }
+
+    /// The settings every queue follows (the memory budget among them).
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
     }
 
     /// The highest incarnation number handed out so far.
@@ -248,7 +256,7 @@ impl QueueDirectory {
             return addr.clone();
         }
         let incarnation = self.next_incarnation.fetch_add(1, Ordering::SeqCst);
-        let (owned, log, config) = (name.clone(), self.log.clone(), self.config);
+        let (owned, log, config) = (name.clone(), self.log.clone(), self.config.clone());
         let stopping = self.closing.clone();
         let addr = QueueActor::start_in_arbiter(&self.next_arbiter(), move |_| {
             QueueActor::new(owned, incarnation, log, config).stopping_with(stopping)

@@ -23,6 +23,12 @@ pub enum QueueError {
     /// job.
     #[error("server is stopping")]
     Stopping,
+    /// Creating the jobs would take the server's jobs past the memory budget.
+    #[error("queue memory is full")]
+    MemoryFull,
+    /// Creating the jobs would take the queue past its `max_jobs`.
+    #[error("queue is full (max_jobs {0})")]
+    TooManyJobs(u64),
     /// The queue was deleted after its address was looked up; look it up again.
     #[error("queue was deleted")]
     Gone,

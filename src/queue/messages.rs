@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::queue::actor::QueueActor;
+use crate::queue::budget::job_cost;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
 use crate::queue::state::{Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo};
@@ -68,6 +69,23 @@ impl QueueActor {
     }
 }
 
+impl QueueActor {
+    /// Refuses jobs (all of them: a batch is all or nothing) that would take the
+    /// queue past its `max_jobs`, or the server's jobs past the memory budget.
+    fn check_room(&self, jobs: &[Job]) -> QueueResult<()> {
+        if let Some(max) = self.max_jobs() {
+            if self.state.live_jobs().saturating_add(jobs.len() as u64) > max {
+                return Err(QueueError::TooManyJobs(max));
+            }
+        }
+        let cost = jobs.iter().map(job_cost).sum();
+        if !self.config.budget.admits(cost) {
+            return Err(QueueError::MemoryFull);
+        }
+        Ok(())
+    }
+}
+
 /// Why jobs are enqueued, which decides whether a failure is counted with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -95,7 +113,10 @@ impl Handler<Enqueue> for QueueActor {
         if self.retired {
             return answer(Err(QueueError::Gone));
         }
-        if let Err(e) = self.check_unique(&msg.jobs) {
+        if let Err(e) = self
+            .check_unique(&msg.jobs)
+            .and_then(|()| self.check_room(&msg.jobs))
+        {
             return answer(Err(e));
         }
         let due_ms = msg.due_ms.filter(|due| *due > now_ms());
@@ -517,19 +538,54 @@ impl Handler<ResolveDead> for QueueActor {
     }
 }
 
-/// The queue's settings: (own `max_attempts` if set, effective `max_attempts`).
+/// The queue's settings.
 #[derive(Message)]
-#[rtype(result = "QueueResult<(Option<u32>, u32)>")]
+#[rtype(result = "QueueResult<QueueSettings>")]
 pub struct GetSettings;
 
+/// A queue's settings as `/settings/NAME` shows them: each its own value (`None`:
+/// following the server's) and the value in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub own_max_attempts: Option<u32>,
+    pub max_attempts: u32,
+    pub own_max_jobs: Option<u64>,
+    /// `None`: unlimited.
+    pub max_jobs: Option<u64>,
+}
+
 impl Handler<GetSettings> for QueueActor {
-    type Result = QueueResult<(Option<u32>, u32)>;
+    type Result = QueueResult<QueueSettings>;
 
     fn handle(&mut self, _: GetSettings, _: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
-        Ok((self.state.max_attempts(), self.max_attempts()))
+        Ok(QueueSettings {
+            own_max_attempts: self.state.max_attempts(),
+            max_attempts: self.max_attempts(),
+            own_max_jobs: self.state.max_jobs(),
+            max_jobs: self.max_jobs(),
+        })
+    }
+}
+
+/// Sets the queue's own `max_jobs` (`None`: follow the server default).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetMaxJobs(pub Option<u64>);
+
+impl Handler<SetMaxJobs> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetMaxJobs, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::MaxJobsSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 

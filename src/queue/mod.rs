@@ -6,6 +6,7 @@
 //! Code outside the queue talks to it through the names re-exported here.
 
 mod actor;
+pub(crate) mod budget;
 mod delivery;
 pub(crate) mod directory;
 mod error;
@@ -21,6 +22,6 @@ pub(crate) use actor::QueueConfig;
 pub(crate) use error::QueueError;
 pub(crate) use messages::{
     Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
-    GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge, ResolveDead,
-    SetMaxAttempts, SetOpen, TakeImage,
+    GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge, QueueSettings,
+    ResolveDead, SetMaxAttempts, SetMaxJobs, SetOpen, TakeImage,
 };

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::job::{Job, JobId};
 
+use super::budget::job_cost;
 use super::head::Head;
 
 /// A change to a queue. Deterministic given the state it applies to, so the log can
@@ -99,6 +100,8 @@ pub enum Change {
     DeadRetried { id: Option<JobId> },
     /// Dead jobs (one, or all) are dropped.
     DeadPurged { id: Option<JobId> },
+    /// The queue's own `max_jobs` (`None`: the server's default).
+    MaxJobsSet(Option<u64>),
 }
 
 /// The counters the routes report.
@@ -297,6 +300,10 @@ pub struct QueueImage {
     /// that never failed cost nothing here.
     #[serde(default)]
     pub failures: OrdMap<JobId, Arc<[FailureReport]>>,
+    /// The most jobs (ready, delayed and leased) the queue takes (`None`: the
+    /// server's default).
+    #[serde(default)]
+    pub max_jobs: Option<u64>,
 }
 
 impl Default for QueueImage {
@@ -314,6 +321,7 @@ impl Default for QueueImage {
             max_attempts: None,
             deliveries: 0,
             failures: OrdMap::new(),
+            max_jobs: None,
         }
     }
 }
@@ -333,6 +341,9 @@ pub struct QueueState {
     uniq: HashSet<Arc<str>>,
     /// Lease deadlines in time order, for the expiry timer.
     deadlines: OrdSet<(u64, JobId)>,
+    /// What the jobs held (ready, delayed, leased, dead) cost against the memory
+    /// budget ([`job_cost`] each).
+    bytes: u64,
 }
 
 impl QueueState {
@@ -372,12 +383,14 @@ impl QueueState {
             Change::MaxAttemptsSet(max) => self.set_max_attempts(max),
             Change::DeadRetried { id } => self.retry_dead(id),
             Change::DeadPurged { id } => self.purge_dead(id),
+            Change::MaxJobsSet(max) => self.q.max_jobs = max,
         }
         Vec::new()
     }
 
     fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>) {
         for job in jobs {
+            self.bytes += job_cost(&job);
             self.hold_key(&job);
             self.append(job, due_ms);
         }
@@ -406,6 +419,7 @@ impl QueueState {
     fn take(&mut self, count: usize) -> Vec<Job> {
         let taken = self.pop_head(count);
         for job in &taken {
+            self.bytes = self.bytes.saturating_sub(job_cost(job));
             self.free_key(job);
             self.forget_history(job.id);
         }
@@ -417,6 +431,7 @@ impl QueueState {
     fn take_back(&mut self, jobs: Vec<Job>) {
         self.q.processed = self.q.processed.saturating_sub(jobs.len() as u64);
         for job in jobs {
+            self.bytes += job_cost(&job);
             self.hold_key(&job);
             self.put_back(job);
         }
@@ -482,6 +497,7 @@ impl QueueState {
 
     fn ack(&mut self, id: JobId) {
         if let Some(lease) = self.end_lease(id) {
+            self.bytes = self.bytes.saturating_sub(job_cost(&lease.job));
             self.free_key(&lease.job);
             self.forget_history(id);
         }
@@ -561,18 +577,21 @@ impl QueueState {
     fn retry_dead(&mut self, id: Option<JobId>) {
         for (id, dead) in self.take_dead(id) {
             self.forget_history(id);
+            self.bytes = self.bytes.saturating_sub(job_cost(&dead.job));
             let mut job = dead.job;
             // Its key may have been taken by a newer job meanwhile.
             if job.uniq.as_ref().is_some_and(|k| self.uniq.contains(k)) {
                 job.uniq = None;
             }
+            self.bytes += job_cost(&job);
             self.hold_key(&job);
             self.rest.push_back(job);
         }
     }
 
     fn purge_dead(&mut self, id: Option<JobId>) {
-        for (id, _) in self.take_dead(id) {
+        for (id, dead) in self.take_dead(id) {
+            self.bytes = self.bytes.saturating_sub(job_cost(&dead.job));
             self.forget_history(id);
         }
     }
@@ -700,6 +719,21 @@ impl QueueState {
     /// Whether some lease has run out at `now_ms`.
     pub fn has_expired(&self, now_ms: u64) -> bool {
         self.next_deadline_ms().is_some_and(|d| d <= now_ms)
+    }
+
+    /// The queue's own `max_jobs` setting, if any.
+    pub fn max_jobs(&self) -> Option<u64> {
+        self.q.max_jobs
+    }
+
+    /// Jobs that count against `max_jobs`: ready, delayed and leased (not dead).
+    pub fn live_jobs(&self) -> u64 {
+        (self.ready_len() + self.q.delayed.len() + self.q.leased.len()) as u64
+    }
+
+    /// What the queue's jobs cost against the memory budget.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The queue's own `max_attempts` setting, if any.
@@ -867,6 +901,14 @@ impl QueueState {
             .iter()
             .map(|(id, lease)| (lease.deadline_ms, *id))
             .collect();
+        let bytes = image
+            .ready
+            .iter()
+            .chain(image.delayed.values())
+            .chain(image.leased.values().map(|l| &l.job))
+            .chain(image.dead.values().map(|d| &d.job))
+            .map(job_cost)
+            .sum();
         let mut rest = std::mem::take(&mut image.ready);
         let head = rest.slice(..image.head_len.min(rest.len()));
         image.head_len = 0;
@@ -876,6 +918,7 @@ impl QueueState {
             rest,
             uniq,
             deadlines,
+            bytes,
         }
     }
 }
@@ -898,6 +941,55 @@ mod tests {
 
     fn enqueue(state: &mut QueueState, jobs: Vec<Job>) {
         state.apply(Change::Enqueued { jobs, due_ms: None });
+    }
+
+    /// The running byte count always equals what an image of the queue adds up to
+    /// (which is how recovery counts it), through every way a job enters or leaves.
+    #[test]
+    fn the_byte_count_follows_jobs_in_and_out() {
+        let mut q = QueueState::default();
+        let check = |q: &QueueState| {
+            assert_eq!(q.bytes(), QueueState::from_image(q.image()).bytes());
+        };
+        enqueue(
+            &mut q,
+            (1..=6).map(|i| job(i, Some(&format!("k{i}")))).collect(),
+        );
+        let one = job_cost(&job(1, Some("k1")));
+        assert_eq!(q.bytes(), 6 * one);
+        q.apply(Change::Enqueued {
+            jobs: vec![job(7, None)],
+            due_ms: Some(5),
+        });
+        check(&q);
+        let taken = q.apply(Change::Taken { count: 1 });
+        check(&q);
+        q.apply(Change::Returned { jobs: taken });
+        check(&q);
+        lease(&mut q, 3, 10);
+        q.apply(Change::Acked { id: JobId(1) });
+        check(&q);
+        q.apply(Change::Failed {
+            id: JobId(2),
+            due_ms: None,
+            max_attempts: 1,
+            report: None,
+        });
+        q.apply(Change::LeasesExpired {
+            now_ms: 20,
+            max_attempts: 1,
+            limit: None,
+        });
+        assert_eq!(q.counters().dead, 2);
+        check(&q);
+        q.apply(Change::DeadRetried { id: Some(JobId(2)) });
+        check(&q);
+        q.apply(Change::DeadPurged { id: None });
+        check(&q);
+        // Jobs 2, 4, 5, 6 and 7 (which has no key) are left.
+        assert_eq!(q.bytes(), 5 * one - 2);
+        q.apply(Change::Purged);
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!
 //! Job bodies are CBOR byte strings holding the posted bytes.
 
+use std::io::{Seek, SeekFrom, Write};
+
 use serde::{Deserialize, Serialize};
 
 use crate::queue::state::{Change, QueueImage};
@@ -231,17 +233,85 @@ pub enum SnapshotDecodeError {
     Decode { offset: usize, message: String },
 }
 
-/// Encodes a whole snapshot file.
+/// The snapshot header for a payload of `payload_len` bytes whose CRC-32 is `crc`.
+fn snapshot_header(payload_len: u64, crc: u32) -> [u8; SNAPSHOT_HEADER_LEN] {
+    let mut header = [0u8; SNAPSHOT_HEADER_LEN];
+    header[..8].copy_from_slice(SNAPSHOT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..20].copy_from_slice(&payload_len.to_le_bytes());
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Passes bytes through to `inner`, counting them and computing their CRC-32 on the
+/// way.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Why a snapshot could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotWriteError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(String),
+}
+
+/// Bytes handed to the file at a time while a snapshot is encoded.
+const SNAPSHOT_WRITE_BUFFER: usize = 1 << 20;
+
+/// Writes a whole snapshot file to `out` (at its start), encoding the payload
+/// straight to it: the memory it takes is a write buffer, not a copy of the snapshot.
+/// The header, which needs the payload's length and checksum, is written first as
+/// zeros and filled in at the end. Returns the file's length.
+pub fn write_snapshot_to<W: Write + Seek>(
+    data: &SnapshotData,
+    out: &mut W,
+) -> Result<u64, SnapshotWriteError> {
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&[0u8; SNAPSHOT_HEADER_LEN])?;
+    let mut payload = std::io::BufWriter::with_capacity(
+        SNAPSHOT_WRITE_BUFFER,
+        Checksummed {
+            inner: &mut *out,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        },
+    );
+    ciborium::into_writer(data, &mut payload).map_err(|e| match e {
+        ciborium::ser::Error::Io(e) => SnapshotWriteError::Io(e),
+        ciborium::ser::Error::Value(message) => SnapshotWriteError::Encode(message),
+    })?;
+    let checksummed = payload.into_inner().map_err(|e| e.into_error())?;
+    let (len, crc) = (checksummed.len, checksummed.hasher.finalize());
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&snapshot_header(len, crc))?;
+    out.flush()?;
+    Ok(SNAPSHOT_HEADER_LEN as u64 + len)
+}
+
+/// Encodes a whole snapshot file in memory (the same bytes [`write_snapshot_to`]
+/// writes).
 pub fn encode_snapshot(data: &SnapshotData) -> Result<Vec<u8>, String> {
-    let mut file = vec![0u8; SNAPSHOT_HEADER_LEN];
-    ciborium::into_writer(data, &mut file).map_err(|e| e.to_string())?;
-    let payload_len = (file.len() - SNAPSHOT_HEADER_LEN) as u64;
-    let crc = crc32fast::hash(&file[SNAPSHOT_HEADER_LEN..]);
-    file[..8].copy_from_slice(SNAPSHOT_MAGIC);
-    file[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    file[12..20].copy_from_slice(&payload_len.to_le_bytes());
-    file[20..24].copy_from_slice(&crc.to_le_bytes());
-    Ok(file)
+    let mut file = std::io::Cursor::new(Vec::new());
+    write_snapshot_to(data, &mut file).map_err(|e| e.to_string())?;
+    Ok(file.into_inner())
 }
 
 /// A snapshot's payload when its own checksum holds, whatever the rest of the header
@@ -424,6 +494,46 @@ mod tests {
             decode_snapshot(&flipped),
             Err(SnapshotDecodeError::Checksum { .. })
         ));
+    }
+
+    /// The file written as it is encoded is byte for byte the file the format has
+    /// always had: header, then the whole payload encoded in one piece.
+    #[test]
+    fn a_streamed_snapshot_is_the_same_file_as_one_encoded_in_memory() {
+        let mut state = crate::queue::state::QueueState::default();
+        let jobs = (0..8000)
+            .map(|i| Job {
+                id: JobId(i),
+                body: bytes::Bytes::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300))),
+                uniq: (i % 3 == 0).then(|| format!("k{i}").into()),
+            })
+            .collect();
+        state.apply(Change::Enqueued { jobs, due_ms: None });
+        let data = SnapshotData {
+            generation: 7,
+            log_start: 3,
+            incarnation_watermark: 2,
+            next_incarnation: 3,
+            next_job_id: 8000,
+            created_at_ms: 123,
+            queues: vec![QueueSnapshot {
+                incarnation: 2,
+                name: "q".into(),
+                seq: 9,
+                image: state.image(),
+            }],
+            registry_seq: 0,
+            workers: vec![],
+        };
+        let mut payload = Vec::new();
+        assert!(ciborium::into_writer(&data, &mut payload).is_ok());
+        assert!(payload.len() > 2 * SNAPSHOT_WRITE_BUFFER);
+        let mut expected =
+            snapshot_header(payload.len() as u64, crc32fast::hash(&payload)).to_vec();
+        expected.extend_from_slice(&payload);
+        let streamed = encode_snapshot(&data).unwrap_or_default();
+        assert!(streamed == expected, "the streamed file differs");
+        assert_eq!(decode_snapshot(&streamed), Ok(data));
     }
 
     proptest! {

@@ -2,10 +2,11 @@
 //! read with every check the format allows, and pruned so that the newest two
 //! snapshots and the log segments the older of them needs are kept.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::format::{decode_snapshot, encode_snapshot, SnapshotData, SnapshotDecodeError};
+use super::format::{
+    decode_snapshot, write_snapshot_to, SnapshotData, SnapshotDecodeError, SnapshotWriteError,
+};
 use super::log::parse_segment_file_name;
 use super::{sync_dir, StorageError};
 
@@ -23,29 +24,38 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<u64> {
 }
 
 /// Writes a snapshot atomically; returns its path and size in bytes. The previous
-/// snapshot is untouched until this one is complete under its final name.
+/// snapshot is untouched until this one is complete under its final name. The
+/// payload is encoded straight into the file ([`write_snapshot_to`]): no copy of the
+/// whole snapshot is ever held in memory.
 pub fn write_snapshot(dir: &Path, data: &SnapshotData) -> Result<(PathBuf, usize), StorageError> {
-    let bytes = encode_snapshot(data).map_err(StorageError::EncodeSnapshot)?;
     let path = dir.join(snapshot_file_name(data.generation));
     let temp = dir.join(format!("{}.tmp", snapshot_file_name(data.generation)));
     let written = std::fs::File::create(&temp)
         .map_err(|e| StorageError::io("cannot create snapshot", &temp, e))
         .and_then(|mut file| {
-            file.write_all(&bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| StorageError::io("cannot write snapshot", &temp, e))
+            let len = write_snapshot_to(data, &mut file).map_err(|e| match e {
+                SnapshotWriteError::Io(e) => StorageError::io("cannot write snapshot", &temp, e),
+                SnapshotWriteError::Encode(message) => StorageError::EncodeSnapshot(message),
+            })?;
+            file.sync_all()
+                .map_err(|e| StorageError::io("cannot write snapshot", &temp, e))?;
+            Ok(len)
         })
-        .and_then(|()| {
+        .and_then(|len| {
             std::fs::rename(&temp, &path)
-                .map_err(|e| StorageError::io("cannot rename snapshot", &temp, e))
+                .map_err(|e| StorageError::io("cannot rename snapshot", &temp, e))?;
+            Ok(len)
         });
-    if let Err(e) = written {
-        // A half-written temporary file would keep a full disk full.
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
+    let len = match written {
+        Ok(len) => len,
+        Err(e) => {
+            // A half-written temporary file would keep a full disk full.
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+    };
     sync_dir(dir)?;
-    Ok((path, bytes.len()))
+    Ok((path, len as usize))
 }
 
 /// Why a snapshot file could not be used.

@@ -396,13 +396,15 @@ async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
     let (_, s) = app.get_json("/settings/d").await;
     assert_eq!(
         s,
-        json!({"queue": "d", "max_attempts": 5, "max_attempts_is_default": true})
+        json!({"queue": "d", "max_attempts": 5, "max_attempts_is_default": true,
+            "max_jobs": null, "max_jobs_is_default": true})
     );
     let (status, s) = json_of(app.post_json("/settings/d", "{\"max_attempts\": 2}").await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         s,
-        json!({"queue": "d", "max_attempts": 2, "max_attempts_is_default": false})
+        json!({"queue": "d", "max_attempts": 2, "max_attempts_is_default": false,
+            "max_jobs": null, "max_jobs_is_default": true})
     );
     assert_error_contains(
         app.post_json("/settings/d", "{\"max_attempts\": 0}").await,

@@ -23,6 +23,7 @@ mod errors;
 mod harness;
 mod helpers;
 mod leases;
+mod memory;
 mod model;
 mod persistence;
 mod polling;
