@@ -95,6 +95,7 @@ impl Parts {
                     n => Some(n),
                 },
                 budget: memory_budget(settings.limits.max_memory_bytes),
+                leasing: Default::default(),
             },
         ));
         let job_ids = JobIds::starting_at(next_ids.1);

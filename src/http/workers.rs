@@ -184,7 +184,8 @@ pub async fn liveness(
 }
 
 /// The leases held by the workers of one page, by worker id. Leases live with their
-/// queues, so every queue is asked, all at once rather than one after another.
+/// queues: the queues holding any are asked, all at once rather than one after
+/// another.
 async fn leases_by_worker(
     state: &AppState,
     views: &[WorkerView],
@@ -194,14 +195,14 @@ async fn leases_by_worker(
         return Ok(held);
     }
     let wanted: HashSet<&str> = views.iter().map(|v| v.id.as_str()).collect();
-    let queues = state.queues.entries();
+    let queues = state.queues.config().leasing.names();
     let answers = join_all(
         queues
             .iter()
-            .map(|(queue, _)| state.queues.ask(queue, false, || ListLeases)),
+            .map(|queue| state.queues.ask(queue, false, || ListLeases)),
     )
     .await;
-    for ((queue, _), leases) in queues.iter().zip(answers) {
+    for (queue, leases) in queues.iter().zip(answers) {
         for (id, deadline_ms, worker) in leases?.unwrap_or_default() {
             let Some(worker) = worker.filter(|w| wanted.contains(&**w)) else {
                 continue;

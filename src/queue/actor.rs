@@ -18,6 +18,7 @@ use crate::clock::now_ms;
 use crate::names::QueueName;
 use crate::queue::budget::MemoryBudget;
 use crate::queue::job::Job;
+use crate::queue::leasing::LeasingQueues;
 use crate::queue::state::{Change, QueueState};
 use crate::queue::waiters::Waiter;
 use crate::storage::format::LogRecordRef;
@@ -50,6 +51,8 @@ pub struct QueueConfig {
     pub default_max_jobs: Option<u64>,
     /// The memory budget every queue's jobs count against.
     pub budget: MemoryBudget,
+    /// The queues holding leases, for the worker view.
+    pub leasing: LeasingQueues,
 }
 
 impl Default for QueueConfig {
@@ -59,6 +62,7 @@ impl Default for QueueConfig {
             max_waiters: 1024,
             default_max_jobs: None,
             budget: MemoryBudget::unlimited(),
+            leasing: LeasingQueues::default(),
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct QueueActor {
     pub(super) seq: u64,
     /// Whether the log has been told this incarnation exists.
     announced: bool,
+    /// Whether this queue is listed in [`QueueConfig::leasing`].
+    listed_leasing: bool,
     log: Log,
     pub(super) config: QueueConfig,
     pub(super) state: QueueState,
@@ -98,6 +104,7 @@ impl QueueActor {
             incarnation,
             seq: 0,
             announced: false,
+            listed_leasing: false,
             log,
             config,
             state: QueueState::default(),
@@ -133,6 +140,7 @@ impl QueueActor {
         QueueActor {
             seq,
             announced: true,
+            listed_leasing: false,
             state,
             ..QueueActor::new(name, incarnation, log, config)
         }
@@ -177,8 +185,21 @@ impl QueueActor {
         let before = self.state.bytes();
         let out = self.state.apply(change);
         self.config.budget.moved(before, self.state.bytes());
+        self.note_leasing();
         self.arm_timer(ctx);
         Ok((out, durable))
+    }
+
+    /// Keeps [`LeasingQueues`] up to date: touched only when the queue's leases go
+    /// from none to some or back.
+    fn note_leasing(&mut self) {
+        let leasing = self.state.leases().next().is_some();
+        if leasing != self.listed_leasing {
+            self.listed_leasing = leasing;
+            self.config
+                .leasing
+                .set(self.incarnation, &self.name, leasing);
+        }
     }
 
     /// A change the actor makes on its own (timers, give-backs). While the log
@@ -278,6 +299,8 @@ impl Actor for QueueActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        // A recovered queue may hold leases already.
+        self.note_leasing();
         // A recovered queue may hold jobs that came due, or leases that ran out, while
         // the server was down.
         self.tick(ctx);

@@ -12,6 +12,7 @@ pub(crate) mod directory;
 mod error;
 mod head;
 pub(crate) mod job;
+pub(crate) mod leasing;
 mod messages;
 pub(crate) mod state;
 #[cfg(test)]
