@@ -237,6 +237,8 @@ def main():
     threads += [threading.Thread(target=taker, args=(server, ledger, stop)) for _ in range(TAKERS)]
     threads.append(threading.Thread(target=noise, args=(server, ledger, stop)))
     for t in threads:
+        # Daemons: if the audit itself fails, the process still ends.
+        t.daemon = True
         t.start()
     started, last_kill = time.time(), time.time()
     while time.time() - started < SECS:

@@ -221,7 +221,11 @@ fn start_http(
             .app_data(body_timeout)
             .wrap(middleware::from_fn(http::admit))
             .app_data(auth.clone())
-            .wrap(middleware::from_fn(http::authenticate))
+            // With auth off, not even a pass-through layer: it costs every request.
+            .wrap(middleware::Condition::new(
+                auth.enabled(),
+                middleware::from_fn(http::authenticate),
+            ))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })
