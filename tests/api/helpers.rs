@@ -135,3 +135,20 @@ pub fn now_secs_f64() -> f64 {
         .expect("clock")
         .as_secs_f64()
 }
+
+/// `POST`s a JSON body to the binary at `server`; the answer's status.
+pub async fn post(
+    client: &Client,
+    server: &crate::harness::ServerProcess,
+    path: &str,
+    body: &str,
+) -> StatusCode {
+    client
+        .post(server.url(path))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

@@ -206,17 +206,6 @@ async fn the_server_default_max_jobs_applies_to_queues_without_their_own() {
     );
 }
 
-async fn post(client: &Client, server: &ServerProcess, path: &str, body: &str) -> StatusCode {
-    client
-        .post(server.url(path))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// Both limits survive a restart: `max_jobs` from the log (SIGKILL, no snapshot) and
 /// then from a snapshot (graceful stop), and the budget counts the recovered jobs.
 #[actix_web::test]

@@ -63,17 +63,6 @@ impl Node {
 
 const ALWAYS: &str = "[storage]\nfsync = \"always\"\nsnapshot_interval_secs = 3600\n";
 
-async fn post(client: &Client, server: &ServerProcess, path: &str, body: &str) -> StatusCode {
-    client
-        .post(server.url(path))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// Every ready job of `queue` (`/status/NAME?with_desc=1`, page after page).
 async fn all_ready(client: &Client, server: &ServerProcess, queue: &str) -> Value {
     let mut jobs = Vec::new();
