@@ -105,6 +105,7 @@ impl Parts {
                 queues: queues.clone(),
                 job_ids: job_ids.clone(),
                 registry,
+                log: log.clone(),
                 max_body_bytes: server.max_body_bytes,
                 max_wait_secs: server.max_wait_secs,
                 worker_timeout_secs: server.worker_timeout_secs,

@@ -6,50 +6,52 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::Notify;
 
+use super::error::ApiError;
 use super::input::WORKER_HEADER;
 use super::AppState;
 
 /// Closed until recovery has put back every recovered queue, so no request can create
 /// an empty twin of a queue that is still being restored. The port is open before
-/// that (tests and clients learn the address early); requests just wait.
+/// that (tests and clients learn the address early); while it is closed, requests are
+/// answered 503 at once ([`ApiError::Recovering`], `Retry-After: 1`) instead of
+/// waiting, except the health routes, which say so themselves.
 #[derive(Default)]
 pub struct RecoveryGate {
     open: AtomicBool,
-    opened: Notify,
 }
 
 impl RecoveryGate {
-    /// Lets requests in (recovery is complete).
+    /// Lets requests in (recovery is complete). It never closes again.
     pub fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        self.opened.notify_waiters();
+        self.open.store(true, Ordering::Release);
     }
 
-    /// Resolves once the gate is open.
-    pub async fn wait_open(&self) {
-        if self.open.load(Ordering::Acquire) {
-            return;
-        }
-        loop {
-            let opened = self.opened.notified();
-            if self.open.load(Ordering::SeqCst) {
-                return;
-            }
-            opened.await;
-        }
+    /// Whether recovery is complete.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Whether a request for `path` may pass: any once open; before, only the health
+    /// routes (`/health/...`), which must answer at once.
+    pub fn admits(&self, path: &str) -> bool {
+        self.is_open() || path.starts_with(HEALTH_PREFIX)
     }
 }
 
-/// Runs before every request: waits for the recovery gate, and tells the registry a
+/// The health routes' prefix: they pass the gate while recovery runs.
+const HEALTH_PREFIX: &str = "/health/";
+
+/// Runs before every request: refuses it while recovery runs (see [`RecoveryGate`]), and tells the registry a
 /// worker was seen when a work request carries its id.
 pub async fn admit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        state.gate.wait_open().await;
+        if !state.gate.admits(req.path()) {
+            return Err(ApiError::Recovering.into());
+        }
         let raw = req
             .headers()
             .get(WORKER_HEADER)
@@ -60,4 +62,42 @@ pub async fn admit(
         }
     }
     next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::{header, StatusCode};
+    use actix_web::ResponseError;
+
+    #[test]
+    fn a_closed_gate_admits_only_health_routes() {
+        let gate = RecoveryGate::default();
+        assert!(!gate.is_open());
+        for path in ["/health/live", "/health/ready"] {
+            assert!(gate.admits(path), "{path}");
+        }
+        for path in ["/", "/q/a", "/status", "/health", "/healthz"] {
+            assert!(!gate.admits(path), "{path}");
+        }
+        gate.open();
+        for path in ["/", "/q/a", "/status", "/health/live"] {
+            assert!(gate.admits(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn the_recovering_answer() {
+        let e = ApiError::Recovering;
+        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = e.error_response();
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert_eq!(e.to_string(), "server is recovering");
+    }
 }

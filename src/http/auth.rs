@@ -44,6 +44,7 @@ impl Role {
             (self, need),
             (Role::Admin, _)
                 | (_, Need::Read)
+                | (_, Need::Open)
                 | (Role::Producer, Need::Producer)
                 | (Role::Consumer, Need::Consumer)
         )
@@ -58,12 +59,17 @@ pub enum Need {
     Producer,
     Consumer,
     Admin,
+    /// Nothing: answered to anyone, whatever `Authorization` holds (`/health/live`,
+    /// so a liveness probe needs no token; it tells only that the process serves
+    /// HTTP, and its version).
+    Open,
 }
 
 impl Need {
     fn role_name(self) -> &'static str {
         match self {
             Need::Read => "any",
+            Need::Open => "none",
             Need::Producer => "producer",
             Need::Consumer => "consumer",
             Need::Admin => "admin",
@@ -129,6 +135,9 @@ pub const RULES: &[Rule] = &[
     rule("/workers", "GET", Need::Read),
     rule("/workers/", "GET", Need::Read),
     rule("/", "GET", Need::Read),
+    rule("/health/ready", "GET", Need::Read),
+    // Open to anyone, always: see `Need::Open`.
+    rule("/health/live", "GET", Need::Open),
     // Answered "queue name is missing" whatever the method.
     rule("/dead/", "*", Need::Read),
     rule("/settings/", "*", Need::Read),
@@ -143,6 +152,7 @@ pub const OPENABLE: &[&str] = &[
     "/workers",
     "/control",
     "/settings",
+    "/health",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -168,6 +178,8 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/settings/",
         "/workers",
         "/workers/",
+        "/health/live",
+        "/health/ready",
         "/",
     ];
     if let Some(exact) = fixed.into_iter().find(|p| *p == path) {
@@ -290,6 +302,9 @@ impl Auth {
             return Ok(());
         }
         let (need, group) = need_of(method, path);
+        if need == Need::Open {
+            return Ok(());
+        }
         let Some(raw) = authorization else {
             let open = need == Need::Read
                 && (method == Method::GET || method == Method::HEAD)
@@ -559,6 +574,9 @@ mod tests {
         ] {
             assert_eq!(need(Method::GET, p), Need::Read, "{p}");
         }
+        assert_eq!(need(Method::GET, "/health/ready"), Need::Read);
+        assert_eq!(need(Method::GET, "/health/live"), Need::Open);
+        assert_eq!(need(Method::POST, "/health/live"), Need::Read);
         // Unknown paths and methods: any token.
         assert_eq!(need(Method::PATCH, "/q/a"), Need::Read);
         assert_eq!(need(Method::GET, "/nope"), Need::Read);
@@ -570,6 +588,9 @@ mod tests {
     #[test]
     fn roles() {
         use Need::*;
+        for role in [Role::Producer, Role::Consumer, Role::Admin] {
+            assert!(role.allows(Open));
+        }
         for need in [Read, Producer, Consumer, Admin] {
             assert!(Role::Admin.allows(need));
         }
@@ -681,6 +702,32 @@ mod tests {
             check(Method::GET, "/q/a", Some("Bearer")),
             Err(ApiError::BadToken)
         ));
+        // Liveness: anyone, whatever the header; readiness: a token, or open_routes.
+        for h in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer producer-token-0001"),
+        ] {
+            assert!(check(Method::GET, "/health/live", h).is_ok(), "{h:?}");
+        }
+        assert!(matches!(
+            check(Method::GET, "/health/ready", None),
+            Err(ApiError::AuthRequired)
+        ));
+        assert!(check(
+            Method::GET,
+            "/health/ready",
+            Some("Bearer producer-token-0001")
+        )
+        .is_ok());
+        let health_open = Auth::new(&AuthSettings {
+            tokens: vec![entry("admin", Some("admin-token-000001"), None)],
+            open_routes: vec!["/health".into()],
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(health_open
+            .check(&Method::GET, "/health/ready", None)
+            .is_ok());
         let off = auth_with(vec![]).unwrap_or_else(|e| panic!("{e}"));
         assert!(!off.enabled());
         assert!(off.check(&Method::DELETE, "/q/a", None).is_ok());

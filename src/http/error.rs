@@ -119,6 +119,9 @@ pub enum ApiError {
     /// The jobs would take the queue past its `max_jobs`.
     #[error("queue is full (max_jobs {0})")]
     QueueFull(u64),
+    /// A request that came while recovery still runs (the health routes aside).
+    #[error("server is recovering")]
+    Recovering,
 }
 
 /// `unknown query parameter "x"; this route takes: a, b` (or `... takes no query
@@ -187,9 +190,10 @@ impl ResponseError for ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::QueueBusy | ApiError::StorageUnavailable { .. } | ApiError::Stopping => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::QueueBusy
+            | ApiError::StorageUnavailable { .. }
+            | ApiError::Stopping
+            | ApiError::Recovering => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MemoryFull | ApiError::QueueFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::BAD_REQUEST,
@@ -203,6 +207,10 @@ impl ResponseError for ApiError {
         }
         if let ApiError::StorageUnavailable { retry: true, .. } = self {
             // The log writer retries by itself; a second is about its retry pace.
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let ApiError::Recovering = self {
+            // Recovery of even millions of jobs takes seconds: ask again soon.
             response.insert_header((header::RETRY_AFTER, "1"));
         }
         if let ApiError::Stopping = self {

@@ -9,6 +9,7 @@ use crate::http::error::ApiError;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::registry::Registry;
+use crate::storage::log::Log;
 
 mod admit;
 pub(crate) mod auth;
@@ -18,6 +19,7 @@ mod counters;
 mod dashboard;
 mod dead;
 pub(crate) mod error;
+mod health;
 mod input;
 mod jobs;
 mod queue;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub queues: Arc<QueueDirectory>,
     pub job_ids: JobIds,
     pub registry: Registry,
+    /// Read by `/health/ready`: whether the log takes changes.
+    pub log: Log,
     pub max_body_bytes: usize,
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,
@@ -101,6 +105,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(["/workers", "/workers/"])
                 .route(web::get().to(workers::liveness))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/health/live")
+                .route(web::get().to(health::live))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/health/ready")
+                .route(web::get().to(health::ready))
                 .default_service(web::to(not_allowed("GET"))),
         )
         .service(

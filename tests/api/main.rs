@@ -21,6 +21,7 @@ mod errors;
 // The child-process harness, shared with the benches.
 #[path = "../harness/mod.rs"]
 mod harness;
+mod health;
 mod helpers;
 mod leases;
 mod memory;
