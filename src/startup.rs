@@ -351,15 +351,17 @@ impl Application {
         let tls = load_tls(&settings.server)?;
         let dir = settings.storage.data_dir.clone();
         let lock = open_data_dir(&dir)?;
+        let started = Instant::now();
+        let recovered = recover(&dir, settings.storage.accept_data_loss)?;
+        let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
+        // Bound only now: while the files are read (seconds for millions of jobs) a
+        // client is refused at once rather than left hanging in the listen queue; from
+        // here until the gate opens, requests get 503 with Retry-After.
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let address = listener
             .local_addr()
             .context("cannot read the bound address")?;
-
-        let started = Instant::now();
-        let recovered = recover(&dir, settings.storage.accept_data_loss)?;
-        let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
         let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
         let ids = (recovered.next_incarnation, recovered.next_job_id);

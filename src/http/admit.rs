@@ -12,8 +12,8 @@ use super::input::WORKER_HEADER;
 use super::AppState;
 
 /// Closed until recovery has put back every recovered queue, so no request can create
-/// an empty twin of a queue that is still being restored. The port is open before
-/// that (tests and clients learn the address early); while it is closed, requests are
+/// an empty twin of a queue that is still being restored. The port opens once the
+/// files are read, before the queues are put back; while the gate is closed, requests are
 /// answered 503 at once ([`ApiError::Recovering`], `Retry-After: 1`) instead of
 /// waiting, except the health routes, which say so themselves.
 #[derive(Default)]

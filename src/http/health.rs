@@ -24,7 +24,7 @@ pub async fn live(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub async fn ready(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     let reason = if !state.gate.is_open() {
-        Some("server is recovering".to_owned())
+        Some(ApiError::Recovering.to_string())
     } else {
         state.log.check().err().map(|e| e.to_string())
     };
