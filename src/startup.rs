@@ -403,7 +403,8 @@ impl Application {
         };
         tracing::info!(
             %address,
-            fsync = ?settings.storage.fsync,
+            fsync = %settings.storage.fsync,
+            version = env!("CARGO_PKG_VERSION"),
             max_memory_bytes,
             memory_used_bytes = budget.used(),
             "presque listening on {scheme}://{address}"

@@ -40,6 +40,17 @@ pub enum FsyncPolicy {
     No,
 }
 
+/// As `config.toml` and `--fsync` spell it, so the start log reads like the setting.
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::EverySec => "everysec",
+            FsyncPolicy::No => "no",
+        })
+    }
+}
+
 /// Bytes waiting for the writer, at most; appending past this blocks the appending
 /// actor until the writer catches up, which is the back-pressure that keeps memory
 /// bounded when the disk is slower than the clients.
