@@ -8,12 +8,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::input::{
-    batch_size, check_json, due_ms, query, queue_name, read_body, require_json, worker_header,
-    NoQuery,
+    batch_size, check_json, due_ms, query, queue_name, read_body, require_json, NoQuery,
 };
-use super::queue::{
-    fetch_jobs, fetch_request, jobs_response, no_job_answer, FetchQuery, JOB_ID_HEADER,
-};
+use super::queue::{fetch_for, jobs_response, FetchQuery, JOB_ID_HEADER};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
@@ -44,16 +41,9 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
     let max = batch_size(params.batch_size.as_deref())?;
-    let worker = worker_header(&req)?;
-    let request = fetch_request(&params, &state, worker.as_ref(), max)?;
-    let no_job = no_job_answer(&req, &params)?;
-    let leased = request.lease.is_some();
-    let Some(jobs) = fetch_jobs(&state, &name, request, no_job).await? else {
+    let Some((jobs, leased)) = fetch_for(&req, &state, &name, &params, max).await? else {
         return Ok(HttpResponse::NoContent().finish());
     };
-    state
-        .registry
-        .count_work(worker.as_ref(), jobs.len() as u64, 0);
     // Job bodies were checked as UTF-8 JSON on the way in.
     let texts: Vec<&str> = jobs
         .iter()

@@ -10,7 +10,7 @@ use super::input::{
 };
 use super::AppState;
 use crate::http::error::ApiError;
-use crate::names::WorkerId;
+use crate::names::{QueueName, WorkerId};
 use crate::queue::directory::FetchRequest;
 use crate::queue::job::Job;
 use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge, QueueError};
@@ -52,7 +52,7 @@ pub(super) enum NoJobAnswer {
 
 /// The fetch's choice of [`NoJobAnswer`]: `empty=` in the query, else the
 /// [`EMPTY_HEADER`] header, else the original 404.
-pub(super) fn no_job_answer(
+fn no_job_answer(
     req: &HttpRequest,
     params: &FetchQuery,
 ) -> Result<NoJobAnswer, ApiError> {
@@ -82,23 +82,34 @@ pub(super) fn no_job_answer(
     }
 }
 
-/// Fetches for a route: the jobs, or `None` when there was no job and the client
-/// asked for 204 then.
-pub(super) async fn fetch_jobs(
+/// What both fetch routes (`GET /q`, `GET /qb`) do before shaping their answers:
+/// read the options, fetch (or lease) up to `max` jobs, credit the worker named in
+/// the request. Answers the jobs and whether they were leased, or `None` when there
+/// was no job and the client asked for 204 then.
+pub(super) async fn fetch_for(
+    req: &HttpRequest,
     state: &AppState,
-    name: &crate::names::QueueName,
-    request: FetchRequest,
-    no_job: NoJobAnswer,
-) -> Result<Option<Handout>, ApiError> {
-    match state.queues.fetch(name, request).await {
-        Ok(jobs) => Ok(Some(jobs)),
-        Err(QueueError::Empty) if no_job == NoJobAnswer::NoContent => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    name: &QueueName,
+    params: &FetchQuery,
+    max: usize,
+) -> Result<Option<(Handout, bool)>, ApiError> {
+    let worker = worker_header(req)?;
+    let request = fetch_request(params, state, worker.as_ref(), max)?;
+    let no_job = no_job_answer(req, params)?;
+    let leased = request.lease.is_some();
+    let jobs = match state.queues.fetch(name, request).await {
+        Ok(jobs) => jobs,
+        Err(QueueError::Empty) if no_job == NoJobAnswer::NoContent => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .registry
+        .count_work(worker.as_ref(), jobs.len() as u64, 0);
+    Ok(Some((jobs, leased)))
 }
 
 /// Reads a fetch's options: `wait`, `lease`, and the worker taking the lease.
-pub(super) fn fetch_request(
+fn fetch_request(
     params: &FetchQuery,
     state: &AppState,
     worker: Option<&WorkerId>,
@@ -145,16 +156,9 @@ struct CreateQuery {
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: FetchQuery = query(&req)?;
-    let worker = worker_header(&req)?;
-    let request = fetch_request(&params, &state, worker.as_ref(), 1)?;
-    let no_job = no_job_answer(&req, &params)?;
-    let leased = request.lease.is_some();
-    let Some(jobs) = fetch_jobs(&state, &name, request, no_job).await? else {
+    let Some((jobs, leased)) = fetch_for(&req, &state, &name, &params, 1).await? else {
         return Ok(HttpResponse::NoContent().finish());
     };
-    state
-        .registry
-        .count_work(worker.as_ref(), jobs.len() as u64, 0);
     let body = jobs
         .first()
         .map(|job| job.body.clone())

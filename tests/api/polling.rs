@@ -141,17 +141,6 @@ async fn get(server: &ServerProcess, path: &str) -> reqwest::Response {
     Client::new().get(server.url(path)).send().await.unwrap()
 }
 
-async fn post(server: &ServerProcess, path: &str, body: &str) -> StatusCode {
-    Client::new()
-        .post(server.url(path))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// A parked long-poll's answer: status, `Retry-After`, body, and how long it took.
 type Answer = (StatusCode, Option<String>, String, Duration);
 
@@ -179,7 +168,10 @@ async fn a_long_poll_parked_at_shutdown_is_told_the_server_is_stopping() {
     let server = node.start();
     // One at an existing (empty) queue, one at a queue that does not exist, one
     // asking for 204: all are told to come back, none gets "no job".
-    assert_eq!(post(&server, "/q/known", "1").await, StatusCode::CREATED);
+    assert_eq!(
+        post(&Client::new(), &server, "/q/known", "1").await,
+        StatusCode::CREATED
+    );
     assert_eq!(get(&server, "/q/known").await.status(), StatusCode::OK);
     let parked = [
         park(&server, "/q/known?wait=20"),
