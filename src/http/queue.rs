@@ -52,10 +52,7 @@ pub(super) enum NoJobAnswer {
 
 /// The fetch's choice of [`NoJobAnswer`]: `empty=` in the query, else the
 /// [`EMPTY_HEADER`] header, else the original 404.
-fn no_job_answer(
-    req: &HttpRequest,
-    params: &FetchQuery,
-) -> Result<NoJobAnswer, ApiError> {
+fn no_job_answer(req: &HttpRequest, params: &FetchQuery) -> Result<NoJobAnswer, ApiError> {
     let (raw, what) = match &params.empty {
         Some(raw) => (raw.as_str(), "empty"),
         None => match req.headers().get(EMPTY_HEADER) {
