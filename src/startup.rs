@@ -110,6 +110,11 @@ impl Parts {
                 max_wait_secs: server.max_wait_secs,
                 worker_timeout_secs: server.worker_timeout_secs,
                 default_max_attempts: server.default_max_attempts,
+                facts: http::ServerFacts {
+                    started_ms: crate::clock::now_ms(),
+                    data_dir: settings.storage.data_dir.clone(),
+                    fsync: settings.storage.fsync.to_string(),
+                },
             }),
             gate,
             queues,

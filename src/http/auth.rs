@@ -123,6 +123,7 @@ pub const RULES: &[Rule] = &[
     rule("/dead/{name}", "GET", Need::Admin),
     rule("/dead/{name}", "POST", Need::Admin),
     rule("/dead/{name}", "DELETE", Need::Admin),
+    rule("/jobs/{name}", "GET", Need::Admin),
     // Reads: any valid token; anonymous too for a group listed in `open_routes`.
     rule("/j/{name:.*}", "GET", Need::Read),
     rule("/status", "GET", Need::Read),
@@ -136,11 +137,17 @@ pub const RULES: &[Rule] = &[
     rule("/workers/", "GET", Need::Read),
     rule("/", "GET", Need::Read),
     rule("/health/ready", "GET", Need::Read),
+    rule("/overview", "GET", Need::Read),
+    rule("/info", "GET", Need::Read),
     // Open to anyone, always: see `Need::Open`.
     rule("/health/live", "GET", Need::Open),
+    // The dashboard's script and style sheet: the same bytes as in the public binary,
+    // and no data (the script asks the JSON routes, which check tokens).
+    rule("/dashboard/{file}", "GET", Need::Open),
     // Answered "queue name is missing" whatever the method.
     rule("/dead/", "*", Need::Read),
     rule("/settings/", "*", Need::Read),
+    rule("/jobs/", "*", Need::Read),
 ];
 
 /// The route groups `open_routes` may list: read-only routes, opened to anonymous GETs.
@@ -153,6 +160,8 @@ pub const OPENABLE: &[&str] = &[
     "/control",
     "/settings",
     "/health",
+    "/overview",
+    "/info",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -181,6 +190,9 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/health/live",
         "/health/ready",
         "/",
+        "/overview",
+        "/info",
+        "/jobs/",
     ];
     if let Some(exact) = fixed.into_iter().find(|p| *p == path) {
         return Some(exact);
@@ -198,6 +210,8 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
     let one_segment = [
         ("/dead/", "/dead/{name}"),
         ("/settings/", "/settings/{name}"),
+        ("/jobs/", "/jobs/{name}"),
+        ("/dashboard/", "/dashboard/{file}"),
     ];
     one_segment
         .into_iter()

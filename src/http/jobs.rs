@@ -115,7 +115,7 @@ pub(super) fn job_json(queue: &QueueName, id: JobId, info: &JobInfo) -> Value {
 
 /// `object` (a JSON object) with `"job": BODY` added last, the stored bytes embedded
 /// as they are, never parsed again (see `dead.rs`).
-fn with_job(object: &Value, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(super) fn with_job(object: &Value, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let mut out = serde_json::to_vec(object).map_err(|e| ApiError::Internal(e.to_string()))?;
     if out.pop() != Some(b'}') {
         return Err(ApiError::Internal("a job's JSON is not an object".into()));

@@ -20,8 +20,11 @@ mod dashboard;
 mod dead;
 pub(crate) mod error;
 mod health;
+mod info;
 mod input;
+mod job_lists;
 mod jobs;
+mod overview;
 mod queue;
 mod queue_settings;
 mod status;
@@ -29,6 +32,7 @@ mod workers;
 
 pub use admit::{admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
+pub use info::ServerFacts;
 pub use input::BodyTimeout;
 
 /// What every handler can reach: the actors' addresses and request limits.
@@ -43,6 +47,8 @@ pub struct AppState {
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,
     pub default_max_attempts: u32,
+    /// What `/info` reports of the server.
+    pub facts: ServerFacts,
 }
 
 /// Adds every route to an app.
@@ -120,6 +126,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/")
                 .route(web::get().to(dashboard::page))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/dashboard/{file}")
+                .route(web::get().to(dashboard::file))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/overview")
+                .route(web::get().to(overview::list))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/info")
+                .route(web::get().to(info::get))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(web::resource("/jobs/").to(queue::name_missing))
+        .service(
+            web::resource("/jobs/{name}")
+                .route(web::get().to(job_lists::list))
                 .default_service(web::to(not_allowed("GET"))),
         );
 }

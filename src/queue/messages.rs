@@ -631,6 +631,154 @@ impl Handler<ListLeases> for QueueActor {
     }
 }
 
+/// What the dashboard's overview shows of a queue: its counters and how many fetches
+/// are parked on it (consumers waiting for a job).
+#[derive(Message)]
+#[rtype(result = "QueueResult<Summary>")]
+pub struct GetSummary;
+
+/// A queue's counters and its parked fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub counters: Counters,
+    pub waiting: usize,
+}
+
+impl Handler<GetSummary> for QueueActor {
+    type Result = QueueResult<Summary>;
+
+    fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(Summary {
+            counters: self.state.counters(),
+            waiting: self.waiters.len(),
+        })
+    }
+}
+
+/// Which of a queue's waiting jobs [`ListJobs`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// In fetch order.
+    Ready,
+    /// By due time.
+    Delayed,
+    /// By job id.
+    Leased,
+}
+
+/// A page of a queue's ready, delayed or leased jobs with what the queue knows of
+/// each (`GET /jobs/NAME`): at most `limit`, starting right after job `after` (a
+/// page's last), or at the start when `after` is `None` or no longer in that state.
+#[derive(Message)]
+#[rtype(result = "QueueResult<JobsPage>")]
+pub struct ListJobs {
+    pub which: Waiting,
+    pub after: Option<JobId>,
+    pub limit: usize,
+}
+
+/// One listed job.
+#[derive(Debug, Clone)]
+pub struct JobEntry {
+    pub id: JobId,
+    pub body: Bytes,
+    pub attempts: u32,
+    pub due_ms: Option<u64>,
+    pub lease_deadline_ms: Option<u64>,
+    pub worker: Option<Arc<str>>,
+    pub failures: Arc<[FailureReport]>,
+}
+
+/// A page of jobs in one state.
+#[derive(Debug, Default)]
+pub struct JobsPage {
+    pub jobs: Vec<JobEntry>,
+    /// All the jobs in that state, listed or not.
+    pub size: usize,
+    /// The last job listed, when more follow it.
+    pub next: Option<JobId>,
+}
+
+impl Handler<ListJobs> for QueueActor {
+    type Result = QueueResult<JobsPage>;
+
+    fn handle(&mut self, msg: ListJobs, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        let state = &self.state;
+        let entry = |job: &Job| JobEntry {
+            id: job.id,
+            body: job.body.clone(),
+            attempts: state.attempts(job.id),
+            due_ms: None,
+            lease_deadline_ms: None,
+            worker: None,
+            failures: state.failures(job.id),
+        };
+        let counters = state.counters();
+        let (after, limit) = (msg.after, msg.limit);
+        Ok(match msg.which {
+            Waiting::Ready => jobs_page(
+                || state.ready_jobs().map(&entry),
+                after,
+                limit,
+                counters.ready,
+            ),
+            Waiting::Delayed => jobs_page(
+                || {
+                    state.delayed_jobs().map(|(due, job)| JobEntry {
+                        due_ms: Some(due),
+                        ..entry(job)
+                    })
+                },
+                after,
+                limit,
+                counters.delayed,
+            ),
+            Waiting::Leased => jobs_page(
+                || {
+                    state.leases().map(|lease| JobEntry {
+                        lease_deadline_ms: Some(lease.deadline_ms),
+                        worker: lease.worker.clone(),
+                        ..entry(&lease.job)
+                    })
+                },
+                after,
+                limit,
+                counters.leased,
+            ),
+        })
+    }
+}
+
+/// A page of the `size` jobs `all` lists. As in [`ListReady`], the cursor is found by
+/// id, and when its job has left this state the listing starts again at the front.
+fn jobs_page<I: Iterator<Item = JobEntry>>(
+    all: impl Fn() -> I,
+    after: Option<JobId>,
+    limit: usize,
+    size: usize,
+) -> JobsPage {
+    let mut listed = all();
+    let mut start = 0;
+    if let Some(after) = after {
+        match listed.by_ref().position(|job| job.id == after) {
+            Some(at) => start = at + 1,
+            None => listed = all(),
+        }
+    }
+    let jobs: Vec<JobEntry> = listed.take(limit).collect();
+    let next = jobs
+        .last()
+        .map(|job| job.id)
+        .filter(|_| start + jobs.len() < size);
+    JobsPage { jobs, size, next }
+}
+
 /// A consistent image of the queue for a snapshot, taken in O(1), and how long the
 /// actor spent on it (the queue's stall).
 #[derive(Message)]

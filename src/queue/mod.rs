@@ -26,3 +26,4 @@ pub(crate) use messages::{
     GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge, QueueSettings,
     ResolveDead, SetMaxAttempts, SetMaxJobs, SetOpen, TakeImage,
 };
+pub(crate) use messages::{GetSummary, JobsPage, ListJobs, Summary, Waiting};

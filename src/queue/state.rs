@@ -802,7 +802,7 @@ impl QueueState {
     }
 
     /// Job `id`'s last failure reports, oldest first.
-    fn failures(&self, id: JobId) -> Arc<[FailureReport]> {
+    pub fn failures(&self, id: JobId) -> Arc<[FailureReport]> {
         self.q
             .failures
             .get(&id)
@@ -861,6 +861,16 @@ impl QueueState {
     /// The ready jobs in queue order.
     pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
         self.head.iter().chain(self.rest.iter())
+    }
+
+    /// The delayed jobs with their due times, earliest first.
+    pub fn delayed_jobs(&self) -> impl Iterator<Item = (u64, &Job)> {
+        self.q.delayed.iter().map(|((due, _), job)| (*due, job))
+    }
+
+    /// Job `id`'s failed deliveries so far.
+    pub fn attempts(&self, id: JobId) -> u32 {
+        self.q.attempts.get(&id).copied().unwrap_or(0)
     }
 
     pub fn counters(&self) -> Counters {

@@ -15,6 +15,7 @@ mod auth;
 mod batch;
 mod concurrency;
 mod connections;
+mod dashboard;
 mod delivery;
 mod disk;
 mod errors;
