@@ -16,6 +16,7 @@
   // ---- talking to the server ----
 
   class AuthNeeded extends Error {}
+  class Unreachable extends Error {}
   class HttpError extends Error {
     constructor(status, message) {
       super(message);
@@ -40,7 +41,12 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const r = await fetch(path, init);
+    let r;
+    try {
+      r = await fetch(path, init);
+    } catch (e) {
+      throw new Unreachable(String(e));
+    }
     if (r.status === 401) throw new AuthNeeded();
     if (!r.ok) {
       let text = r.status + " " + r.statusText;
@@ -162,7 +168,7 @@
       g.setTransform(ratio, 0, 0, ratio, 0, 0);
       g.clearRect(0, 0, w, h);
       const all = this.series.flat().filter((v) => v !== null && isFinite(v));
-      const max = Math.max(1e-9, ...all);
+      const max = Math.max(1, ...all);
       const top = niceCeil(max);
       const left = 44, bottom = h - 16, right = w - 6, topY = 8;
       g.strokeStyle = "#e3e6ea";
@@ -668,7 +674,13 @@
       say(e.message, true);
       return;
     }
-    $("conn-status").textContent = "server unreachable";
+    if (e instanceof Unreachable) {
+      $("conn-status").textContent = "server unreachable";
+      return;
+    }
+    // A bug in this page: said where the browser's console (and the tests) see it.
+    $("conn-status").textContent = "page error";
+    console.error(e);
   }
 
   async function refresh() {

@@ -560,3 +560,86 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(unexpected.is_empty(), "console errors: {unexpected:?}");
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_tokens_on_the_page_asks_for_one_and_uses_it() {
+    const ADMIN: &str = "admin-token-0123456789abc";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("presque.toml"),
+        "[auth]\nopen_routes = [\"/\"]\n",
+    )
+    .unwrap();
+    let server = start_binary(
+        dir.path(),
+        &harness::NODE_ARGS,
+        &[("PRESQUE_TOKENS", &format!("admin:{ADMIN}"))],
+    );
+    let http = reqwest::Client::new();
+    let posted = http
+        .post(server.url("/q/secret-queue"))
+        .bearer_auth(ADMIN)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+
+    let driver = start_driver();
+    let browser = open_browser(&driver).await;
+    browser.goto(&server.url("/")).await.unwrap();
+    // The page loads; its data needs the token.
+    wait_until(
+        &browser,
+        "the token box",
+        "return document.querySelector('[data-testid=auth]').hidden;",
+        vec![],
+        |v| v == false,
+    )
+    .await;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('[data-testid=queue-row]').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    browser
+        .find(Locator::Css("[data-testid=token-input]"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN)
+        .await
+        .unwrap();
+    click(&browser, "[data-testid=token-save]").await;
+    wait_until(
+        &browser,
+        "the queues, once the token is given",
+        "return [...document.querySelectorAll('[data-testid=queue-row]')].map(r => r.dataset.queue);",
+        vec![],
+        |v| v == &json!(["secret-queue"]),
+    )
+    .await;
+    let kept = browser
+        .execute(
+            "return [sessionStorage.getItem('presque-token') !== null, document.querySelector('[data-testid=auth]').hidden];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, json!([true, true]));
+    // The 401s before the token are failed loads the browser notes; nothing else.
+    let errors = console_errors(&browser, &driver).await;
+    let unexpected: Vec<&Value> = errors
+        .iter()
+        .filter(|e| {
+            let message = e["message"].as_str().unwrap_or("");
+            !(e["source"] == "network"
+                && (message.contains(" 401 ") || message.contains("/metrics")))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:?}");
+    browser.close().await.unwrap();
+}
