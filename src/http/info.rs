@@ -75,7 +75,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             "limit_bytes": Some(budget.limit()).filter(|l| *l != u64::MAX),
         },
         "snapshot": snapshot,
-        "queues": state.queues.names().len(),
+        "queues": state.queues.count(),
         "next_job_id": state.job_ids.peek(),
     })))
 }

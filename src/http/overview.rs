@@ -132,7 +132,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             ));
         }
         let name = QueueName::parse(raw).map_err(ApiError::BadQueueName)?;
-        let size = state.queues.names().len();
+        let size = state.queues.count();
         let queues: Vec<Value> = state
             .queues
             .ask(&name, false, || GetSummary)
@@ -157,7 +157,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         )));
     }
     let needle = needle.to_ascii_lowercase();
-    let names = state.queues.names();
+    let names = state.queues.unsorted_names();
     let size = names.len();
     let (page, matched, more) =
         natural_page(names, after.as_ref().map(QueueName::as_str), &needle, limit);

@@ -374,6 +374,16 @@ impl QueueDirectory {
         self.write().remove(name)
     }
 
+    /// How many queues exist.
+    pub fn count(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Every queue's name, in no order: for a caller that sorts them its own way.
+    pub fn unsorted_names(&self) -> Vec<QueueName> {
+        self.read().keys().cloned().collect()
+    }
+
     /// Every queue's name, sorted.
     pub fn names(&self) -> Vec<QueueName> {
         let mut names: Vec<QueueName> = self.read().keys().cloned().collect();
