@@ -166,6 +166,7 @@
       const g = c.getContext("2d");
       if (!g) return;
       g.setTransform(ratio, 0, 0, ratio, 0, 0);
+      c.dataset.samples = String(this.series[0].length);
       g.clearRect(0, 0, w, h);
       const all = this.series.flat().filter((v) => v !== null && isFinite(v));
       const max = Math.max(1, ...all);

@@ -293,6 +293,19 @@ async fn the_dashboard_in_a_real_browser() {
         assert_eq!(api.post(path, "{\"n\":1}").await.status(), 201, "{path}");
     }
     let dead_id = api.dead_letter("dlq", "{\"to\":\"a@b.c\"}").await;
+    // A worker holding a job.
+    let leased = api
+        .http
+        .get(api.server.url("/q/tenant-2?lease=600"))
+        .header("X-presque-workerid", "worker-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leased.status(), 200);
+    let leased_id = leased.headers()["x-presque-jobid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     let driver = start_driver();
     let browser = open_browser(&driver).await;
@@ -343,6 +356,44 @@ async fn the_dashboard_in_a_real_browser() {
         json!(["dlq", "open", "0", "0", "0", "1", "0", "1", "1"]),
         "dlq: ready, delayed, leased, dead, waiting, processed, failed"
     );
+
+    let worker = wait_until(
+        &browser,
+        "the worker holding a job",
+        "const r = [...document.querySelectorAll('[data-testid=worker-row]')]\
+            .find(r => r.firstChild.textContent === 'worker-3');\
+         return r ? r.lastChild.textContent : null;",
+        vec![],
+        |v| !v.is_null(),
+    )
+    .await;
+    assert_eq!(worker, json!(format!("tenant-2#{leased_id}")));
+    // The throughput chart draws a line once it has two samples; the latency chart
+    // shows when the server has /metrics and hides when it answers 404.
+    wait_until(
+        &browser,
+        "the throughput chart",
+        "return Number(document.querySelector('[data-testid=chart-throughput]').dataset.samples || 0);",
+        vec![],
+        |v| v.as_u64().is_some_and(|n| n >= 2),
+    )
+    .await;
+    let metrics = api
+        .http
+        .get(api.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let latency_hidden = metrics == 404;
+    wait_until(
+        &browser,
+        "the latency chart shown exactly when /metrics exists",
+        "return document.querySelector('[data-testid=latency-panel]').hidden;",
+        vec![],
+        |v| v == &json!(latency_hidden),
+    )
+    .await;
 
     // A job posted elsewhere shows up without a reload.
     let ready = || browser.execute(CELL, vec![json!("mail"), json!("ready")]);
