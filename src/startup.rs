@@ -112,7 +112,9 @@ impl Parts {
                 default_max_attempts: server.default_max_attempts,
                 facts: http::ServerFacts {
                     started_ms: crate::clock::now_ms(),
-                    data_dir: settings.storage.data_dir.clone(),
+                    // Locked and read by now, so it exists: shown as an absolute path.
+                    data_dir: std::fs::canonicalize(&settings.storage.data_dir)
+                        .unwrap_or_else(|_| settings.storage.data_dir.clone()),
                     fsync: settings.storage.fsync.to_string(),
                 },
             }),
