@@ -34,8 +34,33 @@ struct Driver {
     log: std::path::PathBuf,
 }
 
+/// A test that fails midway never closes its session, and chromedriver's death does
+/// not end the browser it started: the browser's processes are found by the profile
+/// directory, which is this driver's own, and killed with chromedriver.
 impl Drop for Driver {
     fn drop(&mut self) {
+        let flag = format!(
+            "--user-data-dir={}",
+            self.profile.path().join("profile").display()
+        );
+        let ours = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == flag.as_bytes())
+                    .then_some(pid)
+            });
+        for pid in ours {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
