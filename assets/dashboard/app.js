@@ -212,26 +212,6 @@
     return v.toPrecision(2);
   }
 
-  // ---- natural order, as the server sorts ----
-
-  function naturalCompare(a, b) {
-    const re = /(\d+)|(\D+)/g;
-    const x = a.match(re) || [], y = b.match(re) || [];
-    for (let i = 0; i < Math.min(x.length, y.length); i++) {
-      const p = x[i], q = y[i];
-      const pd = /^\d/.test(p), qd = /^\d/.test(q);
-      if (pd && qd) {
-        const pp = p.replace(/^0+/, ""), qq = q.replace(/^0+/, "");
-        if (pp.length !== qq.length) return pp.length - qq.length;
-        if (pp !== qq) return pp < qq ? -1 : 1;
-      } else if (p !== q) {
-        return p < q ? -1 : 1;
-      }
-    }
-    if (x.length !== y.length) return x.length - y.length;
-    return a < b ? -1 : a > b ? 1 : 0;
-  }
-
   // ---- state ----
 
   const state = {
@@ -313,7 +293,8 @@
   }
 
   function renderQueues(ov) {
-    const queues = ov.queues.slice().sort((a, b) => naturalCompare(a.name, b.name));
+    // In the server's (natural) order: a page continues where the last one ended.
+    const queues = ov.queues;
     state.queuesNext = ov.next;
     const rows = queues.map((q) => {
       const tr = el("tr", null, "clickable");
