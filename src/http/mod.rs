@@ -22,6 +22,7 @@ pub(crate) mod error;
 mod health;
 mod input;
 mod jobs;
+pub mod openapi;
 mod queue;
 mod queue_settings;
 mod status;
@@ -115,6 +116,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/health/ready")
                 .route(web::get().to(health::ready))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(openapi::document))
                 .default_service(web::to(not_allowed("GET"))),
         )
         .service(
