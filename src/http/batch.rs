@@ -21,11 +21,11 @@ use crate::queue::{Arrival, Enqueue};
 struct CreateQuery {
     /// No job fetchable before this epoch time (seconds, fractions allowed). Not with
     /// `delay`.
-    #[param(value_type = Option<f64>)]
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
     /// No job fetchable for this many seconds from now (0 to 315360000). Not with
     /// `delayed`.
-    #[param(value_type = Option<f64>, example = 90)]
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
     /// Known, to be refused with the original's message (400 `uniq is not supported
     /// in batch mode`).

@@ -26,7 +26,7 @@ struct Pick {
 #[into_params(parameter_in = Query)]
 struct Page {
     /// Dead letters per page, 1 to 10000 (default 1000).
-    #[param(value_type = Option<u32>, example = 100)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
     /// Ids above this one: the `next` of the page before.
     #[param(value_type = Option<u64>, example = 17)]

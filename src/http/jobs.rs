@@ -206,10 +206,10 @@ pub async fn ack(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 #[into_params(parameter_in = Query)]
 struct FailQuery {
     /// Retry after this epoch time (seconds). Not with `delay`.
-    #[param(value_type = Option<f64>)]
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
     /// Retry this many seconds from now. Not with `delayed`.
-    #[param(value_type = Option<f64>, example = 30)]
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 30)]
     delay: Option<String>,
     /// The delivery token, for clients that cannot set the `X-presque-lease` header.
     delivery: Option<String>,
@@ -309,7 +309,7 @@ pub async fn fail(
 #[into_params(parameter_in = Query)]
 struct ExtendQuery {
     /// The lease now ends this many seconds from now (0.001 to 86400).
-    #[param(value_type = f64, required = true, example = 60)]
+    #[param(value_type = f64, required = true, minimum = 0.001, maximum = 86400, example = 60)]
     lease: Option<String>,
     /// The delivery token, for clients that cannot set the `X-presque-lease` header.
     delivery: Option<String>,

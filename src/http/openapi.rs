@@ -9,7 +9,7 @@
 //! describe them. `tests/api/openapi.rs` checks real answers against them, and sends
 //! every example in the document to the server.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{Need, RULES};
 use super::input::{query, NoQuery};
+use super::AppState;
 use crate::http::error::ApiError;
 
 pub mod bodies;
@@ -70,11 +71,12 @@ const BEARER: &str = "bearer";
         document,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Aliases, &NameMissing, &Access),
+    modifiers(&Names, &Aliases, &NameMissing, &Access),
 )]
 pub struct ApiDoc;
 
-/// `GET /openapi.json`: this document.
+/// `GET /openapi.json`: this document, with the longest `wait` this server allows
+/// (`max_wait_secs`) as that parameter's maximum.
 #[utoipa::path(
     get,
     path = "/openapi.json",
@@ -82,14 +84,37 @@ pub struct ApiDoc;
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of every route", content_type = "application/json", body = Object)),
 )]
-pub async fn document(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn document(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
-    let body = ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    set_max_wait(&mut doc, state.max_wait_secs);
+    let body = doc
         .to_json()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// Gives every `wait` query parameter the server's `max_wait_secs` as its maximum.
+fn set_max_wait(doc: &mut utoipa::openapi::OpenApi, max_wait_secs: u64) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        for (_, operation) in operations_mut(item) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.name != "wait" {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() {
+                    object.maximum = Some((max_wait_secs as f64).into());
+                }
+            }
+        }
+    }
 }
 
 /// `GET /`, served by `dashboard::page`. Described here rather than on the handler,
@@ -109,6 +134,74 @@ fn dashboard() {}
 #[schema(example = json!({"error": "no job"}))]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// The rules for queue names and worker ids (`src/names.rs`), as the schemas
+/// `QueueName` and `WorkerId`, given to every parameter that carries one: said once
+/// here rather than on each of the thirty handlers.
+struct Names;
+
+/// No `/`, no control characters (Unicode's: C0, DEL, C1).
+const QUEUE_NAME_PATTERN: &str = "^[^/\\u0000-\\u001F\\u007F-\\u009F]+$";
+
+/// Printable ASCII without `/`, not starting or ending with a space, 1 to 255 bytes.
+const WORKER_ID_PATTERN: &str = "^[!-.0-~]([ -.0-~]{0,253}[!-.0-~])?$";
+
+impl Modify for Names {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::Type;
+        use utoipa::openapi::ObjectBuilder;
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            "QueueName".to_owned(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A queue name: 1 to 255 bytes (UTF-8, percent-encoded in a path), \
+                     without `/` or control characters",
+                ))
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some(QUEUE_NAME_PATTERN))
+                .examples([serde_json::json!("emails")])
+                .into(),
+        );
+        components.schemas.insert(
+            "WorkerId".to_owned(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A worker id: 1 to 255 bytes of printable ASCII without `/`, not \
+                     starting or ending with a space",
+                ))
+                .pattern(Some(WORKER_ID_PATTERN))
+                .examples([serde_json::json!("worker-1")])
+                .into(),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (_, operation) in operations_mut(item) {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    let name = parameter.name.as_str();
+                    let schema = match (&parameter.parameter_in, name) {
+                        (ParameterIn::Path, "name") | (ParameterIn::Query, "queue_name") => {
+                            "QueueName"
+                        }
+                        (ParameterIn::Query, "after")
+                            if path.starts_with("/status/") && !path.contains('{') =>
+                        {
+                            "QueueName"
+                        }
+                        (ParameterIn::Header, "X-presque-workerid")
+                        | (ParameterIn::Query, "worker_id") => "WorkerId",
+                        (ParameterIn::Query, "after") if path == "/workers" => "WorkerId",
+                        _ => continue,
+                    };
+                    parameter.schema = Some(Ref::from_schema_name(schema).into());
+                }
+            }
+        }
+    }
 }
 
 /// Routes served by the same handler under a second path (`/status` and `/status/`;
@@ -186,8 +279,9 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
 
 /// Who may call each operation, from [`RULES`]: a bearer security scheme, each
 /// operation's requirement (a token, or none when auth is off: `{}`), the role it
-/// needs as `x-presque-role`, and the 401/403 answers; the 503 of a request arriving
-/// while recovery runs on every route but `/health/...`.
+/// needs as `x-presque-role`, and the 401/403 answers. Also the answers every route
+/// may give whatever its handler says: 400 for a query parameter it does not take, and
+/// (but `/health/...`) 503 for a request arriving while recovery runs.
 struct Access;
 
 impl Modify for Access {
@@ -244,6 +338,10 @@ impl Modify for Access {
                         });
                     }
                 }
+                responses.entry("400".to_owned()).or_insert_with(|| {
+                    error_response("A query parameter the route does not take, or a malformed one")
+                        .into()
+                });
                 if !path.starts_with("/health/") {
                     responses.entry("503".to_owned()).or_insert_with(|| {
                         error_response(

@@ -37,18 +37,18 @@ pub const EMPTY_HEADER: &str = "X-presque-empty";
 pub(super) struct FetchQuery {
     /// Long-poll: wait up to this many seconds (to `max_wait_secs`, default 30;
     /// fractions allowed) for a job when none is ready.
-    #[param(value_type = Option<f64>, example = 1)]
+    #[param(value_type = Option<f64>, minimum = 0, example = 1)]
     pub(super) wait: Option<String>,
     /// Lease the job(s) for this many seconds (0.001 to 86400): at-least-once delivery.
-    #[param(value_type = Option<f64>, example = 60)]
+    #[param(value_type = Option<f64>, minimum = 0.001, maximum = 86400, example = 60)]
     pub(super) lease: Option<String>,
     /// `GET /qb`: the most jobs to fetch, 1 to 1000 (default 10). Accepted and ignored
     /// on `GET /q`.
-    #[param(value_type = Option<u32>, example = 10)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, example = 10)]
     pub(super) batch_size: Option<String>,
     /// `204` or `404` (the default): the answer to a fetch that finds no job; wins
     /// over the `X-presque-empty` header.
-    #[param(value_type = Option<String>, example = "204")]
+    #[param(value_type = Option<String>, pattern = "^(204|404)$", example = "204")]
     pub(super) empty: Option<String>,
 }
 
@@ -157,14 +157,14 @@ pub(super) fn jobs_response(
 struct CreateQuery {
     /// Not fetchable before this epoch time (seconds, fractions allowed). Not with
     /// `delay`.
-    #[param(value_type = Option<f64>)]
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
     /// Not fetchable for this many seconds from now (0 to 315360000, fractions
     /// allowed). Not with `delayed`.
-    #[param(value_type = Option<f64>, example = 90)]
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
     /// Refuse a duplicate (400 `job already exists`) while a job with this key waits.
-    #[param(example = "user-42")]
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "user-42")]
     uniq: Option<String>,
 }
 

@@ -17,7 +17,7 @@ struct StatusQuery {
     #[param(example = "1")]
     with_desc: Option<String>,
     /// With `with_desc`: jobs per page, 1 to 10000 (default 1000).
-    #[param(value_type = Option<u32>, example = 2)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 2)]
     limit: Option<String>,
     /// With `with_desc`: the `next` of the page before (a job id).
     #[param(value_type = Option<u64>, example = 18)]
@@ -28,7 +28,7 @@ struct StatusQuery {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Queue names per page, 1 to 10000 (default 1000).
-    #[param(value_type = Option<u32>, example = 100)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
     /// The `next` of the page before: names sort after it.
     #[param(example = "emails")]

@@ -170,7 +170,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 #[into_params(parameter_in = Query)]
 struct LivenessQuery {
     /// Workers per page, 1 to 10000 (default 1000).
-    #[param(value_type = Option<u32>, example = 100)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
     /// The `next` of the page before: ids sort after it.
     #[param(example = "worker-0")]

@@ -274,7 +274,8 @@ pub struct QueueSettings {
     pub max_jobs_is_default: bool,
 }
 
-/// `POST /settings/NAME`: either key or both; null follows the server's default.
+/// `POST /settings/NAME`: either key or both (at least one); null follows the
+/// server's default.
 #[derive(ToSchema)]
 #[schema(example = json!({"max_attempts": 3, "max_jobs": 10000}))]
 pub struct QueueSettingsChange {
