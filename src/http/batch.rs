@@ -45,12 +45,17 @@ pub const MAX_ID_LIST_BYTES: usize = 4096;
 /// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S][&empty=204]`: up to N jobs from the
 /// head.
 #[utoipa::path(
-    get, path = "/qb/{name}", operation_id = "fetch_batch", tag = "batches",
+    get,
+    path = "/qb/{name}",
+    operation_id = "fetch_batch",
+    summary = "Fetch up to batch_size jobs",
+    description = "As GET /q/{name}, for up to batch_size jobs; each comes as a JSON-text string.",
+    tag = "batches",
     params(
         ("name" = String, Path, description = "Queue name"),
         super::queue::FetchQuery,
         ("X-presque-workerid" = Option<String>, Header, description = "The worker fetching: counts the processed jobs for it, holds the leases", example = "worker-1"),
-        ("X-presque-empty" = Option<String>, Header, description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
+        ("X-presque-empty" = Option<String>, Header, pattern = "^(204|404)$", description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
     ),
     responses(
         (status = 200, description = "Up to batch_size jobs from the head, each as JSON text", body = Vec<String>, headers(
@@ -85,7 +90,12 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// in order. The ids go in [`JOB_ID_RANGE_HEADER`], and comma-separated in
 /// [`JOB_ID_HEADER`] when the list fits in [`MAX_ID_LIST_BYTES`].
 #[utoipa::path(
-    post, path = "/qb/{name}", operation_id = "create_batch", tag = "batches",
+    post,
+    path = "/qb/{name}",
+    operation_id = "create_batch",
+    summary = "Create jobs in order",
+    description = "An empty jobs array creates nothing. A batch is all or nothing against max_jobs and the memory budget.",
+    tag = "batches",
     params(
         ("name" = String, Path, description = "Queue name (created by its first job)"),
         CreateQuery,
@@ -188,7 +198,11 @@ fn subslice(whole: &bytes::Bytes, part: &[u8]) -> bytes::Bytes {
 
 /// `PUT /qb/NAME`: refused, as in the original.
 #[utoipa::path(
-    put, path = "/qb/{name}", operation_id = "put_batch_refused", tag = "batches",
+    put,
+    path = "/qb/{name}",
+    operation_id = "put_batch_refused",
+    summary = "Refused, as in the original",
+    tag = "batches",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 400, description = "PUT is not supported in batch mode", body = crate::http::openapi::ErrorBody)),
 )]
@@ -199,7 +213,11 @@ pub async fn put_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 /// `DELETE /qb/NAME`: refused, as in the original.
 #[utoipa::path(
-    delete, path = "/qb/{name}", operation_id = "delete_batch_refused", tag = "batches",
+    delete,
+    path = "/qb/{name}",
+    operation_id = "delete_batch_refused",
+    summary = "Refused, as in the original",
+    tag = "batches",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 400, description = "DELETE is not supported in batch mode", body = crate::http::openapi::ErrorBody)),
 )]

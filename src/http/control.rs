@@ -10,7 +10,11 @@ use crate::queue::{Fetching, GetCounters, SetOpen};
 
 /// `GET /control/NAME`: status 1 when open, 0 when closed (a new queue is open).
 #[utoipa::path(
-    get, path = "/control/{name}", operation_id = "queue_control", tag = "queues",
+    get,
+    path = "/control/{name}",
+    operation_id = "queue_control",
+    summary = "Is the queue open?",
+    tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "Open (1) or closed (0)", body = crate::http::openapi::bodies::ControlStatus),
@@ -31,7 +35,12 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 /// `POST /control/NAME` with `{"status":"start"|"stop"}`. No Content-Type check here,
 /// as in the original.
 #[utoipa::path(
-    post, path = "/control/{name}", operation_id = "open_or_close_queue", tag = "queues",
+    post,
+    path = "/control/{name}",
+    operation_id = "open_or_close_queue",
+    summary = "Open or close a queue for fetching",
+    description = "A closed queue still takes jobs; only fetches are refused (404 queue is closed).",
+    tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     request_body(content = crate::http::openapi::bodies::ControlChange, description = "No Content-Type needed", example = json!({"status": "stop"})),
     responses(

@@ -10,7 +10,11 @@ use crate::queue::GetCounters;
 
 /// `GET /j/NAME`: ready, failed and processed counts (zeros for an unknown queue).
 #[utoipa::path(
-    get, path = "/j/{name}", operation_id = "queue_counters", tag = "queues",
+    get,
+    path = "/j/{name}",
+    operation_id = "queue_counters",
+    summary = "A queue's counters",
+    tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "The queue's counters (zeros for an unknown queue)", body = crate::http::openapi::bodies::Counters),

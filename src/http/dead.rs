@@ -42,7 +42,12 @@ struct Page {
 /// were checked as one JSON value on the way in (without a depth limit), and a parser
 /// building a tree here would refuse, or recurse through, what the check let in.
 #[utoipa::path(
-    get, path = "/dead/{name}", operation_id = "list_dead_letters", tag = "dead letters",
+    get,
+    path = "/dead/{name}",
+    operation_id = "list_dead_letters",
+    summary = "A queue's dead letters",
+    description = "Jobs that ran out of attempts, oldest id first, each embedded as the exact bytes posted.",
+    tag = "dead letters",
     params(("name" = String, Path, description = "Queue name"), Page),
     responses(
         (status = 200, description = "A page of dead letters, oldest id first", body = crate::http::openapi::bodies::DeadList),
@@ -128,7 +133,12 @@ async fn resolve(
 
 /// `POST /dead/NAME[?id=ID]`: dead jobs go back to the queue.
 #[utoipa::path(
-    post, path = "/dead/{name}", operation_id = "retry_dead_letters", tag = "dead letters",
+    post,
+    path = "/dead/{name}",
+    operation_id = "retry_dead_letters",
+    summary = "Retry dead letters (all, or ?id=)",
+    description = "Back to the tail, attempts reset.",
+    tag = "dead letters",
     params(("name" = String, Path, description = "Queue name"), Pick),
     responses(
         (status = 200, description = "Back to the queue's tail, attempts reset", body = crate::http::openapi::bodies::DeadRetried),
@@ -142,7 +152,11 @@ pub async fn retry(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 /// `DELETE /dead/NAME[?id=ID]`: dead jobs are dropped.
 #[utoipa::path(
-    delete, path = "/dead/{name}", operation_id = "purge_dead_letters", tag = "dead letters",
+    delete,
+    path = "/dead/{name}",
+    operation_id = "purge_dead_letters",
+    summary = "Purge dead letters (all, or ?id=)",
+    tag = "dead letters",
     params(("name" = String, Path, description = "Queue name"), Pick),
     responses(
         (status = 200, description = "Purged", body = crate::http::openapi::bodies::DeadPurged),

@@ -137,7 +137,12 @@ struct FindQuery {
 /// `GET /q/NAME/ID[?body=1]`: state (ready, delayed, leased, dead), attempts, lease
 /// deadline, failure reports; with `body=1`, the job itself as `"job"`.
 #[utoipa::path(
-    get, path = "/q/{name}/{id}", operation_id = "find_job", tag = "leases",
+    get,
+    path = "/q/{name}/{id}",
+    operation_id = "find_job",
+    summary = "Look a job up",
+    description = "Its state, attempts, lease deadline and failure reports; no token needed.",
+    tag = "leases",
     params(
         ("name" = String, Path, description = "Queue name"),
         ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
@@ -176,7 +181,11 @@ struct AckQuery {
 
 /// `DELETE /q/NAME/ID`: the leased job is done.
 #[utoipa::path(
-    delete, path = "/q/{name}/{id}", operation_id = "ack_job", tag = "leases",
+    delete,
+    path = "/q/{name}/{id}",
+    operation_id = "ack_job",
+    summary = "Ack a leased job: done, it is gone",
+    tag = "leases",
     params(
         ("name" = String, Path, description = "Queue name"),
         ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
@@ -263,7 +272,12 @@ fn failure_reason(body: &[u8]) -> Result<Option<Arc<str>>, ApiError> {
 /// worker in `X-presque-workerid`), keeps the report with the job; answers where the
 /// job went.
 #[utoipa::path(
-    put, path = "/q/{name}/{id}", operation_id = "fail_leased_job", tag = "leases",
+    put,
+    path = "/q/{name}/{id}",
+    operation_id = "fail_leased_job",
+    summary = "Report a leased job failed",
+    description = "Counts an attempt and a failed job; keeps the reason with the job (its newest 5). The job goes back to the tail (or is delayed), or to the dead letters after max_attempts.",
+    tag = "leases",
     params(
         ("name" = String, Path, description = "Queue name"),
         ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
@@ -317,7 +331,11 @@ struct ExtendQuery {
 
 /// `POST /q/NAME/ID?lease=S`: the lease now runs S seconds from now.
 #[utoipa::path(
-    post, path = "/q/{name}/{id}", operation_id = "extend_lease", tag = "leases",
+    post,
+    path = "/q/{name}/{id}",
+    operation_id = "extend_lease",
+    summary = "Extend a lease",
+    tag = "leases",
     params(
         ("name" = String, Path, description = "Queue name"),
         ("id" = u64, Path, description = "Job id (X-presque-jobid)"),

@@ -81,6 +81,8 @@ pub struct ApiDoc;
     get,
     path = "/openapi.json",
     operation_id = "openapi_document",
+    summary = "This document",
+    description = "Generated from the code; wait's maximum is this server's max_wait_secs.",
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of every route", content_type = "application/json", body = Object)),
 )]
@@ -123,6 +125,7 @@ fn set_max_wait(doc: &mut utoipa::openapi::OpenApi, max_wait_secs: u64) {
     get,
     path = "/",
     operation_id = "dashboard",
+    summary = "The dashboard (HTML)",
     tag = "meta",
     responses((status = 200, description = "The dashboard: an HTML page", content_type = "text/html")),
 )]
@@ -372,14 +375,53 @@ fn operations_mut(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
     .collect()
 }
 
-/// A `RULES` pattern as an OpenAPI path: `/qb/{name:.*}` is `/qb/{name}`.
+/// A `RULES` pattern as an OpenAPI path: without the regex of each segment
+/// (`/qb/{name:.*}` is `/qb/{name}`; `{id:\d{2}}` is `{id}`).
 pub fn openapi_path(pattern: &str) -> String {
-    pattern.replace(":.*}", "}")
+    let mut out = String::with_capacity(pattern.len());
+    let (mut depth, mut regex) = (0u32, false);
+    for c in pattern.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                if regex {
+                    continue;
+                }
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if regex && depth > 0 {
+                    continue;
+                }
+                regex = false;
+            }
+            ':' if depth == 1 && !regex => {
+                regex = true;
+                continue;
+            }
+            _ if regex => continue,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_become_openapi_paths() {
+        for (pattern, path) in [
+            ("/qb/{name:.*}", "/qb/{name}"),
+            ("/q/{name}/{id}", "/q/{name}/{id}"),
+            ("/jobs/{name:[^/]+}/{id:\\d{1,20}}", "/jobs/{name}/{id}"),
+            ("/openapi.json", "/openapi.json"),
+        ] {
+            assert_eq!(openapi_path(pattern), path);
+        }
+    }
 
     /// `(path, METHOD)` of every operation in the document.
     fn documented() -> Vec<(String, String)> {

@@ -170,12 +170,17 @@ struct CreateQuery {
 
 /// `GET /q/NAME[?wait=S][&lease=S][&empty=204]`: the job at the head, as posted.
 #[utoipa::path(
-    get, path = "/q/{name}", operation_id = "fetch_job", tag = "jobs",
+    get,
+    path = "/q/{name}",
+    operation_id = "fetch_job",
+    summary = "Fetch the head job",
+    description = "Counts one processed job (for the queue, and for the worker in X-presque-workerid if registered) and frees its uniq key. With lease, the job stays in flight until acked, failed or the lease runs out. With wait, waits at the queue for a job (a long-poll).",
+    tag = "jobs",
     params(
         ("name" = String, Path, description = "Queue name"),
         FetchQuery,
         ("X-presque-workerid" = Option<String>, Header, description = "The worker fetching: counts a processed job for it, holds the lease", example = "worker-1"),
-        ("X-presque-empty" = Option<String>, Header, description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
+        ("X-presque-empty" = Option<String>, Header, pattern = "^(204|404)$", description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
     ),
     responses(
         (status = 200, description = "The head job, its bytes exactly as posted", body = serde_json::Value, headers(
@@ -211,7 +216,12 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
 /// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job; its id is answered
 /// in [`JOB_ID_HEADER`].
 #[utoipa::path(
-    post, path = "/q/{name}", operation_id = "create_job", tag = "jobs",
+    post,
+    path = "/q/{name}",
+    operation_id = "create_job",
+    summary = "Create a job",
+    description = "The body is the job, any JSON value, answered byte for byte when fetched. Creating a job creates its queue.",
+    tag = "jobs",
     params(
         ("name" = String, Path, description = "Queue name (created by its first job)"),
         CreateQuery,
@@ -241,7 +251,12 @@ pub async fn create(
 /// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again, as a
 /// new job whose id is answered in [`JOB_ID_HEADER`].
 #[utoipa::path(
-    put, path = "/q/{name}", operation_id = "report_failed_job", tag = "jobs",
+    put,
+    path = "/q/{name}",
+    operation_id = "report_failed_job",
+    summary = "Report a failed job (the original protocol)",
+    description = "Counts a failed job (for the queue and the worker in X-presque-workerid) and queues the body again as a new job, as POST would.",
+    tag = "jobs",
     params(
         ("name" = String, Path, description = "Queue name (created by its first job)"),
         CreateQuery,
@@ -317,7 +332,12 @@ async fn enqueue(
 
 /// `DELETE /q/NAME`: the queue and everything in it goes.
 #[utoipa::path(
-    delete, path = "/q/{name}", operation_id = "delete_queue", tag = "jobs",
+    delete,
+    path = "/q/{name}",
+    operation_id = "delete_queue",
+    summary = "Delete a queue",
+    description = "Its jobs, uniq keys, counters and open/closed state. Waiting long-polls are answered 404 no job.",
+    tag = "jobs",
     params(("name" = String, Path, description = "Queue name")),
     responses(
         (status = 204, description = "The queue is gone: jobs, uniq keys, counters, open/closed state (also when it did not exist)"),

@@ -41,7 +41,12 @@ struct ListQuery {
 /// or `after` was given or when there are more queues than one page holds, so an old
 /// client's answer for up to [`DEFAULT_PAGE`] queues is unchanged.
 #[utoipa::path(
-    get, path = "/status/", operation_id = "list_queues", tag = "queues",
+    get,
+    path = "/status/",
+    operation_id = "list_queues",
+    summary = "List the queues",
+    description = "Names sorted, a page at a time; size counts every queue.",
+    tag = "queues",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of queue names, sorted", body = crate::http::openapi::bodies::QueueList),
@@ -78,7 +83,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// when `limit` or `after` was given or when the page is not the whole queue, so an
 /// old client's answer for a queue of up to [`DEFAULT_PAGE`] jobs is unchanged.
 #[utoipa::path(
-    get, path = "/status/{name}", operation_id = "queue_status", tag = "queues",
+    get,
+    path = "/status/{name}",
+    operation_id = "queue_status",
+    summary = "A queue's ready jobs",
+    description = "The number of ready jobs; with with_desc=1, a page of them (head first) as JSON-text strings.",
+    tag = "queues",
     params(("name" = String, Path, description = "Queue name"), StatusQuery),
     responses(
         (status = 200, description = "The number of ready jobs; with with_desc=1, a page of them", body = crate::http::openapi::bodies::QueueStatus),

@@ -41,7 +41,11 @@ struct UnregisterQuery {
 /// `POST /w/NAME`: registers the worker named by the header or by the body's
 /// `worker_id` (the seed's form).
 #[utoipa::path(
-    post, path = "/w/{name}", operation_id = "register_worker", tag = "workers",
+    post,
+    path = "/w/{name}",
+    operation_id = "register_worker",
+    summary = "Register a worker on a queue",
+    tag = "workers",
     params(("name" = String, Path, description = "Queue name"), ("X-presque-workerid" = Option<String>, Header, description = "The worker's id", example = "worker-1")),
     request_body(content = Option<crate::http::openapi::bodies::WorkerRegistration>, description = "Without the header: the id in the body", example = json!({"worker_id": "worker-1"})),
     responses(
@@ -85,7 +89,12 @@ pub async fn register(
 
 /// `DELETE /w/NAME`: unregisters the worker named by the header or `?worker_id=`.
 #[utoipa::path(
-    delete, path = "/w/{name}", operation_id = "unregister_worker", tag = "workers",
+    delete,
+    path = "/w/{name}",
+    operation_id = "unregister_worker",
+    summary = "Unregister a worker from a queue",
+    description = "A worker unregistered from its last queue is forgotten.",
+    tag = "workers",
     params(("name" = String, Path, description = "Queue name"), UnregisterQuery, ("X-presque-workerid" = Option<String>, Header, description = "The worker's id", example = "worker-1")),
     responses(
         (status = 204, description = "Unregistered from the queue"),
@@ -113,7 +122,11 @@ pub async fn unregister(
 
 /// `GET /w/?queue_name=NAME`, `GET /w/?worker_id=ID`, `GET /w/`.
 #[utoipa::path(
-    get, path = "/w", operation_id = "worker_stats", tag = "workers",
+    get,
+    path = "/w",
+    operation_id = "worker_stats",
+    summary = "Workers: one, a queue's, or all",
+    tag = "workers",
     params(WorkerQuery),
     responses(
         (status = 200, description = "With queue_name: the queue's workers; with worker_id: one worker; else every registered worker's id", body = crate::http::openapi::bodies::WorkersAnswer),
@@ -183,7 +196,12 @@ struct LivenessQuery {
 /// gone (silent for `worker_timeout_secs`) and the jobs it holds on lease; `next` is
 /// the `after` of the next page (null on the last).
 #[utoipa::path(
-    get, path = "/workers", operation_id = "worker_liveness", tag = "workers",
+    get,
+    path = "/workers",
+    operation_id = "worker_liveness",
+    summary = "Workers with liveness and held leases",
+    description = "Every worker registered or seen, sorted by id, a page at a time.",
+    tag = "workers",
     params(LivenessQuery),
     responses(
         (status = 200, description = "A page of workers, by id", body = crate::http::openapi::bodies::WorkerList),
