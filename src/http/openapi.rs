@@ -141,7 +141,8 @@ pub struct ErrorBody {
 
 /// The rules for queue names and worker ids (`src/names.rs`), as the schemas
 /// `QueueName` and `WorkerId`, given to every parameter that carries one: said once
-/// here rather than on each of the thirty handlers.
+/// here rather than on each of the thirty handlers. Also takes the `null` out of
+/// optional parameters' types (see [`not_null`]).
 struct Names;
 
 /// No `/`, no control characters (Unicode's: C0, DEL, C1).
@@ -185,6 +186,7 @@ impl Modify for Names {
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (_, operation) in operations_mut(item) {
                 for parameter in operation.parameters.iter_mut().flatten() {
+                    not_null(parameter);
                     let name = parameter.name.as_str();
                     let schema = match (&parameter.parameter_in, name) {
                         (ParameterIn::Path, "name") | (ParameterIn::Query, "queue_name") => {
@@ -204,6 +206,27 @@ impl Modify for Names {
                 }
             }
         }
+    }
+}
+
+/// An optional parameter's schema without the `null` utoipa adds for `Option<T>`: a
+/// query or header parameter is text, never JSON null; absent is `required: false`.
+fn not_null(parameter: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() else {
+        return;
+    };
+    if let SchemaType::Array(types) = &object.schema_type {
+        let mut types: Vec<Type> = types
+            .iter()
+            .filter(|t| **t != Type::Null)
+            .cloned()
+            .collect();
+        object.schema_type = match types.len() {
+            1 => SchemaType::Type(types.remove(0)),
+            _ => SchemaType::Array(types),
+        };
     }
 }
 
@@ -488,6 +511,16 @@ mod tests {
                 );
                 assert!(!op.responses.responses.is_empty(), "{method} {path}");
                 assert!(op.security.is_some(), "{method} {path}");
+                for parameter in op.parameters.iter().flatten() {
+                    let schema = serde_json::to_value(&parameter.schema).unwrap_or_default();
+                    assert!(
+                        !schema["type"]
+                            .as_array()
+                            .is_some_and(|types| types.contains(&"null".into())),
+                        "{method} {path} {}: {schema}",
+                        parameter.name
+                    );
+                }
             }
         }
         let json = serde_json::to_value(&doc).unwrap_or_default();
