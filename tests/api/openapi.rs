@@ -92,9 +92,7 @@ fn misfit(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<String
                 }
             }
             // A free-form object (`{"type": "object"}` alone) takes any key.
-            let Some(properties) = properties else {
-                return None;
-            };
+            let properties = properties?;
             for (key, item) in object {
                 let Some(property) = properties.get(key) else {
                     return Some(format!("{at}: key {key:?} is not in the schema {schema}"));
