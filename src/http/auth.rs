@@ -139,6 +139,7 @@ pub const RULES: &[Rule] = &[
     rule("/health/ready", "GET", Need::Read),
     rule("/overview", "GET", Need::Read),
     rule("/info", "GET", Need::Read),
+    rule("/openapi.json", "GET", Need::Read),
     // Open to anyone, always: see `Need::Open`.
     rule("/health/live", "GET", Need::Open),
     // The dashboard's script and style sheet: the same bytes as in the public binary,
@@ -162,6 +163,7 @@ pub const OPENABLE: &[&str] = &[
     "/health",
     "/overview",
     "/info",
+    "/openapi.json",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -189,6 +191,7 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/workers/",
         "/health/live",
         "/health/ready",
+        "/openapi.json",
         "/",
         "/overview",
         "/info",

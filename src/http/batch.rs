@@ -16,11 +16,19 @@ use crate::http::error::ApiError;
 use crate::queue::job::Job;
 use crate::queue::{Arrival, Enqueue};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// No job fetchable before this epoch time (seconds, fractions allowed). Not with
+    /// `delay`.
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
+    /// No job fetchable for this many seconds from now (0 to 315360000). Not with
+    /// `delayed`.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
-    /// Known, to be refused with the original's message.
+    /// Known, to be refused with the original's message (400 `uniq is not supported
+    /// in batch mode`).
     uniq: Option<String>,
 }
 
@@ -36,6 +44,31 @@ pub const MAX_ID_LIST_BYTES: usize = 4096;
 
 /// `GET /qb/NAME?batch_size=N[&wait=S][&lease=S][&empty=204]`: up to N jobs from the
 /// head.
+#[utoipa::path(
+    get,
+    path = "/qb/{name}",
+    operation_id = "fetch_batch",
+    summary = "Fetch up to batch_size jobs",
+    description = "As GET /q/{name}, for up to batch_size jobs; each comes as a JSON-text string.",
+    tag = "batches",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        super::queue::FetchQuery,
+        ("X-presque-workerid" = Option<String>, Header, description = "The worker fetching: counts the processed jobs for it, holds the leases", example = "worker-1"),
+        ("X-presque-empty" = Option<String>, Header, pattern = "^(204|404)$", description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
+    ),
+    responses(
+        (status = 200, description = "Up to batch_size jobs from the head, each as JSON text", body = Vec<String>, headers(
+            ("X-presque-jobid" = String, description = "With lease: the jobs' ids, comma-separated"),
+            ("X-presque-lease" = String, description = "With lease: the delivery tokens, comma-separated in the same order"),
+        )),
+        (status = 204, description = "No job (asked for with empty=204 or X-presque-empty: 204)"),
+        (status = 400, description = "A bad parameter or header", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "no job, queue is closed, or queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Too many requests waiting on this queue", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "server is stopping (a long-poll cut short; Retry-After: 1)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "batch_fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
@@ -56,6 +89,30 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 /// `POST /qb/NAME[?delayed=EPOCH|delay=S]` with `{"jobs": [...]}`: each job created
 /// in order. The ids go in [`JOB_ID_RANGE_HEADER`], and comma-separated in
 /// [`JOB_ID_HEADER`] when the list fits in [`MAX_ID_LIST_BYTES`].
+#[utoipa::path(
+    post,
+    path = "/qb/{name}",
+    operation_id = "create_batch",
+    summary = "Create jobs in order",
+    description = "An empty jobs array creates nothing. A batch is all or nothing against max_jobs and the memory budget.",
+    tag = "batches",
+    params(
+        ("name" = String, Path, description = "Queue name (created by its first job)"),
+        CreateQuery,
+    ),
+    request_body(content = crate::http::openapi::bodies::Batch, content_type = "application/json", example = json!({"jobs": [{"n": 1}, {"n": 2}]})),
+    responses(
+        (status = 201, description = "Created, ids consecutive in the order of jobs (no header for an empty array)", headers(
+            ("X-presque-jobid" = String, description = "The ids, comma-separated, when the list fits in 4096 bytes"),
+            ("X-presque-jobid-range" = String, description = "FIRST-LAST"),
+        )),
+        (status = 400, description = "Not JSON, no application/json Content-Type, jobs should be an array of job, uniq is not supported in batch mode, a bad parameter", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "A Content-Encoding other than identity", body = crate::http::openapi::ErrorBody),
+        (status = 507, description = "queue memory is full, or queue is full (max_jobs N); nothing created", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "batch_create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -140,12 +197,30 @@ fn subslice(whole: &bytes::Bytes, part: &[u8]) -> bytes::Bytes {
 }
 
 /// `PUT /qb/NAME`: refused, as in the original.
+#[utoipa::path(
+    put,
+    path = "/qb/{name}",
+    operation_id = "put_batch_refused",
+    summary = "Refused, as in the original",
+    tag = "batches",
+    params(("name" = String, Path, description = "Queue name")),
+    responses((status = 400, description = "PUT is not supported in batch mode", body = crate::http::openapi::ErrorBody)),
+)]
 pub async fn put_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     Err(ApiError::NotInBatchMode("PUT"))
 }
 
 /// `DELETE /qb/NAME`: refused, as in the original.
+#[utoipa::path(
+    delete,
+    path = "/qb/{name}",
+    operation_id = "delete_batch_refused",
+    summary = "Refused, as in the original",
+    tag = "batches",
+    params(("name" = String, Path, description = "Queue name")),
+    responses((status = 400, description = "DELETE is not supported in batch mode", body = crate::http::openapi::ErrorBody)),
+)]
 pub async fn delete_refused(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     Err(ApiError::NotInBatchMode("DELETE"))

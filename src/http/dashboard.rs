@@ -84,12 +84,34 @@ fn serve(req: &HttpRequest, asset: &Asset, etag: &str) -> HttpResponse {
 }
 
 /// `GET /`: the page.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    summary = "The dashboard (HTML)",
+    tag = "dashboard",
+    responses((status = 200, description = "The dashboard: an HTML page", content_type = "text/html")),
+)]
 pub async fn page(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     Ok(serve(&req, &PAGE, &ETAGS[0]))
 }
 
 /// `GET /dashboard/FILE`: the page's script and style sheet.
+#[utoipa::path(
+    get,
+    path = "/dashboard/{file}",
+    operation_id = "dashboard_file",
+    summary = "The dashboard's script or style sheet",
+    description = "The same bytes as in the binary; with a strong ETag (If-None-Match answers 304).",
+    tag = "dashboard",
+    params(("file" = String, Path, description = "app.js or app.css", example = "app.js")),
+    responses(
+        (status = 200, description = "The file", content_type = "text/javascript"),
+        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 404, description = "No such file", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn file(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     let name = req.match_info().get("file").unwrap_or_default();

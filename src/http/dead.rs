@@ -14,14 +14,22 @@ use crate::queue::job::JobId;
 use crate::queue::state::DeadLetter;
 use crate::queue::{DeadAction, ListDead, ResolveDead};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Pick {
+    /// Only this dead job (404 `job not found` if it is not one).
+    #[param(value_type = Option<u64>)]
     id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// Dead letters per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
+    /// Ids above this one: the `next` of the page before.
+    #[param(value_type = Option<u64>, example = 17)]
     after: Option<String>,
 }
 
@@ -33,6 +41,19 @@ struct Page {
 /// The stored bytes are written into the answer as they are, never parsed again: they
 /// were checked as one JSON value on the way in (without a depth limit), and a parser
 /// building a tree here would refuse, or recurse through, what the check let in.
+#[utoipa::path(
+    get,
+    path = "/dead/{name}",
+    operation_id = "list_dead_letters",
+    summary = "A queue's dead letters",
+    description = "Jobs that ran out of attempts, oldest id first, each embedded as the exact bytes posted.",
+    tag = "dead letters",
+    params(("name" = String, Path, description = "Queue name"), Page),
+    responses(
+        (status = 200, description = "A page of dead letters, oldest id first", body = crate::http::openapi::bodies::DeadList),
+        (status = 400, description = "A bad limit or after", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: Page = query(&req)?;
@@ -111,11 +132,38 @@ async fn resolve(
 }
 
 /// `POST /dead/NAME[?id=ID]`: dead jobs go back to the queue.
+#[utoipa::path(
+    post,
+    path = "/dead/{name}",
+    operation_id = "retry_dead_letters",
+    summary = "Retry dead letters (all, or ?id=)",
+    description = "Back to the tail, attempts reset.",
+    tag = "dead letters",
+    params(("name" = String, Path, description = "Queue name"), Pick),
+    responses(
+        (status = 200, description = "Back to the queue's tail, attempts reset", body = crate::http::openapi::bodies::DeadRetried),
+        (status = 400, description = "invalid job id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found (with id)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn retry(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     resolve(req, state, DeadAction::Retry).await
 }
 
 /// `DELETE /dead/NAME[?id=ID]`: dead jobs are dropped.
+#[utoipa::path(
+    delete,
+    path = "/dead/{name}",
+    operation_id = "purge_dead_letters",
+    summary = "Purge dead letters (all, or ?id=)",
+    tag = "dead letters",
+    params(("name" = String, Path, description = "Queue name"), Pick),
+    responses(
+        (status = 200, description = "Purged", body = crate::http::openapi::bodies::DeadPurged),
+        (status = 400, description = "invalid job id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found (with id)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     resolve(req, state, DeadAction::Purge).await
 }

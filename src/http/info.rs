@@ -55,6 +55,14 @@ fn newest_snapshot(dir: &Path) -> Value {
 /// `GET /info`: `{"version", "started_at", "uptime_secs", "fsync", "data_dir",
 /// "memory": {"used_bytes", "limit_bytes" (null: unlimited)}, "snapshot":
 /// {"generation", "bytes", "written_at"} or null, "queues", "next_job_id"}`.
+#[utoipa::path(
+    get,
+    path = "/info",
+    operation_id = "server_info",
+    summary = "The server: version, uptime, policies, memory, newest snapshot",
+    tag = "dashboard",
+    responses((status = 200, description = "Facts about this server", body = crate::http::openapi::bodies::ServerInfo)),
+)]
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let NoQuery {} = query(&req)?;
     let facts = &state.facts;

@@ -14,11 +14,17 @@ use crate::http::error::ApiError;
 use crate::queue::job::JobId;
 use crate::queue::{JobsPage, ListDead, ListJobs, Waiting};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JobsQuery {
-    /// `ready`, `delayed`, `leased` or `dead`.
+    /// Which jobs: `ready`, `delayed`, `leased` or `dead` (required).
+    #[param(value_type = String, example = "ready")]
     state: Option<String>,
+    /// Jobs per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 20)]
     limit: Option<String>,
+    /// Ids above this one: the `next` of the page before.
+    #[param(value_type = Option<u64>, example = 0)]
     after: Option<String>,
 }
 
@@ -26,6 +32,19 @@ struct JobsQuery {
 /// `{"queue", "state", "size", "jobs": [{"id", "attempts", "due_at", "lease_deadline",
 /// "worker_id", "errors", "died_at", "reason", "job"}], "next": ID or null}`, each job
 /// embedded as the bytes posted. An unknown queue lists nothing.
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}",
+    operation_id = "list_jobs",
+    summary = "A queue's jobs in one state, a page at a time",
+    description = "Ready jobs head first; delayed, leased and dead ones by id. Each job is embedded as the exact bytes posted, with its attempts, failure reports, due time, lease holder and deadline. An unknown queue lists nothing.",
+    tag = "dashboard",
+    params(("name" = String, Path, description = "Queue name"), JobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = crate::http::openapi::bodies::JobList),
+        (status = 400, description = "A missing or unknown state, a bad limit or after", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: JobsQuery = query(&req)?;

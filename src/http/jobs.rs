@@ -126,13 +126,34 @@ pub(super) fn with_job(object: &Value, body: &[u8]) -> Result<Vec<u8>, ApiError>
     Ok(out)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FindQuery {
+    /// `1`: add the job itself as `"job"`, the bytes as posted.
+    #[param(example = "1")]
     body: Option<String>,
 }
 
 /// `GET /q/NAME/ID[?body=1]`: state (ready, delayed, leased, dead), attempts, lease
 /// deadline, failure reports; with `body=1`, the job itself as `"job"`.
+#[utoipa::path(
+    get,
+    path = "/q/{name}/{id}",
+    operation_id = "find_job",
+    summary = "Look a job up",
+    description = "Its state, attempts, lease deadline and failure reports; no token needed.",
+    tag = "leases",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
+        FindQuery,
+    ),
+    responses(
+        (status = 200, description = "Where the job is", body = crate::http::openapi::bodies::JobView),
+        (status = 400, description = "invalid job id, or a bad parameter", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found, or queue name is missing", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn find(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (name, id) = target(&req)?;
     let params: FindQuery = query(&req)?;
@@ -151,12 +172,33 @@ pub async fn find(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AckQuery {
+    /// The delivery token, for clients that cannot set the `X-presque-lease` header.
     delivery: Option<String>,
 }
 
 /// `DELETE /q/NAME/ID`: the leased job is done.
+#[utoipa::path(
+    delete,
+    path = "/q/{name}/{id}",
+    operation_id = "ack_job",
+    summary = "Ack a leased job: done, it is gone",
+    tag = "leases",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
+        AckQuery,
+        ("X-presque-lease" = Option<String>, Header, description = "The delivery token the lease came with (or ?delivery=)", example = "11.64a1b2c3d4e5f"),
+    ),
+    responses(
+        (status = 204, description = "Acked: the job is gone"),
+        (status = 400, description = "the lease token is missing, invalid lease token, or it is another job's; invalid job id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found (acked, fetched without a lease, purged), or queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "lease is no longer held: the lease ran out; nothing changed", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn ack(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (name, id) = target(&req)?;
     let params: AckQuery = query(&req)?;
@@ -169,10 +211,16 @@ pub async fn ack(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FailQuery {
+    /// Retry after this epoch time (seconds). Not with `delay`.
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
+    /// Retry this many seconds from now. Not with `delayed`.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 30)]
     delay: Option<String>,
+    /// The delivery token, for clients that cannot set the `X-presque-lease` header.
     delivery: Option<String>,
 }
 
@@ -223,6 +271,28 @@ fn failure_reason(body: &[u8]) -> Result<Option<Arc<str>>, ApiError> {
 /// `{"error": "..."}`: the leased job failed. Counts a failure for the queue (and the
 /// worker in `X-presque-workerid`), keeps the report with the job; answers where the
 /// job went.
+#[utoipa::path(
+    put,
+    path = "/q/{name}/{id}",
+    operation_id = "fail_leased_job",
+    summary = "Report a leased job failed",
+    description = "Counts an attempt and a failed job; keeps the reason with the job (its newest 5). The job goes back to the tail (or is delayed), or to the dead letters after max_attempts.",
+    tag = "leases",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
+        FailQuery,
+        ("X-presque-lease" = Option<String>, Header, description = "The delivery token the lease came with (or ?delivery=)", example = "11.64a1b2c3d4e5f"),
+        ("X-presque-workerid" = Option<String>, Header, description = "The worker reporting: counts a failed job for it", example = "worker-1"),
+    ),
+    request_body(content = Option<crate::http::openapi::bodies::FailureBody>, content_type = "application/json", description = "Why it failed, or an empty body (no Content-Type needed)", example = json!({"error": "smtp timeout"})),
+    responses(
+        (status = 200, description = "Where the job went: back to the tail (or delayed), or dead after max_attempts", body = crate::http::openapi::bodies::JobView),
+        (status = 400, description = "the lease token is missing, invalid lease token, or it is another job's; invalid job id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found (acked, fetched without a lease, purged), or queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "lease is no longer held: the lease ran out; nothing changed", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn fail(
     req: HttpRequest,
     payload: web::Payload,
@@ -249,13 +319,36 @@ pub async fn fail(
     Ok(HttpResponse::Ok().json(job_json(&name, id, &info)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExtendQuery {
+    /// The lease now ends this many seconds from now (0.001 to 86400).
+    #[param(value_type = f64, required = true, minimum = 0.001, maximum = 86400, example = 60)]
     lease: Option<String>,
+    /// The delivery token, for clients that cannot set the `X-presque-lease` header.
     delivery: Option<String>,
 }
 
 /// `POST /q/NAME/ID?lease=S`: the lease now runs S seconds from now.
+#[utoipa::path(
+    post,
+    path = "/q/{name}/{id}",
+    operation_id = "extend_lease",
+    summary = "Extend a lease",
+    tag = "leases",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = u64, Path, description = "Job id (X-presque-jobid)"),
+        ExtendQuery,
+        ("X-presque-lease" = Option<String>, Header, description = "The delivery token the lease came with (or ?delivery=)", example = "11.64a1b2c3d4e5f"),
+    ),
+    responses(
+        (status = 200, description = "Extended; the token stays the same", body = crate::http::openapi::bodies::JobView),
+        (status = 400, description = "the lease token is missing, invalid lease token, or it is another job's; invalid job id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "job not found (acked, fetched without a lease, purged), or queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "lease is no longer held: the lease ran out; nothing changed", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn extend(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -24,6 +24,7 @@ mod info;
 mod input;
 mod job_lists;
 mod jobs;
+pub mod openapi;
 mod overview;
 mod queue;
 mod queue_settings;
@@ -121,6 +122,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/health/ready")
                 .route(web::get().to(health::ready))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(openapi::document))
                 .default_service(web::to(not_allowed("GET"))),
         )
         .service(

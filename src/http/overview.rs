@@ -19,15 +19,20 @@ use crate::queue::{GetSummary, Summary};
 /// Longest `filter` accepted, in bytes (a queue name is never longer).
 const MAX_FILTER_BYTES: usize = 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OverviewQuery {
-    /// Queues per page, 1 to [`MAX_PAGE`](super::input::MAX_PAGE).
+    /// Queues per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 50)]
     limit: Option<String>,
     /// The `next` of the page before: names sort (naturally) after it.
+    #[param(value_type = Option<String>, example = "emails")]
     after: Option<String>,
     /// Only names containing this text, compared without ASCII case.
+    #[param(value_type = Option<String>, example = "mail")]
     filter: Option<String>,
     /// Only this queue (a queue page's counters); not with the others.
+    #[param(value_type = Option<String>)]
     name: Option<String>,
 }
 
@@ -123,6 +128,19 @@ fn summary_json(name: &QueueName, s: &Summary) -> Value {
 /// "ready", "delayed", "leased", "dead", "waiting", "processed", "failed"}], "size":
 /// all queues, "matched": queues the filter keeps, "next": NAME or null}`; with
 /// `?name=NAME` only that queue (none if it does not exist).
+#[utoipa::path(
+    get,
+    path = "/overview",
+    operation_id = "overview",
+    summary = "Queues with every counter, in natural order, a page at a time",
+    description = "What the dashboard's overview shows: per queue open, ready, delayed, leased, dead, waiting consumers, processed and failed. Names sort naturally (tenant-2 before tenant-10).",
+    tag = "dashboard",
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "A page of queues", body = crate::http::openapi::bodies::Overview),
+        (status = 400, description = "A bad limit, after, filter or name, or name with the others", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let params: OverviewQuery = query(&req)?;
     if let Some(raw) = params.name.as_deref() {

@@ -32,12 +32,23 @@ pub const LEASE_HEADER: &str = "X-presque-lease";
 /// (the default), as the `empty` query parameter does (which wins when both are given).
 pub const EMPTY_HEADER: &str = "X-presque-empty";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FetchQuery {
+    /// Long-poll: wait up to this many seconds (to `max_wait_secs`, default 30;
+    /// fractions allowed) for a job when none is ready.
+    #[param(value_type = Option<f64>, minimum = 0, example = 1)]
     pub(super) wait: Option<String>,
+    /// Lease the job(s) for this many seconds (0.001 to 86400): at-least-once delivery.
+    #[param(value_type = Option<f64>, minimum = 0.001, maximum = 86400, example = 60)]
     pub(super) lease: Option<String>,
+    /// `GET /qb`: the most jobs to fetch, 1 to 1000 (default 10). Accepted and ignored
+    /// on `GET /q`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, example = 10)]
     pub(super) batch_size: Option<String>,
-    /// `204` or `404`: see [`EMPTY_HEADER`].
+    /// `204` or `404` (the default): the answer to a fetch that finds no job; wins
+    /// over the `X-presque-empty` header.
+    #[param(value_type = Option<String>, pattern = "^(204|404)$", example = "204")]
     pub(super) empty: Option<String>,
 }
 
@@ -141,14 +152,48 @@ pub(super) fn jobs_response(
     response.body(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// Not fetchable before this epoch time (seconds, fractions allowed). Not with
+    /// `delay`.
+    #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
+    /// Not fetchable for this many seconds from now (0 to 315360000, fractions
+    /// allowed). Not with `delayed`.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
+    /// Refuse a duplicate (400 `job already exists`) while a job with this key waits.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "user-42")]
     uniq: Option<String>,
 }
 
 /// `GET /q/NAME[?wait=S][&lease=S][&empty=204]`: the job at the head, as posted.
+#[utoipa::path(
+    get,
+    path = "/q/{name}",
+    operation_id = "fetch_job",
+    summary = "Fetch the head job",
+    description = "Counts one processed job (for the queue, and for the worker in X-presque-workerid if registered) and frees its uniq key. With lease, the job stays in flight until acked, failed or the lease runs out. With wait, waits at the queue for a job (a long-poll).",
+    tag = "jobs",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        FetchQuery,
+        ("X-presque-workerid" = Option<String>, Header, description = "The worker fetching: counts a processed job for it, holds the lease", example = "worker-1"),
+        ("X-presque-empty" = Option<String>, Header, pattern = "^(204|404)$", description = "204 or 404 (the default): the answer when there is no job; the empty query parameter wins"),
+    ),
+    responses(
+        (status = 200, description = "The head job, its bytes exactly as posted", body = serde_json::Value, headers(
+            ("X-presque-jobid" = String, description = "With lease: the job's id"),
+            ("X-presque-lease" = String, description = "With lease: the delivery token, for ack, fail and extend"),
+        )),
+        (status = 204, description = "No job (asked for with empty=204 or X-presque-empty: 204)"),
+        (status = 400, description = "A bad parameter or header", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "no job, queue is closed, or queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Too many requests waiting on this queue", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "server is stopping (a long-poll cut short; Retry-After: 1)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "fetch", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
@@ -170,6 +215,30 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
 
 /// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job; its id is answered
 /// in [`JOB_ID_HEADER`].
+#[utoipa::path(
+    post,
+    path = "/q/{name}",
+    operation_id = "create_job",
+    summary = "Create a job",
+    description = "The body is the job, any JSON value, answered byte for byte when fetched. Creating a job creates its queue.",
+    tag = "jobs",
+    params(
+        ("name" = String, Path, description = "Queue name (created by its first job)"),
+        CreateQuery,
+        ("X-presque-workerid" = Option<String>, Header, description = "The worker posting", example = "worker-1"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The job: any JSON value, kept and answered byte for byte", example = json!({"to": "a@b.c"})),
+    responses(
+        (status = 201, description = "Created (empty body)", headers(
+            ("X-presque-jobid" = u64, description = "The new job's id"),
+        )),
+        (status = 400, description = "Not JSON, no application/json Content-Type, job is missing, a bad parameter, or job already exists (uniq)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "A Content-Encoding other than identity", body = crate::http::openapi::ErrorBody),
+        (status = 507, description = "queue memory is full, or queue is full (max_jobs N)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "create", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn create(
     req: HttpRequest,
@@ -181,6 +250,30 @@ pub async fn create(
 
 /// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again, as a
 /// new job whose id is answered in [`JOB_ID_HEADER`].
+#[utoipa::path(
+    put,
+    path = "/q/{name}",
+    operation_id = "report_failed_job",
+    summary = "Report a failed job (the original protocol)",
+    description = "Counts a failed job (for the queue and the worker in X-presque-workerid) and queues the body again as a new job, as POST would.",
+    tag = "jobs",
+    params(
+        ("name" = String, Path, description = "Queue name (created by its first job)"),
+        CreateQuery,
+        ("X-presque-workerid" = Option<String>, Header, description = "The worker posting: counts a failed job for it", example = "worker-1"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The job: any JSON value, kept and answered byte for byte", example = json!({"to": "a@b.c"})),
+    responses(
+        (status = 201, description = "Counted as failed and queued again as a new job (empty body)", headers(
+            ("X-presque-jobid" = u64, description = "The new job's id"),
+        )),
+        (status = 400, description = "Not JSON, no application/json Content-Type, job is missing, a bad parameter, or job already exists (uniq)", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "A Content-Encoding other than identity", body = crate::http::openapi::ErrorBody),
+        (status = 507, description = "queue memory is full, or queue is full (max_jobs N)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "fail", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn fail(
     req: HttpRequest,
@@ -238,6 +331,19 @@ async fn enqueue(
 }
 
 /// `DELETE /q/NAME`: the queue and everything in it goes.
+#[utoipa::path(
+    delete,
+    path = "/q/{name}",
+    operation_id = "delete_queue",
+    summary = "Delete a queue",
+    description = "Its jobs, uniq keys, counters and open/closed state. Waiting long-polls are answered 404 no job.",
+    tag = "jobs",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 204, description = "The queue is gone: jobs, uniq keys, counters, open/closed state (also when it did not exist)"),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 #[tracing::instrument(level = "debug", name = "purge", skip_all, fields(queue = %super::input::path_target(&req).0))]
 pub async fn purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;

@@ -34,6 +34,18 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
 }
 
 /// `GET /settings/NAME`
+#[utoipa::path(
+    get,
+    path = "/settings/{name}",
+    operation_id = "queue_settings",
+    summary = "A queue's settings",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue's settings", body = crate::http::openapi::bodies::QueueSettings),
+        (status = 400, description = "invalid queue name, or a query parameter", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let NoQuery {} = query(&req)?;
@@ -73,6 +85,20 @@ fn max_jobs(value: &Value) -> Result<Option<Option<u64>>, ApiError> {
 /// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000) and/or
 /// `{"max_jobs": N}` (1 or more); `null` follows the server's default again. Both are
 /// checked before either is set.
+#[utoipa::path(
+    post,
+    path = "/settings/{name}",
+    operation_id = "change_queue_settings",
+    summary = "Change a queue's settings",
+    description = "Both keys are checked before either is set; the change is logged and survives restarts.",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body(content = crate::http::openapi::bodies::QueueSettingsChange, description = "No Content-Type needed", example = json!({"max_attempts": 3, "max_jobs": 10000})),
+    responses(
+        (status = 200, description = "The queue's settings now", body = crate::http::openapi::bodies::QueueSettings),
+        (status = 400, description = "content is missing, invalid JSON, or a value out of range; nothing set", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn set(
     req: HttpRequest,
     payload: web::Payload,

@@ -10,20 +10,28 @@ use crate::http::error::ApiError;
 use crate::names::QueueName;
 use crate::queue::{GetCounters, ListReady};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
+    /// `1`: list the ready jobs, a page at a time.
+    #[param(example = "1")]
     with_desc: Option<String>,
-    /// With `with_desc`: jobs per page, 1 to [`MAX_PAGE`](super::input::MAX_PAGE).
+    /// With `with_desc`: jobs per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 2)]
     limit: Option<String>,
-    /// With `with_desc`: the `next` of the page before.
+    /// With `with_desc`: the `next` of the page before (a job id).
+    #[param(value_type = Option<u64>, example = 18)]
     after: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Queue names per page, 1 to [`MAX_PAGE`](super::input::MAX_PAGE).
+    /// Queue names per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
     /// The `next` of the page before: names sort after it.
+    #[param(example = "emails")]
     after: Option<String>,
 }
 
@@ -32,6 +40,19 @@ struct ListQuery {
 /// `next` key (the `after` of the next page, `null` after the last) only when `limit`
 /// or `after` was given or when there are more queues than one page holds, so an old
 /// client's answer for up to [`DEFAULT_PAGE`] queues is unchanged.
+#[utoipa::path(
+    get,
+    path = "/status/",
+    operation_id = "list_queues",
+    summary = "List the queues",
+    description = "Names sorted, a page at a time; size counts every queue.",
+    tag = "queues",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of queue names, sorted", body = crate::http::openapi::bodies::QueueList),
+        (status = 400, description = "A bad limit or after", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let params: ListQuery = query(&req)?;
     let limit = page_limit(params.limit.as_deref())?;
@@ -61,6 +82,20 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// The answer has a `next` key (the `after` of the next page, `null` after the last)
 /// when `limit` or `after` was given or when the page is not the whole queue, so an
 /// old client's answer for a queue of up to [`DEFAULT_PAGE`] jobs is unchanged.
+#[utoipa::path(
+    get,
+    path = "/status/{name}",
+    operation_id = "queue_status",
+    summary = "A queue's ready jobs",
+    description = "The number of ready jobs; with with_desc=1, a page of them (head first) as JSON-text strings.",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name"), StatusQuery),
+    responses(
+        (status = 200, description = "The number of ready jobs; with with_desc=1, a page of them", body = crate::http::openapi::bodies::QueueStatus),
+        (status = 400, description = "A bad limit or after, or either without with_desc=1", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&req)?;
     let params: StatusQuery = query(&req)?;

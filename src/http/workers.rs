@@ -20,19 +20,40 @@ use crate::registry::actor::{
     AllWorkers, GetWorker, ListWorkers, QueueWorkers, Register, Unregister, WorkerView,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WorkerQuery {
+    /// One worker's counters (404 `worker not found` if it is not registered).
     worker_id: Option<String>,
+    /// A queue's workers and counters (wins over `worker_id`).
+    #[param(example = "emails")]
     queue_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UnregisterQuery {
+    /// The worker, when the `X-presque-workerid` header is not sent.
+    #[param(example = "worker-1")]
     worker_id: Option<String>,
 }
 
 /// `POST /w/NAME`: registers the worker named by the header or by the body's
 /// `worker_id` (the seed's form).
+#[utoipa::path(
+    post,
+    path = "/w/{name}",
+    operation_id = "register_worker",
+    summary = "Register a worker on a queue",
+    tag = "workers",
+    params(("name" = String, Path, description = "Queue name"), ("X-presque-workerid" = Option<String>, Header, description = "The worker's id", example = "worker-1")),
+    request_body(content = Option<crate::http::openapi::bodies::WorkerRegistration>, description = "Without the header: the id in the body", example = json!({"worker_id": "worker-1"})),
+    responses(
+        (status = 201, description = "Registered (again: counters and started_at reset)"),
+        (status = 400, description = "worker_id is missing, or invalid worker_id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn register(
     req: HttpRequest,
     payload: web::Payload,
@@ -67,6 +88,20 @@ pub async fn register(
 }
 
 /// `DELETE /w/NAME`: unregisters the worker named by the header or `?worker_id=`.
+#[utoipa::path(
+    delete,
+    path = "/w/{name}",
+    operation_id = "unregister_worker",
+    summary = "Unregister a worker from a queue",
+    description = "A worker unregistered from its last queue is forgotten.",
+    tag = "workers",
+    params(("name" = String, Path, description = "Queue name"), UnregisterQuery, ("X-presque-workerid" = Option<String>, Header, description = "The worker's id", example = "worker-1")),
+    responses(
+        (status = 204, description = "Unregistered from the queue"),
+        (status = 400, description = "worker_id is missing, or invalid worker_id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "queue name is missing", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn unregister(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -86,6 +121,19 @@ pub async fn unregister(
 }
 
 /// `GET /w/?queue_name=NAME`, `GET /w/?worker_id=ID`, `GET /w/`.
+#[utoipa::path(
+    get,
+    path = "/w",
+    operation_id = "worker_stats",
+    summary = "Workers: one, a queue's, or all",
+    tag = "workers",
+    params(WorkerQuery),
+    responses(
+        (status = 200, description = "With queue_name: the queue's workers; with worker_id: one worker; else every registered worker's id", body = crate::http::openapi::bodies::WorkersAnswer),
+        (status = 400, description = "invalid queue name or worker_id", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "worker not found, or queue name is missing (queue_name=)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let params: WorkerQuery = query(&req)?;
     if let Some(raw) = params.queue_name.as_deref() {
@@ -131,9 +179,14 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(ids))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LivenessQuery {
+    /// Workers per page, 1 to 10000 (default 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000, example = 100)]
     limit: Option<String>,
+    /// The `next` of the page before: ids sort after it.
+    #[param(example = "worker-0")]
     after: Option<String>,
 }
 
@@ -142,6 +195,19 @@ struct LivenessQuery {
 /// sorted by id, with their queues, counters, when each was last seen, whether it is
 /// gone (silent for `worker_timeout_secs`) and the jobs it holds on lease; `next` is
 /// the `after` of the next page (null on the last).
+#[utoipa::path(
+    get,
+    path = "/workers",
+    operation_id = "worker_liveness",
+    summary = "Workers with liveness and held leases",
+    description = "Every worker registered or seen, sorted by id, a page at a time.",
+    tag = "workers",
+    params(LivenessQuery),
+    responses(
+        (status = 200, description = "A page of workers, by id", body = crate::http::openapi::bodies::WorkerList),
+        (status = 400, description = "A bad limit or after", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn liveness(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -27,6 +27,7 @@ mod helpers;
 mod leases;
 mod memory;
 mod model;
+mod openapi;
 mod persistence;
 mod polling;
 mod process;
