@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::http::{self, AppState, BodyTimeout, RecoveryGate};
+use crate::metrics::Metrics;
 use crate::queue::budget::{MachineMemory, MemoryBudget};
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
@@ -81,7 +82,13 @@ struct Parts {
 
 impl Parts {
     /// `next_ids`: the next queue incarnation and the next job id.
-    fn new(settings: &Settings, next_ids: (u64, u64), log: &Log, registry: Registry) -> Self {
+    fn new(
+        settings: &Settings,
+        next_ids: (u64, u64),
+        log: &Log,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let server = &settings.server;
         let gate = Arc::new(RecoveryGate::default());
         let queues = Arc::new(QueueDirectory::new(
@@ -96,6 +103,7 @@ impl Parts {
                 },
                 budget: memory_budget(settings.limits.max_memory_bytes),
                 leasing: Default::default(),
+                totals: Default::default(),
             },
         ));
         let job_ids = JobIds::starting_at(next_ids.1);
@@ -110,6 +118,7 @@ impl Parts {
                 max_wait_secs: server.max_wait_secs,
                 worker_timeout_secs: server.worker_timeout_secs,
                 default_max_attempts: server.default_max_attempts,
+                metrics,
             }),
             gate,
             queues,
@@ -217,6 +226,8 @@ fn start_http(
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
         }
+        // One handle per HTTP worker thread: a request clones it without an atomic.
+        let metrics = std::rc::Rc::new(state.metrics.clone());
         App::new()
             .app_data(state.clone())
             .app_data(body_timeout)
@@ -227,6 +238,10 @@ fn start_http(
                 auth.enabled(),
                 middleware::from_fn(http::authenticate),
             ))
+            // Outermost, so refused requests are counted too.
+            .wrap(middleware::from_fn(move |req, next| {
+                http::observe(metrics.clone(), req, next)
+            }))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })
@@ -271,6 +286,7 @@ async fn start_snapshots(
     log: &Log,
     last: (u64, Option<(u64, u64)>),
     seal: bool,
+    metrics: &Metrics,
 ) -> anyhow::Result<Addr<SnapshotActor>> {
     let interval = Duration::from_secs(settings.storage.snapshot_interval_secs);
     let snapshots = SnapshotActor::new(
@@ -281,6 +297,7 @@ async fn start_snapshots(
         last.0,
         last.1,
     )
+    .with_metrics(metrics.snapshots())
     .start();
     if seal {
         snapshots
@@ -354,6 +371,8 @@ impl Application {
         let started = Instant::now();
         let recovered = recover(&dir, settings.storage.accept_data_loss)?;
         let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
+        let metrics = Arc::new(Metrics::new(settings.metrics.max_queues));
+        log.time_fsyncs(metrics.fsync_seconds());
         // Bound only now: while the files are read (seconds for millions of jobs) a
         // client is refused at once rather than left hanging in the listen queue; from
         // here until the gate opens, requests get 503 with Retry-After.
@@ -365,7 +384,7 @@ impl Application {
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
         let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
         let ids = (recovered.next_incarnation, recovered.next_job_id);
-        let parts = Parts::new(&settings, ids, &log, registry.clone());
+        let parts = Parts::new(&settings, ids, &log, registry.clone(), metrics.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         warn_if_exposed(&settings.server, tls.is_some());
         let (server, handle) = start_http(&settings, listener, tls, parts.state.clone())?;
@@ -384,14 +403,23 @@ impl Application {
             started,
             &dir,
         );
+        metrics.recovered_in(started.elapsed().as_secs_f64());
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),
             registry: registry.actor.clone(),
         };
         let last = (recovered.last_generation, recovered.fallback);
-        let snapshots =
-            start_snapshots(&dir, &settings, sources, &log, last, recovered.lost_data).await?;
+        let snapshots = start_snapshots(
+            &dir,
+            &settings,
+            sources,
+            &log,
+            last,
+            recovered.lost_data,
+            &metrics,
+        )
+        .await?;
         parts.gate.open();
 
         let signals = ShutdownSignals::install()?;

@@ -136,6 +136,7 @@ pub const RULES: &[Rule] = &[
     rule("/workers/", "GET", Need::Read),
     rule("/", "GET", Need::Read),
     rule("/health/ready", "GET", Need::Read),
+    rule("/metrics", "GET", Need::Read),
     // Open to anyone, always: see `Need::Open`.
     rule("/health/live", "GET", Need::Open),
     // Answered "queue name is missing" whatever the method.
@@ -153,6 +154,7 @@ pub const OPENABLE: &[&str] = &[
     "/control",
     "/settings",
     "/health",
+    "/metrics",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -180,6 +182,7 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/workers/",
         "/health/live",
         "/health/ready",
+        "/metrics",
         "/",
     ];
     if let Some(exact) = fixed.into_iter().find(|p| *p == path) {
@@ -218,7 +221,7 @@ pub fn need_of(method: &Method, path: &str) -> (Need, &'static str) {
 }
 
 /// `/status/{name:.*}` → `/status`; `/` → `/`.
-fn group_of(pattern: &'static str) -> &'static str {
+pub fn group_of(pattern: &'static str) -> &'static str {
     let end = pattern[1..].find('/').map_or(pattern.len(), |i| i + 1);
     &pattern[..end]
 }

@@ -22,6 +22,8 @@ pub(crate) mod error;
 mod health;
 mod input;
 mod jobs;
+mod metrics;
+mod observe;
 mod queue;
 mod queue_settings;
 mod status;
@@ -30,6 +32,7 @@ mod workers;
 pub use admit::{admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
 pub use input::BodyTimeout;
+pub use observe::observe;
 
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {
@@ -43,6 +46,8 @@ pub struct AppState {
     pub max_wait_secs: u64,
     pub worker_timeout_secs: u64,
     pub default_max_attempts: u32,
+    /// The series `/metrics` shows that are recorded as things happen.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Adds every route to an app.
@@ -115,6 +120,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/health/ready")
                 .route(web::get().to(health::ready))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics::get))
                 .default_service(web::to(not_allowed("GET"))),
         )
         .service(

@@ -25,6 +25,7 @@ mod health;
 mod helpers;
 mod leases;
 mod memory;
+mod metrics;
 mod model;
 mod persistence;
 mod polling;
