@@ -227,7 +227,8 @@ impl SnapshotMetrics {
     }
 }
 
-/// What a scrape read just now, written in name order by its [`Collector`].
+/// What a scrape read just now, written in name order by its [`Collector`] (help
+/// texts end with a period, as the registry's get one).
 #[derive(Debug, Default)]
 pub struct Scrape {
     /// The first `max_queues` queues by name that still existed when asked.
@@ -286,16 +287,16 @@ fn per_queue(
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let t = &self.totals;
-        gauge(&mut encoder, "presque_up", "1 while the server answers", 1)?;
+        gauge(&mut encoder, "presque_up", "1 while the server answers.", 1)?;
         gauge(
             &mut encoder,
             "presque_queues",
-            "Queues that exist",
+            "Queues that exist.",
             self.queue_count as u64,
         )?;
         let mut jobs = encoder.encode_descriptor(
             "presque_jobs",
-            "Jobs by state, summed over every queue",
+            "Jobs by state, summed over every queue.",
             None,
             MetricType::Gauge,
         )?;
@@ -308,10 +309,10 @@ impl Collector for Scrape {
             ConstGauge::new(value).encode(jobs.encode_family(&[("state", state)])?)?;
         }
         let sums = [
-            ("presque_enqueued", "Jobs enqueued since the server started, every queue", t.enqueued),
-            ("presque_processed", "Jobs handed out since the server started, every queue (less those put back undelivered)", t.processed),
-            ("presque_failed", "Failures reported since the server started, every queue", t.failed),
-            ("presque_expired", "Leases that ran out since the server started, every queue", t.expired),
+            ("presque_enqueued", "Jobs enqueued since the server started, every queue.", t.enqueued),
+            ("presque_processed", "Jobs handed out since the server started, every queue (less those put back undelivered).", t.processed),
+            ("presque_failed", "Failures reported since the server started, every queue.", t.failed),
+            ("presque_expired", "Leases that ran out since the server started, every queue.", t.expired),
         ];
         for (name, help, value) in sums {
             counter(&mut encoder, name, help, value)?;
@@ -319,27 +320,27 @@ impl Collector for Scrape {
         gauge(
             &mut encoder,
             "presque_waiters",
-            "Long-polls parked, on every queue and on queues not created yet",
+            "Long-polls parked, on every queue and on queues not created yet.",
             t.waiters + self.pending_waiters as u64,
         )?;
         gauge(
             &mut encoder,
             "presque_memory_budget_used_bytes",
-            "What every queue's jobs cost against the memory budget",
+            "What every queue's jobs cost against the memory budget.",
             self.memory_used,
         )?;
         if let Some(limit) = self.memory_limit {
             gauge(
                 &mut encoder,
                 "presque_memory_budget_limit_bytes",
-                "The memory budget (absent: unlimited)",
+                "The memory budget (absent: unlimited).",
                 limit,
             )?;
         }
         gauge(
             &mut encoder,
             "presque_workers",
-            "Registered workers",
+            "Registered workers.",
             self.workers as u64,
         )?;
         self.encode_queues(encoder)
@@ -352,7 +353,7 @@ impl Scrape {
         let queues = &self.queues;
         let mut jobs = encoder.encode_descriptor(
             "presque_queue_jobs",
-            "A queue's jobs by state (the first [metrics] max_queues queues by name)",
+            "A queue's jobs by state (the first [metrics] max_queues queues by name).",
             None,
             MetricType::Gauge,
         )?;
@@ -372,31 +373,31 @@ impl Scrape {
         let series: [(&str, &str, MetricType, Pick); 5] = [
             (
                 "presque_queue_enqueued",
-                "Jobs enqueued on a queue since the server started",
+                "Jobs enqueued on a queue since the server started.",
                 MetricType::Counter,
                 |f| f.tally.enqueued,
             ),
             (
                 "presque_queue_processed",
-                "Jobs a queue handed out (kept across restarts; reset when the queue is deleted)",
+                "Jobs a queue handed out (kept across restarts; reset when the queue is deleted).",
                 MetricType::Counter,
                 |f| f.counters.processed,
             ),
             (
                 "presque_queue_failed",
-                "Failures reported on a queue (kept across restarts; reset when the queue is deleted)",
+                "Failures reported on a queue (kept across restarts; reset when the queue is deleted).",
                 MetricType::Counter,
                 |f| f.counters.failed,
             ),
             (
                 "presque_queue_expired",
-                "Leases on a queue that ran out since the server started",
+                "Leases on a queue that ran out since the server started.",
                 MetricType::Counter,
                 |f| f.tally.expired,
             ),
             (
                 "presque_queue_waiters",
-                "Long-polls parked on a queue",
+                "Long-polls parked on a queue.",
                 MetricType::Gauge,
                 |f| f.waiters as u64,
             ),
