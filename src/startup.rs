@@ -226,8 +226,6 @@ fn start_http(
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
         }
-        // One handle per HTTP worker thread: a request clones it without an atomic.
-        let metrics = std::rc::Rc::new(state.metrics.clone());
         App::new()
             .app_data(state.clone())
             .app_data(body_timeout)
@@ -239,9 +237,7 @@ fn start_http(
                 middleware::from_fn(http::authenticate),
             ))
             // Outermost, so refused requests are counted too.
-            .wrap(middleware::from_fn(move |req, next| {
-                http::observe(metrics.clone(), req, next)
-            }))
+            .wrap(http::Observe(state.metrics.clone()))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })

@@ -32,7 +32,7 @@ mod workers;
 pub use admit::{admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
 pub use input::BodyTimeout;
-pub use observe::observe;
+pub use observe::Observe;
 
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {
