@@ -309,10 +309,26 @@ impl Collector for Scrape {
             ConstGauge::new(value).encode(jobs.encode_family(&[("state", state)])?)?;
         }
         let sums = [
-            ("presque_enqueued", "Jobs enqueued since the server started, every queue.", t.enqueued),
-            ("presque_processed", "Jobs handed out since the server started, every queue (less those put back undelivered).", t.processed),
-            ("presque_failed", "Failures reported since the server started, every queue.", t.failed),
-            ("presque_expired", "Leases that ran out since the server started, every queue.", t.expired),
+            (
+                "presque_enqueued",
+                "Jobs enqueued since the server started, every queue.",
+                t.enqueued,
+            ),
+            (
+                "presque_processed",
+                "Jobs handed out since the server started, every queue.",
+                t.processed,
+            ),
+            (
+                "presque_failed",
+                "Failures reported since the server started, every queue.",
+                t.failed,
+            ),
+            (
+                "presque_expired",
+                "Leases that ran out since the server started, every queue.",
+                t.expired,
+            ),
         ];
         for (name, help, value) in sums {
             counter(&mut encoder, name, help, value)?;
@@ -379,7 +395,7 @@ impl Scrape {
             ),
             (
                 "presque_queue_processed",
-                "Jobs a queue handed out (kept across restarts; reset when the queue is deleted).",
+                "Jobs a queue handed out, as /j/NAME counts them (kept across restarts; reset when the queue is deleted).",
                 MetricType::Counter,
                 |f| f.counters.processed,
             ),

@@ -24,8 +24,8 @@ struct Sums {
     leased: AtomicI64,
     dead: AtomicI64,
     enqueued: AtomicU64,
-    processed: AtomicI64,
-    failed: AtomicI64,
+    processed: AtomicU64,
+    failed: AtomicU64,
     expired: AtomicU64,
     waiters: AtomicI64,
 }
@@ -97,9 +97,9 @@ fn add(sum: &AtomicI64, before: usize, after: usize) {
     }
 }
 
-fn add_u64(sum: &AtomicI64, before: u64, after: u64) {
-    if before != after {
-        sum.fetch_add(after.wrapping_sub(before) as i64, Ordering::Relaxed);
+fn grow(sum: &AtomicU64, before: u64, after: u64) {
+    if after > before {
+        sum.fetch_add(after - before, Ordering::Relaxed);
     }
 }
 
@@ -118,9 +118,12 @@ impl QueueTotals {
         add(&s.delayed, before.delayed, after.delayed);
         add(&s.leased, before.leased, after.leased);
         add(&s.dead, before.dead, after.dead);
+        // Counters only grow: a purge's reset, and the jobs a departed fetcher left
+        // (taken back off the queue's processed count), are not subtracted, or
+        // Prometheus would read a counter reset.
         if kind != ChangeKind::Purged {
-            add_u64(&s.processed, before.processed, after.processed);
-            add_u64(&s.failed, before.failed, after.failed);
+            grow(&s.processed, before.processed, after.processed);
+            grow(&s.failed, before.failed, after.failed);
         }
         if added.0 > 0 {
             s.enqueued.fetch_add(added.0, Ordering::Relaxed);
@@ -150,8 +153,8 @@ impl QueueTotals {
             leased: get(&s.leased),
             dead: get(&s.dead),
             enqueued: s.enqueued.load(Ordering::Relaxed),
-            processed: get(&s.processed),
-            failed: get(&s.failed),
+            processed: s.processed.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
             expired: s.expired.load(Ordering::Relaxed),
             waiters: get(&s.waiters),
         }
@@ -212,7 +215,12 @@ mod tests {
         let now = totals.read();
         assert_eq!((now.ready, now.leased, now.enqueued), (2, 1, 3));
         assert_eq!((now.processed, now.expired), (2, 1));
-        totals.changed(ChangeKind::Purged, &expired, &Counters::default(), (0, 0));
+        // Jobs a departed fetcher left go back, their processed count with them: the
+        // sum does not step back.
+        let returned = counters(3, 1, 1);
+        totals.changed(ChangeKind::Other, &expired, &returned, (0, 0));
+        assert_eq!((totals.read().ready, totals.read().processed), (3, 2));
+        totals.changed(ChangeKind::Purged, &returned, &Counters::default(), (0, 0));
         let now = totals.read();
         assert_eq!((now.ready, now.leased, now.processed), (0, 0, 2));
     }
