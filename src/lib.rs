@@ -6,6 +6,7 @@
 
 mod clock;
 mod http;
+mod metrics;
 mod names;
 mod queue;
 mod registry;

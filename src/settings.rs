@@ -20,6 +20,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub auth: AuthSettings,
     pub limits: LimitsSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// `[server]`
@@ -145,6 +146,21 @@ impl std::fmt::Debug for TokenEntry {
             .field("role", &self.role)
             .field("secret", &format_args!("{kind}"))
             .finish()
+    }
+}
+
+/// `[metrics]`: what `GET /metrics` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Per-queue series are written for the first this many queues in name order
+    /// (each asked of its actor at every scrape); sums over every queue always are.
+    pub max_queues: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { max_queues: 1000 }
     }
 }
 

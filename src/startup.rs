@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::http::{self, AppState, BodyTimeout, RecoveryGate};
+use crate::metrics::Metrics;
 use crate::queue::budget::{MachineMemory, MemoryBudget};
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
@@ -81,7 +82,13 @@ struct Parts {
 
 impl Parts {
     /// `next_ids`: the next queue incarnation and the next job id.
-    fn new(settings: &Settings, next_ids: (u64, u64), log: &Log, registry: Registry) -> Self {
+    fn new(
+        settings: &Settings,
+        next_ids: (u64, u64),
+        log: &Log,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let server = &settings.server;
         let gate = Arc::new(RecoveryGate::default());
         let queues = Arc::new(QueueDirectory::new(
@@ -96,6 +103,7 @@ impl Parts {
                 },
                 budget: memory_budget(settings.limits.max_memory_bytes),
                 leasing: Default::default(),
+                totals: Default::default(),
             },
         ));
         let job_ids = JobIds::starting_at(next_ids.1);
@@ -117,6 +125,7 @@ impl Parts {
                         .unwrap_or_else(|_| settings.storage.data_dir.clone()),
                     fsync: settings.storage.fsync.to_string(),
                 },
+                metrics,
             }),
             gate,
             queues,
@@ -234,6 +243,8 @@ fn start_http(
                 auth.enabled(),
                 middleware::from_fn(http::authenticate),
             ))
+            // Outermost, so refused requests are counted too.
+            .wrap(http::Observe(state.metrics.clone()))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
     })
@@ -278,6 +289,7 @@ async fn start_snapshots(
     log: &Log,
     last: (u64, Option<(u64, u64)>),
     seal: bool,
+    metrics: &Metrics,
 ) -> anyhow::Result<Addr<SnapshotActor>> {
     let interval = Duration::from_secs(settings.storage.snapshot_interval_secs);
     let snapshots = SnapshotActor::new(
@@ -288,6 +300,7 @@ async fn start_snapshots(
         last.0,
         last.1,
     )
+    .with_metrics(metrics.snapshots())
     .start();
     if seal {
         snapshots
@@ -361,6 +374,8 @@ impl Application {
         let started = Instant::now();
         let recovered = recover(&dir, settings.storage.accept_data_loss)?;
         let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
+        let metrics = Arc::new(Metrics::new(settings.metrics.max_queues));
+        log.time_fsyncs(metrics.fsync_seconds());
         // Bound only now: while the files are read (seconds for millions of jobs) a
         // client is refused at once rather than left hanging in the listen queue; from
         // here until the gate opens, requests get 503 with Retry-After.
@@ -372,7 +387,7 @@ impl Application {
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
         let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
         let ids = (recovered.next_incarnation, recovered.next_job_id);
-        let parts = Parts::new(&settings, ids, &log, registry.clone());
+        let parts = Parts::new(&settings, ids, &log, registry.clone(), metrics.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         warn_if_exposed(&settings.server, tls.is_some());
         let (server, handle) = start_http(&settings, listener, tls, parts.state.clone())?;
@@ -391,14 +406,23 @@ impl Application {
             started,
             &dir,
         );
+        metrics.recovered_in(started.elapsed().as_secs_f64());
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),
             registry: registry.actor.clone(),
         };
         let last = (recovered.last_generation, recovered.fallback);
-        let snapshots =
-            start_snapshots(&dir, &settings, sources, &log, last, recovered.lost_data).await?;
+        let snapshots = start_snapshots(
+            &dir,
+            &settings,
+            sources,
+            &log,
+            last,
+            recovered.lost_data,
+            &metrics,
+        )
+        .await?;
         parts.gate.open();
 
         let signals = ShutdownSignals::install()?;

@@ -140,6 +140,7 @@ pub const RULES: &[Rule] = &[
     rule("/overview", "GET", Need::Read),
     rule("/info", "GET", Need::Read),
     rule("/openapi.json", "GET", Need::Read),
+    rule("/metrics", "GET", Need::Read),
     // Open to anyone, always: see `Need::Open`.
     rule("/health/live", "GET", Need::Open),
     // The dashboard's script and style sheet: the same bytes as in the public binary,
@@ -164,6 +165,7 @@ pub const OPENABLE: &[&str] = &[
     "/overview",
     "/info",
     "/openapi.json",
+    "/metrics",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -192,6 +194,7 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/health/live",
         "/health/ready",
         "/openapi.json",
+        "/metrics",
         "/",
         "/overview",
         "/info",
@@ -235,7 +238,7 @@ pub fn need_of(method: &Method, path: &str) -> (Need, &'static str) {
 }
 
 /// `/status/{name:.*}` → `/status`; `/` → `/`.
-fn group_of(pattern: &'static str) -> &'static str {
+pub fn group_of(pattern: &'static str) -> &'static str {
     let end = pattern[1..].find('/').map_or(pattern.len(), |i| i + 1);
     &pattern[..end]
 }

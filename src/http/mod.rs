@@ -24,6 +24,8 @@ mod info;
 mod input;
 mod job_lists;
 mod jobs;
+mod metrics;
+mod observe;
 pub mod openapi;
 mod overview;
 mod queue;
@@ -35,6 +37,7 @@ pub use admit::{admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
 pub use info::ServerFacts;
 pub use input::BodyTimeout;
+pub use observe::Observe;
 
 /// What every handler can reach: the actors' addresses and request limits.
 pub struct AppState {
@@ -50,6 +53,8 @@ pub struct AppState {
     pub default_max_attempts: u32,
     /// What `/info` reports of the server.
     pub facts: ServerFacts,
+    /// The series `/metrics` shows that are recorded as things happen.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Adds every route to an app.
@@ -127,6 +132,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/openapi.json")
                 .route(web::get().to(openapi::document))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics::get))
                 .default_service(web::to(not_allowed("GET"))),
         )
         .service(

@@ -71,6 +71,7 @@ const BEARER: &str = "bearer";
         super::overview::list,
         super::info::get,
         super::job_lists::list,
+        super::metrics::get,
         document,
     ),
     components(schemas(ErrorBody)),

@@ -19,7 +19,8 @@ use crate::names::QueueName;
 use crate::queue::budget::MemoryBudget;
 use crate::queue::job::Job;
 use crate::queue::leasing::LeasingQueues;
-use crate::queue::state::{Change, QueueState};
+use crate::queue::state::{Change, Counters, QueueState};
+use crate::queue::totals::{ChangeKind, QueueTally, QueueTotals};
 use crate::queue::waiters::Waiter;
 use crate::storage::format::LogRecordRef;
 use crate::storage::log::{Durable, Log};
@@ -53,6 +54,8 @@ pub struct QueueConfig {
     pub budget: MemoryBudget,
     /// The queues holding leases, for the worker view.
     pub leasing: LeasingQueues,
+    /// Sums over every queue, for `/metrics`.
+    pub totals: QueueTotals,
 }
 
 impl Default for QueueConfig {
@@ -63,6 +66,7 @@ impl Default for QueueConfig {
             default_max_jobs: None,
             budget: MemoryBudget::unlimited(),
             leasing: LeasingQueues::default(),
+            totals: QueueTotals::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct QueueActor {
     log: Log,
     pub(super) config: QueueConfig,
     pub(super) state: QueueState,
+    /// What the state does not count (enqueued, expired), since the process started.
+    pub(super) tally: QueueTally,
     /// Set by [`Purge`](super::messages::Purge): from then on every message answers
     /// [`QueueError::Gone`](super::QueueError::Gone).
     pub(super) retired: bool,
@@ -108,6 +114,7 @@ impl QueueActor {
             log,
             config,
             state: QueueState::default(),
+            tally: QueueTally::default(),
             retired: false,
             timer: None,
             waiters: VecDeque::new(),
@@ -183,11 +190,21 @@ impl QueueActor {
         })?;
         self.seq = seq;
         let before = self.state.bytes();
+        let (kind, counted) = (ChangeKind::of(&change), self.state.counters());
         let out = self.state.apply(change);
         self.config.budget.moved(before, self.state.bytes());
+        self.count(kind, &counted);
         self.note_leasing();
         self.arm_timer(ctx);
         Ok((out, durable))
+    }
+
+    /// Adds what a change of `kind` did, from counters `before`, to the queue's tally
+    /// and the server's totals (`/metrics`).
+    fn count(&mut self, kind: ChangeKind, before: &Counters) {
+        let after = self.state.counters();
+        let added = self.tally.record(kind, before, &after);
+        self.config.totals.changed(kind, before, &after, added);
     }
 
     /// Keeps [`LeasingQueues`] up to date: touched only when the queue's leases go

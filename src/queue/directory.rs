@@ -188,6 +188,7 @@ impl QueueDirectory {
         // Counted now, before the gate opens: the budget holds the recovered jobs
         // before the first create is checked against it.
         self.config.budget.moved(0, queue.state.bytes());
+        self.config.totals.recovered(&queue.state.counters());
         let (log, config) = (self.log.clone(), self.config.clone());
         let name = queue.name.clone();
         let stopping = self.closing.clone();
@@ -203,6 +204,11 @@ impl QueueDirectory {
             .stopping_with(stopping)
         });
         self.write().insert(name, addr);
+    }
+
+    /// Long-polls waiting for a queue that does not exist yet.
+    pub fn pending_waiters(&self) -> usize {
+        self.pending().values().map(Vec::len).sum()
     }
 
     /// The settings every queue follows (the memory budget among them).

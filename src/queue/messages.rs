@@ -21,6 +21,7 @@ use crate::queue::budget::job_cost;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
 use crate::queue::state::{Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo};
+use crate::queue::totals::QueueTally;
 use crate::storage::format::QueueSnapshot;
 use crate::storage::log::Durable;
 
@@ -217,6 +218,35 @@ impl Handler<GetCounters> for QueueActor {
             return Err(QueueError::Gone);
         }
         Ok(self.state.counters())
+    }
+}
+
+/// Reads what `/metrics` shows of the queue: its counters, its tally since the
+/// process started and its parked fetches.
+#[derive(Message)]
+#[rtype(result = "QueueResult<QueueFigures>")]
+pub struct GetFigures;
+
+/// The answer to [`GetFigures`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueFigures {
+    pub counters: Counters,
+    pub tally: QueueTally,
+    pub waiters: usize,
+}
+
+impl Handler<GetFigures> for QueueActor {
+    type Result = QueueResult<QueueFigures>;
+
+    fn handle(&mut self, _: GetFigures, _: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return Err(QueueError::Gone);
+        }
+        Ok(QueueFigures {
+            counters: self.state.counters(),
+            tally: self.tally,
+            waiters: self.waiters.len(),
+        })
     }
 }
 

@@ -17,13 +17,14 @@ mod messages;
 pub(crate) mod state;
 #[cfg(test)]
 mod testing;
+pub(crate) mod totals;
 mod waiters;
 
 pub(crate) use actor::QueueConfig;
 pub(crate) use error::QueueError;
 pub(crate) use messages::{
     Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
-    GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge, QueueSettings,
-    ResolveDead, SetMaxAttempts, SetMaxJobs, SetOpen, TakeImage,
+    GetFigures, GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge,
+    QueueFigures, QueueSettings, ResolveDead, SetMaxAttempts, SetMaxJobs, SetOpen, TakeImage,
 };
 pub(crate) use messages::{GetSummary, JobsPage, ListJobs, Summary, Waiting};

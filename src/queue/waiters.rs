@@ -21,6 +21,7 @@ use actix::prelude::*;
 use crate::queue::actor::QueueActor;
 use crate::queue::error::QueueError;
 use crate::queue::messages::{Fetch, LeaseRequest, Reply};
+use crate::queue::totals::ParkedCount;
 
 /// A parked fetch.
 pub(super) struct Waiter {
@@ -31,6 +32,8 @@ pub(super) struct Waiter {
     reply: Reply,
     /// Its time-out, cancelled when it is served first.
     timeout: SpawnHandle,
+    /// Counted in the server's totals while it waits.
+    _parked: ParkedCount,
 }
 
 /// A long-poll on a queue that does not exist (yet), kept by the directory.
@@ -115,6 +118,7 @@ impl QueueActor {
             lease,
             reply,
             timeout,
+            _parked: ParkedCount::new(&self.config.totals),
         });
     }
 

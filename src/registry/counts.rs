@@ -44,6 +44,11 @@ impl WorkerCounts {
         workers.insert(worker.clone(), counts);
     }
 
+    /// How many workers are registered.
+    pub fn len(&self) -> usize {
+        self.workers.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Forgets a worker.
     pub fn remove(&self, worker: &WorkerId) {
         let mut workers = self.workers.write().unwrap_or_else(|e| e.into_inner());

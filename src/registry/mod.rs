@@ -56,6 +56,11 @@ impl Registry {
         self.counts.get(worker)
     }
 
+    /// How many workers are registered.
+    pub fn registered(&self) -> usize {
+        self.counts.len()
+    }
+
     /// A work request (see [`is_sighting`]) carried `raw` as its worker id: tells the registry, at most once a
     /// second per id and thread. Ids that are not valid worker ids are ignored here;
     /// the route that reads the header reports them.

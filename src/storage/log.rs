@@ -16,9 +16,10 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -120,6 +121,8 @@ struct Shared {
     /// Signalled when the writer has taken the pending bytes.
     room: Condvar,
     health: Health,
+    /// Where fsync times go (`/metrics`), once the server hands it over.
+    fsync_seconds: OnceLock<Histogram>,
 }
 
 impl Shared {
@@ -221,6 +224,7 @@ impl Log {
             work: Condvar::new(),
             room: Condvar::new(),
             health: Health::default(),
+            fsync_seconds: OnceLock::new(),
         });
         let mut writer = Writer {
             reservable: true,
@@ -244,6 +248,11 @@ impl Log {
             .spawn(move || writer.run())
             .map_err(|e| StorageError::io("cannot start the log writer for", dir, e))?;
         Ok(Log { shared, policy })
+    }
+
+    /// Times every fsync of the log's group commits into `histogram` from now on.
+    pub fn time_fsyncs(&self, histogram: Histogram) {
+        let _ = self.shared.fsync_seconds.set(histogram);
     }
 
     /// Refuses at once when the log cannot take a change now (see [`Log::append`]).
@@ -860,10 +869,14 @@ impl Writer {
                 std::io::Error::from_raw_os_error(libc::EIO),
             ));
         }
+        let started = Instant::now();
         segment
             .file
             .sync_data()
             .map_err(|e| StorageError::io(FSYNC_FAILED, &segment.path, e))?;
+        if let Some(fsyncs) = self.shared.fsync_seconds.get() {
+            fsyncs.observe(started.elapsed().as_secs_f64());
+        }
         segment.synced_len = segment.len;
         self.unsynced.clear();
         self.last_sync = Instant::now();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::clock::now_ms;
+use crate::metrics::SnapshotMetrics;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::queue::TakeImage;
@@ -63,6 +64,8 @@ pub struct SnapshotActor {
     /// nothing new since is skipped (an idle server holding a million jobs would
     /// otherwise rewrite them every interval).
     covered: Option<u64>,
+    /// Where each snapshot's time and size go (`/metrics`).
+    metrics: Option<SnapshotMetrics>,
 }
 
 impl SnapshotActor {
@@ -89,7 +92,14 @@ impl SnapshotActor {
             generation,
             fallback,
             covered: None,
+            metrics: None,
         }
+    }
+
+    /// Records each snapshot's time and size into `metrics`.
+    pub fn with_metrics(mut self, metrics: SnapshotMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -124,6 +134,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(None))));
         }
         self.generation += 1;
+        let started = Instant::now();
         let snapshot = Snapshot {
             generation: self.generation,
             keep: self.fallback,
@@ -135,6 +146,9 @@ impl Handler<TakeSnapshot> for SnapshotActor {
         };
         AtomicResponse::new(Box::pin(snapshot.take().into_actor(self).map(
             move |result, actor, _| {
+                if let (Ok(report), Some(metrics)) = (&result, &actor.metrics) {
+                    metrics.taken(started.elapsed().as_secs_f64(), report.bytes);
+                }
                 actor.record_outcome(&result, appended);
                 result.map(Some)
             },

@@ -26,6 +26,7 @@ mod health;
 mod helpers;
 mod leases;
 mod memory;
+mod metrics;
 mod model;
 mod openapi;
 mod persistence;

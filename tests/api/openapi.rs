@@ -313,6 +313,7 @@ async fn every_example_in_the_document_is_accepted() {
         "GET /jobs/{name}",
         "GET /info",
         "GET /dashboard/{file}",
+        "GET /metrics",
     ] {
         assert!(
             tried.contains(expected),
