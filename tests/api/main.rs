@@ -24,6 +24,7 @@ mod harness;
 mod health;
 mod helpers;
 mod leases;
+mod logs;
 mod memory;
 mod model;
 mod persistence;
