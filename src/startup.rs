@@ -299,13 +299,12 @@ async fn start_snapshots(
     Ok(snapshots)
 }
 
-/// Starts the actor of every recovered queue and says what recovery found.
+/// Starts the actor of every recovered queue; returns how many there were.
 fn restore_queues(
     directory: &QueueDirectory,
     queues: Vec<RecoveredQueue>,
     progress: &RecoveryProgress,
-    dir: &Path,
-) {
+) -> usize {
     progress.enter(Phase::RestoringQueues);
     let queue_count = queues.len();
     for queue in queues {
@@ -313,9 +312,14 @@ fn restore_queues(
         directory.insert_recovered(queue);
         progress.jobs_restored(c.ready + c.delayed + c.leased);
     }
-    let done = progress.snapshot();
+    queue_count
+}
+
+/// Says what recovery found, once its progress lines have stopped.
+fn log_recovered(reporter: ProgressReporter, queues: usize, dir: &Path) {
+    let done = reporter.finish();
     tracing::info!(
-        queues = queue_count,
+        queues,
         jobs = done.jobs,
         files = done.files,
         log_records = done.records,
@@ -405,8 +409,8 @@ impl Application {
             )
             .await
             .map_err(|()| anyhow::anyhow!("the HTTP workers did not start"))?;
-        restore_queues(&parts.queues, recovered.queues, reporter.progress(), &dir);
-        drop(reporter);
+        let queue_count = restore_queues(&parts.queues, recovered.queues, reporter.progress());
+        log_recovered(reporter, queue_count, &dir);
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),

@@ -164,6 +164,14 @@ impl ProgressReporter {
     pub fn progress(&self) -> &RecoveryProgress {
         &self.progress
     }
+
+    /// Stops the progress lines and returns the final counts: a summary logged after
+    /// this is the last word.
+    pub fn finish(self) -> ProgressSnapshot {
+        let progress = self.progress.clone();
+        drop(self);
+        progress.snapshot()
+    }
 }
 
 /// Stops the thread at once (it is waiting on the channel) and waits for it, so no
@@ -197,6 +205,7 @@ mod tests {
         let now = p.snapshot();
         assert_eq!((now.files, now.records, now.jobs), (2, 25, 7));
         // Returns only once the thread has ended (a hang here fails the test run).
-        drop(reporter);
+        let done = reporter.finish();
+        assert_eq!((done.files, done.records, done.jobs), (2, 25, 7));
     }
 }
