@@ -54,7 +54,8 @@ fn print_generated(command: &Command) -> ExitCode {
             clap_complete::generate(*shell, &mut cli, "presque", &mut out);
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(cli).render(&mut out),
+        // Man pages title themselves in capitals.
+        Command::Man => clap_mangen::Man::new(cli).title("PRESQUE").render(&mut out),
     };
     let mut stdout = std::io::stdout().lock();
     match written

@@ -328,10 +328,7 @@ fn completions_man_page_and_version() {
         }
     }
     let man = run_for_stdout(&["man"]);
-    assert!(
-        man.contains(".TH presque") || man.contains(".TH PRESQUE"),
-        "{man}"
-    );
+    assert!(man.contains(".TH PRESQUE 1"), "{man}");
     assert!(man.contains("\\-\\-data\\-dir"), "{man}");
     let version = run_for_stdout(&["--version"]);
     assert_eq!(
