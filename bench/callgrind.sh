@@ -7,8 +7,8 @@
 #
 # Needs valgrind (apt-get install -y valgrind) and wrk. Builds with the `profiling`
 # profile (release code with full debug info, in target/profiling/), so that
-# callgrind_annotate on a kept output names functions and lines; the release profile
-# keeps only line tables.
+# callgrind_annotate on a kept output names files and lines; the release profile
+# keeps no debug info.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --profile profiling --bin presque --example ceiling >/dev/null

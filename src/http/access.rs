@@ -5,11 +5,10 @@
 //! Installed only with `[log] access = true`: when it is off there is no layer at all
 //! (not even a pass-through), so no `X-Request-Id` either, since it names a log line.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
-
-use std::net::SocketAddr;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -130,7 +129,7 @@ fn generate() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let prefix = *PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
-        // std seeds each RandomState from the OS's randomness.
+        // std draws RandomState's keys from the OS's randomness.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(
             std::time::SystemTime::now()
