@@ -5,10 +5,13 @@
 #
 #   bench/callgrind.sh            # POST /q and GET /q: the ceiling, then presque
 #
-# Needs valgrind (apt-get install -y valgrind) and wrk; builds the release binaries.
+# Needs valgrind (apt-get install -y valgrind) and wrk. Builds with the `profiling`
+# profile (release code with full debug info, in target/profiling/), so that
+# callgrind_annotate on a kept output names files and lines; the release profile
+# keeps no debug info.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin presque --example ceiling >/dev/null
+cargo build --profile profiling --bin presque --example ceiling >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '[server]\nworkers = 1\n[storage]\nsnapshot_interval_secs = 3600\n' > "$work/presque.toml"
@@ -43,9 +46,9 @@ count() { # NAME PORT SCRIPT PATH CMD...
 
 echo "| target | request | requests counted | user-space instructions per request |"
 echo "| --- | --- | ---: | ---: |"
-count ceiling 5211 post.lua /q/cg target/release/examples/ceiling 127.0.0.1:5211 1
-count presque 5212 post.lua /q/cg target/release/presque --config "$work/presque.toml" \
+count ceiling 5211 post.lua /q/cg target/profiling/examples/ceiling 127.0.0.1:5211 1
+count presque 5212 post.lua /q/cg target/profiling/presque --config "$work/presque.toml" \
   --bind 127.0.0.1:5212 --data-dir "$work/post"
-count ceiling 5213 get.lua /q/cg target/release/examples/ceiling 127.0.0.1:5213 1
-count presque 5214 get.lua /q/cg target/release/presque --config "$work/presque.toml" \
+count ceiling 5213 get.lua /q/cg target/profiling/examples/ceiling 127.0.0.1:5213 1
+count presque 5214 get.lua /q/cg target/profiling/presque --config "$work/presque.toml" \
   --bind 127.0.0.1:5214 --data-dir "$work/get"

@@ -15,7 +15,7 @@ mod startup;
 mod storage;
 pub mod telemetry;
 
-pub use settings::{Cli, FsyncPolicy, MemoryLimit, Settings};
+pub use settings::{Cli, Command, FsyncPolicy, LogFormat, MemoryLimit, Settings};
 pub use startup::{exit_code, Application};
 /// The on-disk format (log segments and snapshots), for tools and tests that read or
 /// damage the files on purpose.

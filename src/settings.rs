@@ -21,6 +21,50 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: LimitsSettings,
     pub metrics: MetricsSettings,
+    pub log: LogSettings,
+    /// The config file these settings were read from; `None`: the built-in defaults.
+    /// Set by [`Settings::load`], never read from a file.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `[log]`: what the server logs, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// One info line per request (target `presque::access`), and `X-Request-Id` on
+    /// every response.
+    pub access: bool,
+    /// How log lines are written to stderr.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            access: true,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[log] format`: `"text"` (one human-readable line per event) or `"json"` (one JSON
+/// object per line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// `[server]`
@@ -195,6 +239,17 @@ pub enum MemoryLimit {
     Bytes(u64),
 }
 
+/// As config.toml spells it.
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryLimit::Auto => f.write_str("auto"),
+            MemoryLimit::Unlimited => f.write_str("unlimited"),
+            MemoryLimit::Bytes(n) => n.fmt(f),
+        }
+    }
+}
+
 /// How `max_memory_bytes` is written: a number or a keyword.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -245,6 +300,26 @@ pub struct Cli {
     /// lost (copies of the damaged files are kept with a .corrupt suffix).
     #[arg(long)]
     pub accept_data_loss: bool,
+    /// Log format, overriding log.format in the config file.
+    #[arg(long, value_enum, value_name = "FORMAT", env = "PRESQUE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Without one, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does instead of running the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Prints a shell completion script to stdout (e.g. `presque completions bash >
+    /// /etc/bash_completion.d/presque`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff) to stdout (e.g. `presque man > presque.1`).
+    Man,
 }
 
 /// Why settings could not be loaded.
@@ -300,17 +375,19 @@ impl Settings {
     /// built-in defaults), then env and flags on top (clap has already folded the
     /// environment into `cli`, flags winning).
     pub fn load(cli: &Cli) -> Result<Self, SettingsError> {
-        let mut settings = match &cli.config {
-            Some(path) => Self::from_file(path)?,
-            None => {
-                let local = Path::new("config.toml");
-                if local.is_file() {
-                    Self::from_file(local)?
-                } else {
-                    Settings::default()
-                }
-            }
+        let local = Path::new("config.toml");
+        let file = match &cli.config {
+            Some(path) => Some(path.as_path()),
+            None => Some(local).filter(|local| local.is_file()),
         };
+        let mut settings = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Settings::default(),
+        };
+        settings.config_file = file.map(Path::to_path_buf);
+        if let Some(format) = cli.log_format {
+            settings.log.format = format;
+        }
         if let Some(bind) = cli.bind {
             settings.server.bind = bind;
         }
@@ -471,12 +548,28 @@ mod tests {
             data_dir: Some(PathBuf::from("/tmp/x")),
             fsync: Some(FsyncPolicy::Always),
             accept_data_loss: true,
+            log_format: Some(LogFormat::Json),
+            command: None,
         };
         let s = Settings::load(&cli).ok().unwrap_or_default();
         assert_eq!(s.server.bind.port(), 0);
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.storage.fsync, FsyncPolicy::Always);
         assert!(s.storage.accept_data_loss);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn log_settings() {
+        let s = Settings::from_toml("[log]\naccess = false\nformat = \"json\"\n", Path::new("x"));
+        let s = s.ok().unwrap_or_default();
+        assert!(!s.log.access);
+        assert_eq!(s.log.format, LogFormat::Json);
+        let err = Settings::from_toml("[log]\nformat = \"xml\"\n", Path::new("x"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("xml") && err.contains("json"), "{err}");
     }
 
     #[test]

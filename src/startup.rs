@@ -27,7 +27,8 @@ use crate::registry::state::RegistryState;
 use crate::registry::Registry;
 use crate::settings::{MemoryLimit, ServerSettings, Settings};
 use crate::storage::log::Log;
-use crate::storage::recovery::{recover, RecoveredQueue};
+use crate::storage::progress::{self, Phase, ProgressReporter, RecoveryProgress};
+use crate::storage::recovery::{recover_telling, RecoveredQueue};
 use crate::storage::snapshotter::{SnapshotActor, SnapshotSources, TakeSnapshot};
 use crate::storage::StorageError;
 
@@ -229,6 +230,7 @@ fn start_http(
     let server_settings = &settings.server;
     let body_timeout = BodyTimeout(Duration::from_secs(server_settings.body_timeout_secs));
     let auth = web::Data::new(http::Auth::new(&settings.auth).map_err(anyhow::Error::msg)?);
+    let access_log = settings.log.access;
     let server = HttpServer::new(move || {
         if std::thread::current().id() != main_thread {
             state.queues.register_current_arbiter();
@@ -247,6 +249,12 @@ fn start_http(
             .wrap(http::Observe(state.metrics.clone()))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
+            // Outermost, so it logs what auth and the recovery gate answer too; with
+            // the access log off, no layer at all.
+            .wrap(middleware::Condition::new(
+                access_log,
+                middleware::from_fn(http::log_access),
+            ))
     })
     .workers(settings.worker_threads())
     // Signals are ours: actix-server would stop the whole actix system on one,
@@ -311,28 +319,51 @@ async fn start_snapshots(
     Ok(snapshots)
 }
 
-/// Starts the actor of every recovered queue and says what recovery found.
+/// Starts the actor of every recovered queue; returns how many there were.
 fn restore_queues(
     directory: &QueueDirectory,
     queues: Vec<RecoveredQueue>,
-    records_replayed: usize,
-    started: Instant,
-    dir: &Path,
-) {
-    let (queue_count, mut job_count) = (queues.len(), 0);
+    progress: &RecoveryProgress,
+) -> usize {
+    progress.enter(Phase::RestoringQueues);
+    let queue_count = queues.len();
     for queue in queues {
         let c = queue.state.counters();
-        job_count += c.ready + c.delayed + c.leased;
         directory.insert_recovered(queue);
+        progress.jobs_restored(c.ready + c.delayed + c.leased);
     }
+    queue_count
+}
+
+/// Says what recovery found, once its progress lines have stopped; answers how long
+/// it took.
+fn log_recovered(reporter: ProgressReporter, queues: usize, dir: &Path) -> Duration {
+    let done = reporter.finish();
     tracing::info!(
-        queues = queue_count,
-        jobs = job_count,
-        log_records = records_replayed,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        queues,
+        jobs = done.jobs,
+        files = done.files,
+        log_records = done.records,
+        elapsed_ms = done.elapsed.as_millis() as u64,
         data_dir = %dir.display(),
         "recovered"
     );
+    done.elapsed
+}
+
+/// `path` made absolute against the working directory (as given when that fails), so
+/// the start log names the place whatever directory the server was started in.
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Where the settings came from, for the start log: the config file, or the built-in
+/// defaults when none was read.
+fn config_origin(file: Option<&Path>) -> String {
+    match file {
+        Some(path) => absolute(path).to_string_lossy().into_owned(),
+        None => "built-in defaults".to_owned(),
+    }
 }
 
 /// Creates the data directory if needed and takes its lock.
@@ -371,8 +402,11 @@ impl Application {
         let tls = load_tls(&settings.server)?;
         let dir = settings.storage.data_dir.clone();
         let lock = open_data_dir(&dir)?;
-        let started = Instant::now();
-        let recovered = recover(&dir, settings.storage.accept_data_loss)?;
+        // Logs progress until the queues are back (dropped at the end of recovery,
+        // or on an error).
+        let reporter = ProgressReporter::start(progress::interval_from_env());
+        let recovered =
+            recover_telling(&dir, settings.storage.accept_data_loss, reporter.progress())?;
         let log = Log::start(&dir, recovered.next_segment, settings.storage.fsync)?;
         let metrics = Arc::new(Metrics::new(settings.metrics.max_queues));
         log.time_fsyncs(metrics.fsync_seconds());
@@ -399,14 +433,9 @@ impl Application {
             )
             .await
             .map_err(|()| anyhow::anyhow!("the HTTP workers did not start"))?;
-        restore_queues(
-            &parts.queues,
-            recovered.queues,
-            recovered.records_replayed,
-            started,
-            &dir,
-        );
-        metrics.recovered_in(started.elapsed().as_secs_f64());
+        let queue_count = restore_queues(&parts.queues, recovered.queues, reporter.progress());
+        let recovery_time = log_recovered(reporter, queue_count, &dir);
+        metrics.recovered_in(recovery_time.as_secs_f64());
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),
@@ -428,16 +457,23 @@ impl Application {
         let signals = ShutdownSignals::install()?;
         http::auth::warn_if_open(address, &settings.auth);
         let budget = &parts.queues.config().budget;
-        let max_memory_bytes = match budget.limit() {
+        let memory_budget_bytes = match budget.limit() {
             u64::MAX => "unlimited".to_owned(),
             n => n.to_string(),
         };
+        // Every value as config.toml spells it, so the line can be pasted back.
         tracing::info!(
             %address,
-            fsync = %settings.storage.fsync,
             version = env!("CARGO_PKG_VERSION"),
-            max_memory_bytes,
+            config = config_origin(settings.config_file.as_deref()).as_str(),
+            data_dir = absolute(&dir).to_string_lossy().as_ref(),
+            fsync = %settings.storage.fsync,
+            max_memory_bytes = %settings.limits.max_memory_bytes,
+            memory_budget_bytes,
             memory_used_bytes = budget.used(),
+            auth = if settings.auth.tokens.is_empty() { "off" } else { "on" },
+            access_log = settings.log.access,
+            log_format = %settings.log.format,
             "presque listening on {scheme}://{address}"
         );
         Ok(Application {

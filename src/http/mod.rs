@@ -11,6 +11,7 @@ use crate::queue::job::JobIds;
 use crate::registry::Registry;
 use crate::storage::log::Log;
 
+pub(crate) mod access;
 mod admit;
 pub(crate) mod auth;
 mod batch;
@@ -33,6 +34,7 @@ mod queue_settings;
 mod status;
 mod workers;
 
+pub use access::log_access;
 pub use admit::{admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
 pub use info::ServerFacts;

@@ -1,10 +1,11 @@
 //! Persistence: an append-only log of every accepted change ([`log`]), periodic
 //! snapshots of every queue and the registry ([`snapshot`] for the files,
 //! [`snapshotter`] for the actor that takes them), and start-up recovery from both
-//! ([`recovery`]). File layouts are in [`format`](mod@format).
+//! ([`recovery`], telling its [`progress`]). File layouts are in [`format`](mod@format).
 
 pub mod format;
 pub(crate) mod log;
+pub(crate) mod progress;
 pub(crate) mod recovery;
 pub(crate) mod snapshot;
 pub(crate) mod snapshotter;

@@ -23,6 +23,7 @@ use super::format::{
     HeaderError, LogRecord, SnapshotData, LOG_HEADER_LEN,
 };
 use super::log::parse_segment_file_name;
+use super::progress::{Phase, RecoveryProgress};
 use super::snapshot::{parse_snapshot_file_name, read_snapshot};
 use super::sync_dir;
 use crate::names::QueueName;
@@ -54,7 +55,6 @@ pub struct Recovered {
     /// Data was dropped with the operator's consent: a fresh snapshot should be taken
     /// before serving so the damage is not met again.
     pub lost_data: bool,
-    pub records_replayed: usize,
 }
 
 /// Why the server refuses to start.
@@ -293,7 +293,13 @@ fn next_whole_frame(data: &[u8], from: usize) -> Option<usize> {
 
 /// Replays every readable record of one segment. Never writes: what to do about the
 /// damage and the torn tail it reports is decided once the whole log has been read.
-fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) -> SegmentOutcome {
+fn replay_segment(
+    path: &Path,
+    number: u64,
+    is_last: bool,
+    replay: &mut Replay,
+    progress: &RecoveryProgress,
+) -> SegmentOutcome {
     let mut outcome = SegmentOutcome::default();
     let file = path.display();
     let data = match std::fs::read(path) {
@@ -305,6 +311,7 @@ fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) 
             return outcome;
         }
     };
+    progress.file_read();
     match parse_log_header(&data) {
         Ok(n) if n == number => {}
         _ if never_written(&data, number) => {
@@ -352,7 +359,10 @@ fn replay_segment(path: &Path, number: u64, is_last: bool, replay: &mut Replay) 
         let what = match read_frame(rest) {
             Frame::Whole { payload, len } => {
                 match decode_record(payload) {
-                    Ok(record) => replay.apply(record),
+                    Ok(record) => {
+                        replay.apply(record);
+                        progress.records_replayed(replay.records);
+                    }
                     Err(e) => outcome.damage.push(format!(
                         "log segment {file} at byte {offset}: record cannot be decoded ({e}); bytes {offset}..{} skipped",
                         offset + len
@@ -499,10 +509,22 @@ fn set_aside(path: &Path) {
 }
 
 /// Recovers the state kept in `dir`.
+#[cfg(test)]
 pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError> {
+    recover_telling(dir, accept_loss, &RecoveryProgress::default())
+}
+
+/// Recovers the state kept in `dir`, counting what it reads in `progress`.
+pub fn recover_telling(
+    dir: &Path,
+    accept_loss: bool,
+    progress: &RecoveryProgress,
+) -> Result<Recovered, RecoveryError> {
     let listing = list(dir)?;
     let mut findings = Findings::default();
-    let base = pick_snapshot(&listing, accept_loss, &mut findings);
+    progress.enter(Phase::ReadingSnapshot);
+    let base = pick_snapshot(&listing, accept_loss, &mut findings, progress);
+    progress.enter(Phase::ReplayingLog);
     let fallback = base.as_ref().map(|(g, d)| (*g, d.log_start));
     // Without a snapshot the log must reach back to its very first segment.
     let log_start = fallback.map_or(1, |(_, log_start)| log_start);
@@ -514,6 +536,7 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         fallback.is_some(),
         &mut replay,
         &mut findings,
+        progress,
     );
 
     let problems = findings.problems(fallback.is_some());
@@ -549,7 +572,6 @@ pub fn recover(dir: &Path, accept_loss: bool) -> Result<Recovered, RecoveryError
         last_generation: listing.snapshots.keys().next_back().copied().unwrap_or(0),
         fallback: if lost_data { None } else { fallback },
         lost_data,
-        records_replayed: replay.records,
     })
 }
 
@@ -614,10 +636,13 @@ fn pick_snapshot(
     listing: &Listing,
     accept_loss: bool,
     findings: &mut Findings,
+    progress: &RecoveryProgress,
 ) -> Option<(u64, SnapshotData)> {
     let mut base = None;
     for (generation, path) in listing.snapshots.iter().rev() {
-        match read_snapshot(path) {
+        let read = read_snapshot(path);
+        progress.file_read();
+        match read {
             Ok(data) => {
                 base = Some((*generation, data));
                 break;
@@ -661,6 +686,7 @@ fn replay_log(
     has_base: bool,
     replay: &mut Replay,
     findings: &mut Findings,
+    progress: &RecoveryProgress,
 ) {
     let segments: Vec<(u64, &PathBuf)> = listing
         .segments
@@ -680,7 +706,7 @@ fn replay_log(
             ));
         }
         expected = number + 1;
-        let outcome = replay_segment(path, *number, Some(i) == last_index, replay);
+        let outcome = replay_segment(path, *number, Some(i) == last_index, replay, progress);
         if !outcome.damage.is_empty() {
             findings.log_damage.extend(outcome.damage);
             findings.damaged_segments.push((*path).clone());

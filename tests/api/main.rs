@@ -25,6 +25,7 @@ mod harness;
 mod health;
 mod helpers;
 mod leases;
+mod logs;
 mod memory;
 mod metrics;
 mod model;

@@ -63,6 +63,7 @@ pub fn command_for(program: impl AsRef<OsStr>, cwd: &Path, args: &[&str]) -> Com
         .env_remove("PRESQUE_DATA_DIR")
         .env_remove("PRESQUE_FSYNC")
         .env_remove("PRESQUE_TOKENS")
+        .env_remove("PRESQUE_LOG_FORMAT")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -132,7 +133,9 @@ pub fn try_start_command(mut command: Command) -> Result<ServerProcess, (Option<
             Ok(line) => {
                 let address = line.find("listening on http://").map(|at| {
                     let rest = &line[at + "listening on ".len()..];
-                    rest.split_whitespace().next().unwrap_or("").to_owned()
+                    // Up to a space, or the quote ending a JSON log line's message.
+                    let end = rest.find(|c: char| c.is_whitespace() || c == '"');
+                    rest[..end.unwrap_or(rest.len())].to_owned()
                 });
                 startup_lines.push(line);
                 if let Some(address) = address {

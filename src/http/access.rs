@@ -1,0 +1,212 @@
+//! The access log: one info line per request (target `presque::access`) with its
+//! method, path, status, duration, request id and peer, and the request id returned
+//! in `X-Request-Id` on every response, errors included.
+//!
+//! Installed only with `[log] access = true`: when it is off there is no layer at all
+//! (not even a pass-through), so no `X-Request-Id` either, since it names a log line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode, Uri};
+use actix_web::middleware::Next;
+
+/// The request id header, read from the client and set on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client request id kept; a longer one is replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The longest path logged, in bytes: the path is the client's, and a log line must not
+/// grow with it.
+pub const MAX_LOGGED_PATH: usize = 256;
+
+/// The tracing target of access lines, so `RUST_LOG=presque::access=off` silences
+/// them alone.
+pub const TARGET: &str = "presque::access";
+
+/// Logs the request once answered and returns its id. Outermost: the answers of the
+/// layers inside (auth, the recovery gate) are logged too.
+pub async fn log_access(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(req.headers().get(REQUEST_ID));
+    // Taken before the call: an error from a layer inside comes back without the
+    // request (which must not be cloned: routing needs it unshared). Cheap clones.
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let peer = req.peer_addr();
+    let answered = next.call(req).await;
+    let line = Line {
+        method: &method,
+        uri: &uri,
+        peer,
+        started,
+        id: &id,
+    };
+    match answered {
+        Ok(mut res) => {
+            line.log(res.status());
+            res.headers_mut().insert(REQUEST_ID, id);
+            Ok(res)
+        }
+        // A layer's refusal (auth, the recovery gate): answered here, with the id.
+        Err(e) => {
+            let mut response = e.error_response();
+            line.log(response.status());
+            response.headers_mut().insert(REQUEST_ID, id);
+            Err(InternalError::from_response(e, response).into())
+        }
+    }
+}
+
+/// What one access line says.
+struct Line<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    peer: Option<SocketAddr>,
+    started: Instant,
+    id: &'a HeaderValue,
+}
+
+impl Line<'_> {
+    fn log(&self, status: StatusCode) {
+        let path = self
+            .uri
+            .path_and_query()
+            .map_or(self.uri.path(), |p| p.as_str());
+        // `&str` values: the text format quotes and escapes them, JSON escapes them.
+        tracing::info!(
+            target: TARGET,
+            method = %self.method,
+            path = capped(path, MAX_LOGGED_PATH).as_ref(),
+            status = status.as_u16(),
+            duration_us = self.started.elapsed().as_micros() as u64,
+            request_id = self.id.to_str().unwrap_or("-"),
+            peer = %Peer(self.peer),
+            "request"
+        );
+    }
+}
+
+/// The peer address, or `-` when unknown.
+struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The client's id when it is sane (1 to [`MAX_REQUEST_ID_LEN`] visible ASCII
+/// characters), else a new one.
+fn request_id(client: Option<&HeaderValue>) -> HeaderValue {
+    match client {
+        Some(v) if is_sane(v.as_bytes()) => v.clone(),
+        _ => generate(),
+    }
+}
+
+fn is_sane(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// `PREFIX-N`: a prefix drawn once per process (so ids from two runs or two servers
+/// do not collide in a shared log) and a counter; no syscall, no lock.
+fn generate() -> HeaderValue {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // std draws RandomState's keys from the OS's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish() as u32
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 8 + 1 + 16];
+    let len = {
+        use std::io::Write as _;
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{prefix:08x}-{n:x}");
+        cursor.position() as usize
+    };
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `...` when
+/// cut.
+fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_kept_only_when_sane() {
+        let kept = HeaderValue::from_static("abc-123_XYZ:9");
+        assert_eq!(request_id(Some(&kept)), kept);
+        let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN + 1)).ok();
+        let max = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN)).ok();
+        assert_eq!(
+            request_id(max.as_ref()),
+            max.clone().unwrap_or(kept.clone())
+        );
+        for bad in [
+            long,
+            HeaderValue::from_bytes(b"a b").ok(),
+            HeaderValue::from_bytes(b"a\tb").ok(),
+            HeaderValue::from_bytes(b"caf\xc3\xa9").ok(),
+            HeaderValue::from_bytes(b"").ok(),
+        ] {
+            let bad = bad.expect("a header value");
+            assert_ne!(request_id(Some(&bad)), bad);
+        }
+    }
+
+    #[test]
+    fn generated_ids_differ_and_share_the_process_prefix() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a, b);
+        let (a, b) = (a.to_str().unwrap_or(""), b.to_str().unwrap_or(""));
+        assert!(is_sane(a.as_bytes()) && is_sane(b.as_bytes()), "{a} {b}");
+        assert_eq!(a.split('-').next(), b.split('-').next());
+        assert_eq!(a.split('-').next().map(str::len), Some(8));
+    }
+
+    #[test]
+    fn long_paths_are_capped_on_a_char_boundary() {
+        assert_eq!(capped("/q/a", 10), "/q/a");
+        let long = format!("/q/{}", "é".repeat(200));
+        let cut = capped(&long, MAX_LOGGED_PATH);
+        assert!(
+            cut.len() <= MAX_LOGGED_PATH + 3 && cut.ends_with("..."),
+            "{cut}"
+        );
+    }
+}
