@@ -8,6 +8,7 @@ ratio this/base (requests/s: above 1 is faster; CPU per request: below 1 is chea
 """
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,8 @@ def main():
     finally:
         for proc in list(run.started):
             run.stop(proc, "KILL")
+        # Each round's data directory holds gigabytes of log: never left behind.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def enqueue(proc, url):
@@ -63,6 +66,7 @@ def ab_row(fsync, base_bin, this_bin, work, config, runs, scenario):
             proc, url, _ = run.presque(d, fsync, extra=("--config", config))
             got[name].append(scenario(proc, url))
             run.stop(proc)
+            shutil.rmtree(d, ignore_errors=True)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("rate", "p99", "cpu")}
            for k, v in got.items()}
     b, t = med["base"], med["this"]

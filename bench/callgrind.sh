@@ -9,9 +9,13 @@
 # profile (release code with full debug info, in target/profiling/), so that
 # callgrind_annotate on a kept output names files and lines; the release profile
 # keeps no debug info.
+#   CALLGRIND_PORT=5311 bench/callgrind.sh   # another port base (four ports from it),
+#                                            # so two runs at once do not collide
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --profile profiling --bin presque --example ceiling >/dev/null
+bin=${CARGO_TARGET_DIR:-target}/profiling
+p=${CALLGRIND_PORT:-5211}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '[server]\nworkers = 1\n[storage]\nsnapshot_interval_secs = 3600\n' > "$work/presque.toml"
@@ -46,9 +50,9 @@ count() { # NAME PORT SCRIPT PATH CMD...
 
 echo "| target | request | requests counted | user-space instructions per request |"
 echo "| --- | --- | ---: | ---: |"
-count ceiling 5211 post.lua /q/cg target/profiling/examples/ceiling 127.0.0.1:5211 1
-count presque 5212 post.lua /q/cg target/profiling/presque --config "$work/presque.toml" \
-  --bind 127.0.0.1:5212 --data-dir "$work/post"
-count ceiling 5213 get.lua /q/cg target/profiling/examples/ceiling 127.0.0.1:5213 1
-count presque 5214 get.lua /q/cg target/profiling/presque --config "$work/presque.toml" \
-  --bind 127.0.0.1:5214 --data-dir "$work/get"
+count ceiling "$p" post.lua /q/cg "$bin/examples/ceiling" "127.0.0.1:$p" 1
+count presque $((p + 1)) post.lua /q/cg "$bin/presque" --config "$work/presque.toml" \
+  --bind "127.0.0.1:$((p + 1))" --data-dir "$work/post"
+count ceiling $((p + 2)) get.lua /q/cg "$bin/examples/ceiling" "127.0.0.1:$((p + 2))" 1
+count presque $((p + 3)) get.lua /q/cg "$bin/presque" --config "$work/presque.toml" \
+  --bind "127.0.0.1:$((p + 3))" --data-dir "$work/get"
