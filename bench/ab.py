@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     base_bin, base_rev = sys.argv[1], sys.argv[2]
-    this_bin = os.path.join(ROOT, "target", "release", "presque")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    this_bin = os.path.join(target, "release", "presque")
     work = tempfile.mkdtemp(prefix="presque-ab-")
     config = os.path.join(work, "presque.toml")
     with open(config, "w") as f:
