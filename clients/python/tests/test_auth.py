@@ -4,6 +4,7 @@ carrying the server's message."""
 from __future__ import annotations
 
 import unittest
+from typing import List
 
 from support import auth_url, queue_name, tokens
 
@@ -50,7 +51,7 @@ class Auth(unittest.TestCase):
 
     def test_a_worker_with_a_consumer_token(self) -> None:
         self.client("producer").push_batch(self.queue, [1, 2, 3])
-        seen = []
+        seen: List[int] = []
         worker = presque.Worker(
             self.client("consumer"), self.queue, seen.append, lease_secs=10, wait=1
         )

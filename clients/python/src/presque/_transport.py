@@ -145,6 +145,12 @@ class Transport:
             self._local.conn = wrapped
         return wrapped
 
+    def release(self) -> None:
+        """Closes the calling thread's connection (a thread about to end)."""
+        wrapped: Optional[_Conn] = getattr(self._local, "conn", None)
+        if wrapped is not None:
+            self._drop(wrapped)
+
     def __del__(self) -> None:
         self.close()
 

@@ -259,9 +259,7 @@ class Worker:
     def _supervise(self) -> None:
         registered = False
         threads: List[threading.Thread] = []
-        beat = threading.Thread(
-            target=self._heartbeat.run, name="presque-heartbeat", daemon=True
-        )
+        beat = threading.Thread(target=self._beat, name="presque-heartbeat", daemon=True)
         try:
             if self.register:
                 registered = self._retrying(
@@ -302,6 +300,12 @@ class Worker:
                     log.warning("could not unregister %s from %r: %s", self.worker_id, self.queue, e)
             self._done.set()
 
+    def _beat(self) -> None:
+        try:
+            self._heartbeat.run()
+        finally:
+            self.client._transport.release()
+
     def _retrying(self, what: str, call: Callable[[], None]) -> bool:
         """Runs ``call`` until it succeeds, backing off on transient errors; False if
         the worker was stopped first. Other errors propagate."""
@@ -324,6 +328,8 @@ class Worker:
             with self._lock:
                 self.error = self.error or e
             self._stopping.set()
+        finally:
+            self.client._transport.release()
 
     def _poll(self, cancel: Cancel) -> None:
         backoff = Backoff(self.backoff_base, self.backoff_cap)
