@@ -93,11 +93,11 @@ class WorkerLoop(unittest.TestCase):
 
         def handle(job: Any) -> None:
             calls.append(job)
-            # Three times the lease: without extensions it would run out twice.
-            time.sleep(1.5)
+            # Over twice the lease: without extensions it would run out twice.
+            time.sleep(3.2)
 
         other: List[Any] = []
-        worker = self.worker(handle, lease_secs=0.5)
+        worker = self.worker(handle, lease_secs=1.5)
         self.assertTrue(eventually(lambda: worker.processed == 1))
         # Had the lease run out, another fetch would have got the job meanwhile.
         other.append(self.client.fetch(self.queue))
@@ -189,7 +189,7 @@ class WorkerLoop(unittest.TestCase):
             )
             with self.assertLogs("presque.worker", "WARNING") as logs:
                 worker.start()
-                time.sleep(0.3)
+                eventually(lambda: len(logs.output) >= 2, timeout=10)
                 worker.stop()
                 self.assertTrue(worker.join(10))
             # Kept retrying rather than dying.
