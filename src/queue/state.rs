@@ -21,15 +21,17 @@ use serde::{Deserialize, Serialize};
 use crate::queue::job::{Job, JobId};
 
 use super::budget::job_cost;
-use super::head::Head;
+use super::ready::Ready;
 
 /// A change to a queue. Deterministic given the state it applies to, so the log can
 /// record it and recovery can replay it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    /// Jobs appended at the tail, or (with `due_ms`) held until that time.
+    /// Jobs appended at the tail of their priority, or (with `due_ms`) held until
+    /// that time.
     Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
-    /// Delayed jobs due at or before `now_ms` move to the head, earliest first, at most
+    /// Delayed jobs due at or before `now_ms` move to the head of their priority,
+    /// earliest first, at most
     /// `limit` of them (all with `None`), so a mass of jobs coming due at once is
     /// moved in steps that let other requests through; replay moves the same ones.
     Promoted {
@@ -243,6 +245,7 @@ pub struct JobInfo {
     pub worker: Option<Arc<str>>,
     /// The job's last failure reports, oldest first (empty if none).
     pub failures: Arc<[FailureReport]>,
+    pub priority: u8,
     /// For a dead job: when and why it died.
     pub died_ms: Option<u64>,
     pub cause: Option<DeathCause>,
@@ -274,11 +277,19 @@ impl JobState {
 /// not stored: they are exactly the keys of the waiting and leased jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueImage {
+    /// In fetch order: by priority, most urgent first, then within each priority its
+    /// head and the jobs behind it.
     pub ready: Vector<Job>,
-    /// How many jobs at the front of `ready` were put there ahead of the FIFO order
-    /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
-    /// due jobs keep their due-time order among themselves.
+    /// How many jobs at the front of the default priority's jobs were put there ahead
+    /// of the FIFO order (due delayed jobs, returned jobs): later promotions queue up
+    /// behind them, so due jobs keep their due-time order among themselves. (Before
+    /// priorities, every job had the default priority: the front of `ready`.)
     pub head_len: usize,
+    /// The same for the other priorities, those whose head holds any job; absent
+    /// from the images of queues that use no other priority, which are written as
+    /// before priorities existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level_heads: Vec<(u8, usize)>,
     /// Keyed by (due time, id) so equal due times keep their creation order.
     pub delayed: OrdMap<(u64, JobId), Job>,
     pub processed: u64,
@@ -311,6 +322,7 @@ impl Default for QueueImage {
         QueueImage {
             ready: Vector::new(),
             head_len: 0,
+            level_heads: Vec::new(),
             delayed: OrdMap::new(),
             processed: 0,
             failed: 0,
@@ -329,14 +341,12 @@ impl Default for QueueImage {
 /// A queue: its image plus the indexes derived from it.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    /// Everything but the ready jobs, which live in `head` and `rest`: here `q.ready`
-    /// stays empty and `q.head_len` zero, and [`QueueState::image`] joins them back.
+    /// Everything but the ready jobs, which live in `ready`: here `q.ready` stays
+    /// empty, `q.head_len` zero and `q.level_heads` empty, and
+    /// [`QueueState::image`] joins them back.
     q: QueueImage,
-    /// The first `head_len` ready jobs (due jobs promoted, jobs put back), in a tree
-    /// that finds a returned job's place and puts it there in O(log n).
-    head: Head,
-    /// The ready jobs behind the head, in FIFO order.
-    rest: Vector<Job>,
+    /// The ready jobs, by priority.
+    ready: Ready,
     /// `uniq` keys of waiting and leased jobs.
     uniq: HashSet<Arc<str>>,
     /// Lease deadlines in time order, for the expiry timer.
@@ -396,8 +406,8 @@ impl QueueState {
         }
     }
 
-    /// Earliest due first, each behind the jobs promoted before it: the head keeps
-    /// due jobs in due-time order.
+    /// Earliest due first, each behind the jobs of its priority promoted before it:
+    /// each priority's head keeps its due jobs in due-time order.
     fn promote(&mut self, now_ms: u64, limit: Option<usize>) {
         let mut left = limit.unwrap_or(usize::MAX);
         while let Some(key) = self
@@ -409,7 +419,7 @@ impl QueueState {
         {
             left -= 1;
             if let Some(job) = self.q.delayed.remove(&key) {
-                self.head.insert(self.head.len(), job);
+                self.ready.promote(job);
             }
         }
     }
@@ -585,7 +595,7 @@ impl QueueState {
             }
             self.bytes += job_cost(&job);
             self.hold_key(&job);
-            self.rest.push_back(job);
+            self.ready.push_back(job);
         }
     }
 
@@ -596,13 +606,13 @@ impl QueueState {
         }
     }
 
-    /// At the tail, or held until `due_ms`.
+    /// At the tail of its priority, or held until `due_ms`.
     fn append(&mut self, job: Job, due_ms: Option<u64>) {
         match due_ms {
             Some(due) => {
                 self.q.delayed.insert((due, job.id), job);
             }
-            None => self.rest.push_back(job),
+            None => self.ready.push_back(job),
         }
     }
 
@@ -618,28 +628,20 @@ impl QueueState {
         }
     }
 
+    /// The most urgent ready jobs, FIFO among equals.
     fn pop_head(&mut self, count: usize) -> Vec<Job> {
-        let count = count.min(self.ready_len());
-        let mut taken = self.head.pop_front(count);
-        taken.reserve(count.saturating_sub(taken.len()));
-        while taken.len() < count {
-            match self.rest.pop_front() {
-                Some(job) => taken.push(job),
-                None => break,
-            }
-        }
+        let taken = self.ready.pop(count);
         self.q.processed += taken.len() as u64;
         taken
     }
 
-    /// Back where it was taken from: ahead of younger jobs at the head, so jobs coming
-    /// back in any order keep FIFO order among themselves. Precisely: before the first
-    /// head job with a larger id, else at the end of the head. The head tree finds
-    /// that place in O(log n); a scan of the head per job made a storm of returns
-    /// quadratic.
+    /// Back where it was taken from, within its priority: ahead of younger jobs at
+    /// the head, so jobs coming back in any order keep FIFO order among themselves.
+    /// Precisely: before the first head job of its priority with a larger id, else at
+    /// the end of that head. The head tree finds that place in O(log n); a scan of the
+    /// head per job made a storm of returns quadratic.
     fn put_back(&mut self, job: Job) {
-        let at = self.head.first_greater(job.id.0);
-        self.head.insert(at, job);
+        self.ready.put_back(job);
     }
 
     fn end_lease(&mut self, id: JobId) -> Option<Lease> {
@@ -698,7 +700,7 @@ impl QueueState {
 
     /// Number of jobs ready to fetch.
     pub fn ready_len(&self) -> usize {
-        self.head.len() + self.rest.len()
+        self.ready.len()
     }
 
     /// The due time of the earliest delayed job.
@@ -820,6 +822,7 @@ impl QueueState {
             due_ms: None,
             worker: None,
             failures: self.failures(id),
+            priority: job.priority,
             died_ms: None,
             cause: None,
             body: job.body.clone(),
@@ -858,9 +861,9 @@ impl QueueState {
         self.ready_jobs().map(|job| job.body.clone()).collect()
     }
 
-    /// The ready jobs in queue order.
+    /// The ready jobs in fetch order.
     pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.head.iter().chain(self.rest.iter())
+        self.ready.iter()
     }
 
     /// The delayed jobs with their due times, earliest first.
@@ -885,14 +888,14 @@ impl QueueState {
         }
     }
 
-    /// A consistent image of the queue: O(1) clones, plus a copy of the head (normally
-    /// a handful of jobs; the many jobs behind it are shared, not copied).
+    /// A consistent image of the queue: O(1) clones, plus a copy of the heads
+    /// (normally a handful of jobs; the many jobs behind them are shared, not copied).
     pub fn image(&self) -> QueueImage {
-        let mut ready: Vector<Job> = self.head.iter().cloned().collect();
-        ready.append(self.rest.clone());
+        let (ready, head_len, level_heads) = self.ready.image();
         QueueImage {
             ready,
-            head_len: self.head.len(),
+            head_len,
+            level_heads,
             ..self.q.clone()
         }
     }
@@ -919,13 +922,16 @@ impl QueueState {
             .chain(image.dead.values().map(|d| &d.job))
             .map(job_cost)
             .sum();
-        let mut rest = std::mem::take(&mut image.ready);
-        let head = rest.slice(..image.head_len.min(rest.len()));
+        let ready = Ready::from_image(
+            std::mem::take(&mut image.ready),
+            image.head_len,
+            &image.level_heads,
+        );
         image.head_len = 0;
+        image.level_heads = Vec::new();
         QueueState {
             q: image,
-            head: Head::from_jobs(head),
-            rest,
+            ready,
             uniq,
             deadlines,
             bytes,
@@ -942,6 +948,7 @@ mod tests {
             id: JobId(id),
             body: Bytes::from(format!("{{\"n\":{id}}}")),
             uniq: uniq.map(Arc::from),
+            priority: crate::queue::job::DEFAULT_PRIORITY,
         }
     }
 
@@ -1381,10 +1388,10 @@ mod tests {
     fn a_lease_storm_is_not_quadratic() {
         let per_job = |n: u64| {
             let mut q = leased_storm(n, 10);
-            let before = q.head.steps();
+            let before = q.ready.steps();
             expire(&mut q, None);
             assert_eq!(q.counters().ready, (n + 10) as usize);
-            (q.head.steps() - before) / n
+            (q.ready.steps() - before) / n
         };
         let (half, full) = (per_job(50_000), per_job(100_000));
         assert!(full < 120, "{full} steps a job for 100,000");
