@@ -202,6 +202,12 @@ impl Ready {
         ready
     }
 
+    /// Whether the default priority's is the only level.
+    #[cfg(test)]
+    pub fn is_single_level(&self) -> bool {
+        self.others.is_empty()
+    }
+
     /// Head nodes visited so far, over every level.
     #[cfg(test)]
     pub fn steps(&self) -> u64 {
@@ -231,5 +237,108 @@ impl Ready {
             }
         };
         &mut self.others[at].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::job::JobId;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn job(id: u64, priority: u8) -> Job {
+        Job {
+            id: JobId(id),
+            body: Bytes::new(),
+            uniq: None,
+            priority,
+        }
+    }
+
+    /// The definition the levels must agree with: one plain list of (priority, id)
+    /// per priority with its head length, kept by scans.
+    #[derive(Default)]
+    struct Model(std::collections::BTreeMap<u8, (usize, Vec<u64>)>);
+
+    impl Model {
+        fn level(&mut self, p: u8) -> &mut (usize, Vec<u64>) {
+            self.0.entry(p).or_default()
+        }
+        fn order(&self) -> Vec<(u8, u64)> {
+            self.0
+                .iter()
+                .flat_map(|(p, (_, ids))| ids.iter().map(move |id| (*p, *id)))
+                .collect()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u64, u8),
+        Promote(u64, u8),
+        PutBack(u64, u8),
+        Pop(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let p = prop_oneof![Just(DEFAULT_PRIORITY), 0u8..4, Just(255u8)];
+        prop_oneof![
+            (0u64..100, p.clone()).prop_map(|(id, p)| Op::Push(id, p)),
+            (0u64..100, p.clone()).prop_map(|(id, p)| Op::Promote(id, p)),
+            (0u64..100, p).prop_map(|(id, p)| Op::PutBack(id, p)),
+            (0usize..6).prop_map(Op::Pop),
+        ]
+    }
+
+    fn listed(ready: &Ready) -> Vec<(u8, u64)> {
+        ready.iter().map(|j| (j.priority, j.id.0)).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_one_list_per_priority(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut ready = Ready::default();
+            let mut model = Model::default();
+            for op in ops {
+                match op {
+                    Op::Push(id, p) => {
+                        ready.push_back(job(id, p));
+                        model.level(p).1.push(id);
+                    }
+                    Op::Promote(id, p) => {
+                        ready.promote(job(id, p));
+                        let (head, ids) = model.level(p);
+                        ids.insert(*head, id);
+                        *head += 1;
+                    }
+                    Op::PutBack(id, p) => {
+                        ready.put_back(job(id, p));
+                        let (head, ids) = model.level(p);
+                        let at = ids[..*head].iter().position(|&x| x > id).unwrap_or(*head);
+                        ids.insert(at, id);
+                        *head += 1;
+                    }
+                    Op::Pop(n) => {
+                        let want: Vec<(u8, u64)> = model.order().into_iter().take(n).collect();
+                        for (p, _) in &want {
+                            let (head, ids) = model.level(*p);
+                            ids.remove(0);
+                            *head = head.saturating_sub(1);
+                        }
+                        model.0.retain(|_, (_, ids)| !ids.is_empty());
+                        let got: Vec<(u8, u64)> =
+                            ready.pop(n).iter().map(|j| (j.priority, j.id.0)).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(ready.len(), model.order().len());
+                prop_assert_eq!(listed(&ready), model.order());
+            }
+            let (jobs, head_len, heads) = ready.image();
+            let back = Ready::from_image(jobs, head_len, &heads);
+            prop_assert_eq!(listed(&back), listed(&ready));
+            prop_assert_eq!(back.image(), ready.image());
+        }
     }
 }

@@ -1774,6 +1774,157 @@ mod tests {
         assert_eq!(token_of(&q, 3).map(|t| t.delivery), Some(1));
     }
 
+    fn pjob(id: u64, priority: u8) -> Job {
+        Job {
+            priority,
+            ..job(id, None)
+        }
+    }
+
+    fn take_all(q: &mut QueueState) -> Vec<u64> {
+        ids(&q.apply(Change::Taken { count: usize::MAX }))
+    }
+
+    #[test]
+    fn the_most_urgent_job_comes_first_fifo_among_equals() {
+        let mut q = QueueState::default();
+        let priorities = [200, 128, 5, 128, 5, 0, 255, 200];
+        let jobs = (1..).zip(priorities).map(|(id, p)| pjob(id, p)).collect();
+        enqueue(&mut q, jobs);
+        let listed: Vec<u64> = q.ready_jobs().map(|j| j.id.0).collect();
+        assert_eq!(listed, [6, 3, 5, 2, 4, 1, 8, 7]);
+        // A batch fetch crosses levels in the same order.
+        assert_eq!(ids(&q.apply(Change::Taken { count: 4 })), [6, 3, 5, 2]);
+        assert_eq!(take_all(&mut q), [4, 1, 8, 7]);
+        assert_eq!(q.ready_len(), 0);
+        assert!(q.ready.is_single_level(), "empty levels go");
+    }
+
+    #[test]
+    fn a_due_delayed_job_goes_to_the_head_of_its_own_priority() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![pjob(1, 10), pjob(2, 128), pjob(3, 200)]);
+        for (id, p, due) in [(4, 200, 20), (5, 128, 10), (6, 200, 10)] {
+            q.apply(Change::Enqueued {
+                jobs: vec![pjob(id, p)],
+                due_ms: Some(due),
+            });
+        }
+        q.apply(Change::Promoted {
+            now_ms: 20,
+            limit: None,
+        });
+        // 5 before 2 (its level's head), 6 and 4 before 3 in due order, and none of
+        // them before the more urgent 1.
+        assert_eq!(take_all(&mut q), [1, 5, 2, 6, 4, 3]);
+    }
+
+    #[test]
+    fn failed_and_expired_jobs_keep_their_priority_and_place_in_it() {
+        let mut q = QueueState::default();
+        enqueue(
+            &mut q,
+            vec![pjob(1, 50), pjob(2, 50), pjob(3, 50), pjob(4, 128)],
+        );
+        assert_eq!(lease(&mut q, 2, 1_000), [1, 2]);
+        // Job 2 fails: to the tail of priority 50, still ahead of job 4.
+        q.apply(Change::Failed {
+            id: JobId(2),
+            due_ms: None,
+            max_attempts: 5,
+            report: None,
+        });
+        assert_eq!(q.find(JobId(2)).map(|i| i.priority), Some(50));
+        let listed: Vec<u64> = q.ready_jobs().map(|j| j.id.0).collect();
+        assert_eq!(listed, [3, 2, 4]);
+        // Job 1's lease runs out: back to the head of priority 50.
+        expire(&mut q, None);
+        assert_eq!(take_all(&mut q), [1, 3, 2, 4]);
+
+        // A delayed retry comes back to the head of its level, too.
+        enqueue(&mut q, vec![pjob(5, 7), pjob(6, 7), pjob(7, 128)]);
+        assert_eq!(lease(&mut q, 1, 1_000), [5]);
+        q.apply(Change::Failed {
+            id: JobId(5),
+            due_ms: Some(500),
+            max_attempts: 5,
+            report: None,
+        });
+        q.apply(Change::Promoted {
+            now_ms: 500,
+            limit: None,
+        });
+        assert_eq!(take_all(&mut q), [5, 6, 7]);
+    }
+
+    #[test]
+    fn a_dead_job_retried_keeps_its_priority() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![pjob(1, 3)]);
+        lease(&mut q, 1, 1_000);
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 1,
+            limit: None,
+        });
+        enqueue(&mut q, vec![pjob(2, 128)]);
+        q.apply(Change::DeadRetried { id: None });
+        assert_eq!(take_all(&mut q), [1, 2]);
+    }
+
+    #[test]
+    fn an_image_keeps_every_level_and_its_head() {
+        let mut q = QueueState::default();
+        enqueue(
+            &mut q,
+            (1..=12)
+                .map(|id| pjob(id, [9, 128, 250][id as usize % 3]))
+                .collect(),
+        );
+        // Heads in three levels: leases that run out come back to them.
+        lease(&mut q, 9, 1_000);
+        enqueue(&mut q, vec![pjob(13, 9), pjob(14, 128), pjob(15, 250)]);
+        expire(&mut q, None);
+        q.apply(Change::Enqueued {
+            jobs: vec![pjob(16, 250)],
+            due_ms: Some(1),
+        });
+        let image = q.image();
+        assert_eq!(image.level_heads.len(), 2);
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&image, &mut bytes).is_ok());
+        let read: Option<QueueImage> = ciborium::from_reader(&bytes[..]).ok();
+        assert_eq!(read.as_ref(), Some(&image));
+        let mut back = QueueState::from_image(read.unwrap_or_default());
+        assert_eq!(back.image(), image);
+        // Both go on alike: a promotion lands at the end of its level's head.
+        for s in [&mut q, &mut back] {
+            s.apply(Change::Promoted {
+                now_ms: 1,
+                limit: None,
+            });
+        }
+        let order = take_all(&mut q);
+        assert_eq!(take_all(&mut back), order);
+        assert_eq!(order.len(), 16);
+        assert_eq!(&order[..5], [3, 6, 9, 12, 13]);
+    }
+
+    #[test]
+    fn the_image_of_a_queue_of_default_priorities_is_written_as_before() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        lease(&mut q, 1, 1_000);
+        expire(&mut q, None);
+        let image = q.image();
+        assert!(image.level_heads.is_empty());
+        assert_eq!(image.head_len, 1);
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&image, &mut bytes).is_ok());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("level_heads"));
+    }
+
     #[test]
     fn counters_and_open_flag() {
         let mut q = QueueState::default();
