@@ -483,7 +483,7 @@
     const note = $("jobs-note");
     if (page.forbidden) {
       note.textContent = "Listing jobs needs an admin token: " + page.forbidden;
-      setRows($("jobs-body"), [], 7, "");
+      setRows($("jobs-body"), [], 8, "");
       return;
     }
     note.textContent = page.size + " " + state.jobsState + " job" + (page.size === 1 ? "" : "s");
@@ -495,6 +495,7 @@
       tr.dataset.testid = "job-row";
       tr.dataset.id = String(j.id);
       tr.appendChild(el("td", j.id));
+      tr.appendChild(el("td", j.priority, "priority"));
       tr.appendChild(el("td", j.attempts));
       const at = j.due_at ?? j.lease_deadline ?? j.died_at;
       tr.appendChild(el("td", when(at)));
@@ -523,7 +524,7 @@
       if (state.selectedJob === j.id) showJob(j);
       return tr;
     });
-    setRows($("jobs-body"), rows, 7, "no " + state.jobsState + " jobs");
+    setRows($("jobs-body"), rows, 8, "no " + state.jobsState + " jobs");
     $("jobs-prev").disabled = state.jobCursors.length <= 1;
     $("jobs-next").disabled = page.next === null || page.next === undefined;
   }
@@ -534,6 +535,7 @@
     $("job-id").textContent = String(j.id);
     defList($("job-meta"), [
       ["state", state.jobsState],
+      ["priority", j.priority],
       ["attempts", j.attempts],
       ["due", when(j.due_at)],
       ["lease holder", j.worker_id || ""],

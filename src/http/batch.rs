@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::input::{
-    batch_size, check_json, due_ms, query, queue_name, read_body, require_json, NoQuery,
+    batch_size, check_json, due_ms, priority, query, queue_name, read_body, require_json, NoQuery,
 };
 use super::queue::{fetch_for, jobs_response, FetchQuery, JOB_ID_HEADER};
 use super::AppState;
@@ -30,6 +30,10 @@ struct CreateQuery {
     /// Known, to be refused with the original's message (400 `uniq is not supported
     /// in batch mode`).
     uniq: Option<String>,
+    /// Every job's priority: 0 (the most urgent) to 255 (the least), default 128. A
+    /// fetch takes the most urgent ready job, FIFO among jobs of equal priority.
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 255, example = 10)]
+    priority: Option<String>,
 }
 
 /// Response header carrying a created batch's ids as `FIRST-LAST` (they run
@@ -125,6 +129,7 @@ pub async fn create(
         return Err(ApiError::NotInBatchMode("uniq"));
     }
     let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
+    let priority = priority(params.priority.as_deref())?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     if body.is_empty() {
@@ -149,6 +154,7 @@ pub async fn create(
             id,
             body: subslice(&body, raw.get().as_bytes()),
             uniq: None,
+            priority,
         })
         .collect();
     state
@@ -237,6 +243,7 @@ mod tests {
                 id: crate::queue::job::JobId(id),
                 body: bytes::Bytes::new(),
                 uniq: None,
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             })
             .collect();
         assert_eq!(id_list(&jobs, 100).as_deref(), Some("8,9,10,11,12"));

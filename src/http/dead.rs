@@ -183,6 +183,7 @@ mod tests {
                     id: JobId(id),
                     body: Bytes::from(body.to_owned()),
                     uniq: None,
+                    priority: crate::queue::job::DEFAULT_PRIORITY,
                 },
                 attempts,
                 died_ms: None,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::http::error::ApiError;
 use crate::names::{percent_decode, QueueName, WorkerId};
-use crate::queue::job::JobId;
+use crate::queue::job::{JobId, DEFAULT_PRIORITY};
 
 /// Header carrying the worker id (the protocol's final form).
 pub const WORKER_HEADER: &str = "X-presque-workerid";
@@ -427,6 +427,19 @@ pub fn batch_size(raw: Option<&str>) -> Result<usize, ApiError> {
             "batch_size must be an integer from 1 to {MAX_BATCH_SIZE}, not {raw:?}"
         ))),
     }
+}
+
+/// `priority=N` on a create: an integer from 0 (the most urgent) to 255 (the least),
+/// default [`DEFAULT_PRIORITY`].
+pub fn priority(raw: Option<&str>) -> Result<u8, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_PRIORITY);
+    };
+    raw.trim().parse::<u8>().map_err(|_| {
+        ApiError::BadQuery(format!(
+            "priority must be an integer from 0 (most urgent) to 255 (least urgent), not {raw:?}"
+        ))
+    })
 }
 
 /// Longest lease a fetch may ask for, in seconds (a day).

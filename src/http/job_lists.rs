@@ -29,15 +29,15 @@ struct JobsQuery {
 }
 
 /// `GET /jobs/NAME?state=ready|delayed|leased|dead[&limit=N][&after=ID]`:
-/// `{"queue", "state", "size", "jobs": [{"id", "attempts", "due_at", "lease_deadline",
-/// "worker_id", "errors", "died_at", "reason", "job"}], "next": ID or null}`, each job
-/// embedded as the bytes posted. An unknown queue lists nothing.
+/// `{"queue", "state", "size", "jobs": [{"id", "attempts", "priority", "due_at",
+/// "lease_deadline", "worker_id", "errors", "died_at", "reason", "job"}], "next": ID or
+/// null}`, each job embedded as the bytes posted. An unknown queue lists nothing.
 #[utoipa::path(
     get,
     path = "/jobs/{name}",
     operation_id = "list_jobs",
     summary = "A queue's jobs in one state, a page at a time",
-    description = "Ready jobs head first; delayed, leased and dead ones by id. Each job is embedded as the exact bytes posted, with its attempts, failure reports, due time, lease holder and deadline. An unknown queue lists nothing.",
+    description = "Ready jobs head first; delayed, leased and dead ones by id. Each job is embedded as the exact bytes posted, with its attempts, priority, failure reports, due time, lease holder and deadline. An unknown queue lists nothing.",
     tag = "dashboard",
     params(("name" = String, Path, description = "Queue name"), JobsQuery),
     responses(
@@ -78,6 +78,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         let meta = json!({
             "id": job.id.0,
             "attempts": job.attempts,
+            "priority": job.priority,
             "due_at": job.due_ms.map(epoch_secs),
             "lease_deadline": job.lease_deadline_ms.map(epoch_secs),
             "worker_id": job.worker.as_deref(),
@@ -115,6 +116,7 @@ async fn dead(
         let meta = json!({
             "id": d.job.id.0,
             "attempts": d.attempts,
+            "priority": d.job.priority,
             "due_at": None::<f64>,
             "lease_deadline": None::<f64>,
             "worker_id": None::<&str>,

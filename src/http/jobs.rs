@@ -104,6 +104,7 @@ pub(super) fn job_json(queue: &QueueName, id: JobId, info: &JobInfo) -> Value {
         "queue": queue.as_str(),
         "state": info.state.as_str(),
         "attempts": info.attempts,
+        "priority": info.priority,
         "lease_deadline": info.lease_deadline_ms.map(epoch_secs),
         "due_at": info.due_ms.map(epoch_secs),
         "worker_id": info.worker.as_deref(),

@@ -5,8 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::input::{
-    check_json, due_ms, lease_ms, query, queue_name, read_body, require_json, wait, worker_header,
-    NoQuery,
+    check_json, due_ms, lease_ms, priority, query, queue_name, read_body, require_json, wait,
+    worker_header, NoQuery,
 };
 use super::AppState;
 use crate::http::error::ApiError;
@@ -166,6 +166,10 @@ struct CreateQuery {
     /// Refuse a duplicate (400 `job already exists`) while a job with this key waits.
     #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "user-42")]
     uniq: Option<String>,
+    /// 0 (the most urgent) to 255 (the least), default 128: a fetch takes the most
+    /// urgent ready job, FIFO among jobs of equal priority.
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 255, example = 10)]
+    priority: Option<String>,
 }
 
 /// `GET /q/NAME[?wait=S][&lease=S][&empty=204]`: the job at the head, as posted.
@@ -213,7 +217,7 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
     Err(ApiError::QueueNameMissing)
 }
 
-/// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY]`: a new job; its id is answered
+/// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY][&priority=N]`: a new job; its id is answered
 /// in [`JOB_ID_HEADER`].
 #[utoipa::path(
     post,
@@ -292,6 +296,7 @@ async fn enqueue(
     let name = queue_name(&req)?;
     let params: CreateQuery = query(&req)?;
     let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
+    let priority = priority(params.priority.as_deref())?;
     let worker = worker_header(&req)?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
@@ -313,6 +318,7 @@ async fn enqueue(
         id,
         body,
         uniq: params.uniq.filter(|k| !k.is_empty()).map(Into::into),
+        priority,
     };
     state
         .queues

@@ -8,6 +8,7 @@ use super::input::{flag, page_after, page_limit, query, queue_name, DEFAULT_PAGE
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
+use crate::queue::job::DEFAULT_PRIORITY;
 use crate::queue::{GetCounters, ListReady};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -121,6 +122,11 @@ pub async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             "size": page.size,
             "jobs": jobs,
         });
+        // Only when some job has one: the answer an original client gets (whose jobs
+        // all have the default) stays the original's, byte for byte.
+        if page.priorities.iter().any(|&p| p != DEFAULT_PRIORITY) {
+            answer["priorities"] = json!(page.priorities);
+        }
         if paging || page.next.is_some() {
             answer["next"] = json!(page.next.map(|id| id.0));
         }

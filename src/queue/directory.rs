@@ -556,6 +556,7 @@ mod tests {
                 id: JobId(1),
                 body: Bytes::from_static(b"1"),
                 uniq: None,
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             };
             let posted = dir
                 .ask(&q, true, || Enqueue {

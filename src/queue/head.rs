@@ -352,6 +352,7 @@ mod tests {
             id: JobId(id),
             body: Bytes::new(),
             uniq: None,
+            priority: crate::queue::job::DEFAULT_PRIORITY,
         }
     }
 

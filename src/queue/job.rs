@@ -13,6 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[serde(transparent)]
 pub struct JobId(pub u64);
 
+/// A job's priority when its creator gives none: the middle of the range, so work
+/// can be posted both more and less urgent than what old clients post.
+pub const DEFAULT_PRIORITY: u8 = 128;
+
 /// One job. The body is kept as the posted bytes (already validated as JSON) so a
 /// fetch returns exactly what was posted; cloning is cheap (reference-counted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +25,9 @@ pub struct Job {
     pub body: Bytes,
     /// The `uniq` key given at creation; held by the queue while the job waits.
     pub uniq: Option<Arc<str>>,
+    /// Lower is more urgent (beanstalkd's orientation): a fetch takes the most urgent
+    /// ready job, FIFO among equals. [`DEFAULT_PRIORITY`] unless the creator said.
+    pub priority: u8,
 }
 
 /// Mints job ids. One is shared by every queue (handlers mint the id before the job
@@ -53,14 +60,21 @@ impl JobIds {
     }
 }
 
-// On disk a job is the tuple (id, body as a CBOR byte string, uniq key or null): the
-// body stays the posted bytes, never an array of integers.
+// On disk a job is the tuple (id, body as a CBOR byte string, uniq key or null), and
+// a fourth element, its priority, only when that is not the default: the body stays
+// the posted bytes, never an array of integers, and a job of the default priority is
+// written byte for byte as before priorities existed (so files from then read as jobs
+// of the default priority, and logs of queues that use none do not grow).
 impl Serialize for Job {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut tuple = serializer.serialize_tuple(3)?;
+        let prioritized = self.priority != DEFAULT_PRIORITY;
+        let mut tuple = serializer.serialize_tuple(if prioritized { 4 } else { 3 })?;
         tuple.serialize_element(&self.id.0)?;
         tuple.serialize_element(serde_bytes::Bytes::new(&self.body))?;
         tuple.serialize_element(&self.uniq.as_deref())?;
+        if prioritized {
+            tuple.serialize_element(&self.priority)?;
+        }
         tuple.end()
     }
 }
@@ -73,7 +87,7 @@ impl<'de> Deserialize<'de> for Job {
             type Value = Job;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a job as (id, body bytes, uniq)")
+                f.write_str("a job as (id, body bytes, uniq[, priority])")
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Job, A::Error> {
@@ -86,14 +100,57 @@ impl<'de> Deserialize<'de> for Job {
                 let uniq: Option<String> = seq
                     .next_element()?
                     .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                let priority: Option<u8> = seq.next_element()?;
                 Ok(Job {
                     id: JobId(id),
                     body: Bytes::from(body.into_vec()),
                     uniq: uniq.map(Arc::from),
+                    priority: priority.unwrap_or(DEFAULT_PRIORITY),
                 })
             }
         }
 
         deserializer.deserialize_tuple(3, JobVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(value, &mut bytes).is_ok());
+        bytes
+    }
+
+    fn job(priority: u8) -> Job {
+        Job {
+            id: JobId(7),
+            body: Bytes::from_static(b"{\"a\":1}"),
+            uniq: Some("k".into()),
+            priority,
+        }
+    }
+
+    /// The shape written before priorities existed.
+    #[derive(Serialize)]
+    struct OldJob<'a>(u64, &'a serde_bytes::Bytes, Option<&'a str>);
+
+    #[test]
+    fn a_default_priority_job_is_written_as_before_and_old_jobs_read_as_default() {
+        let old = cbor(&OldJob(7, serde_bytes::Bytes::new(b"{\"a\":1}"), Some("k")));
+        assert_eq!(cbor(&job(DEFAULT_PRIORITY)), old);
+        let read: Option<Job> = ciborium::from_reader(&old[..]).ok();
+        assert_eq!(read, Some(job(DEFAULT_PRIORITY)));
+    }
+
+    #[test]
+    fn any_other_priority_round_trips() {
+        for priority in [0, 1, 127, 129, 255] {
+            let bytes = cbor(&job(priority));
+            let read: Option<Job> = ciborium::from_reader(&bytes[..]).ok();
+            assert_eq!(read, Some(job(priority)));
+        }
     }
 }

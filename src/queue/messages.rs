@@ -264,6 +264,8 @@ pub struct ListReady {
 #[derive(Debug, Default)]
 pub struct ReadyPage {
     pub bodies: Vec<Bytes>,
+    /// The listed jobs' priorities, in the order of `bodies`.
+    pub priorities: Vec<u8>,
     /// All the ready jobs, listed or not.
     pub size: usize,
     /// The last job listed, when more follow it.
@@ -291,16 +293,21 @@ impl Handler<ListReady> for QueueActor {
             }
         }
         let mut last = None;
-        let bodies: Vec<Bytes> = jobs
+        let (bodies, priorities): (Vec<Bytes>, Vec<u8>) = jobs
             .take(msg.limit)
             .map(|job| {
                 last = Some(job.id);
-                job.body.clone()
+                (job.body.clone(), job.priority)
             })
-            .collect();
+            .unzip();
         let size = self.state.ready_len();
         let next = last.filter(|_| start + bodies.len() < size);
-        Ok(ReadyPage { bodies, size, next })
+        Ok(ReadyPage {
+            bodies,
+            priorities,
+            size,
+            next,
+        })
     }
 }
 
@@ -715,6 +722,7 @@ pub struct ListJobs {
 pub struct JobEntry {
     pub id: JobId,
     pub body: Bytes,
+    pub priority: u8,
     pub attempts: u32,
     pub due_ms: Option<u64>,
     pub lease_deadline_ms: Option<u64>,
@@ -743,6 +751,7 @@ impl Handler<ListJobs> for QueueActor {
         let entry = |job: &Job| JobEntry {
             id: job.id,
             body: job.body.clone(),
+            priority: job.priority,
             attempts: state.attempts(job.id),
             due_ms: None,
             lease_deadline_ms: None,

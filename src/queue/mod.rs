@@ -1,7 +1,8 @@
-//! A queue: its state and the only code that changes it ([`state`]), the actor that
-//! owns that state ([`actor`]) with its messages ([`messages`]), its hand-outs to
-//! fetchers ([`delivery`]) and its parked fetches ([`waiters`]), and the directory that
-//! finds a queue's actor by name ([`directory`]).
+//! A queue: its state and the only code that changes it ([`state`]), its ready jobs
+//! by priority ([`ready`]), the actor that owns that state ([`actor`]) with its
+//! messages ([`messages`]), its hand-outs to fetchers ([`delivery`]) and its parked
+//! fetches ([`waiters`]), and the directory that finds a queue's actor by name
+//! ([`directory`]).
 //!
 //! Code outside the queue talks to it through the names re-exported here.
 
@@ -14,6 +15,7 @@ mod head;
 pub(crate) mod job;
 pub(crate) mod leasing;
 mod messages;
+mod ready;
 pub(crate) mod state;
 #[cfg(test)]
 mod testing;

@@ -21,15 +21,17 @@ use serde::{Deserialize, Serialize};
 use crate::queue::job::{Job, JobId};
 
 use super::budget::job_cost;
-use super::head::Head;
+use super::ready::Ready;
 
 /// A change to a queue. Deterministic given the state it applies to, so the log can
 /// record it and recovery can replay it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    /// Jobs appended at the tail, or (with `due_ms`) held until that time.
+    /// Jobs appended at the tail of their priority, or (with `due_ms`) held until
+    /// that time.
     Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
-    /// Delayed jobs due at or before `now_ms` move to the head, earliest first, at most
+    /// Delayed jobs due at or before `now_ms` move to the head of their priority,
+    /// earliest first, at most
     /// `limit` of them (all with `None`), so a mass of jobs coming due at once is
     /// moved in steps that let other requests through; replay moves the same ones.
     Promoted {
@@ -243,6 +245,7 @@ pub struct JobInfo {
     pub worker: Option<Arc<str>>,
     /// The job's last failure reports, oldest first (empty if none).
     pub failures: Arc<[FailureReport]>,
+    pub priority: u8,
     /// For a dead job: when and why it died.
     pub died_ms: Option<u64>,
     pub cause: Option<DeathCause>,
@@ -274,11 +277,19 @@ impl JobState {
 /// not stored: they are exactly the keys of the waiting and leased jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueImage {
+    /// In fetch order: by priority, most urgent first, then within each priority its
+    /// head and the jobs behind it.
     pub ready: Vector<Job>,
-    /// How many jobs at the front of `ready` were put there ahead of the FIFO order
-    /// (due delayed jobs, returned jobs): later promotions queue up behind them, so
-    /// due jobs keep their due-time order among themselves.
+    /// How many jobs at the front of the default priority's jobs were put there ahead
+    /// of the FIFO order (due delayed jobs, returned jobs): later promotions queue up
+    /// behind them, so due jobs keep their due-time order among themselves. (Before
+    /// priorities, every job had the default priority: the front of `ready`.)
     pub head_len: usize,
+    /// The same for the other priorities, those whose head holds any job; absent
+    /// from the images of queues that use no other priority, which are written as
+    /// before priorities existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level_heads: Vec<(u8, usize)>,
     /// Keyed by (due time, id) so equal due times keep their creation order.
     pub delayed: OrdMap<(u64, JobId), Job>,
     pub processed: u64,
@@ -311,6 +322,7 @@ impl Default for QueueImage {
         QueueImage {
             ready: Vector::new(),
             head_len: 0,
+            level_heads: Vec::new(),
             delayed: OrdMap::new(),
             processed: 0,
             failed: 0,
@@ -329,14 +341,12 @@ impl Default for QueueImage {
 /// A queue: its image plus the indexes derived from it.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    /// Everything but the ready jobs, which live in `head` and `rest`: here `q.ready`
-    /// stays empty and `q.head_len` zero, and [`QueueState::image`] joins them back.
+    /// Everything but the ready jobs, which live in `ready`: here `q.ready` stays
+    /// empty, `q.head_len` zero and `q.level_heads` empty, and
+    /// [`QueueState::image`] joins them back.
     q: QueueImage,
-    /// The first `head_len` ready jobs (due jobs promoted, jobs put back), in a tree
-    /// that finds a returned job's place and puts it there in O(log n).
-    head: Head,
-    /// The ready jobs behind the head, in FIFO order.
-    rest: Vector<Job>,
+    /// The ready jobs, by priority.
+    ready: Ready,
     /// `uniq` keys of waiting and leased jobs.
     uniq: HashSet<Arc<str>>,
     /// Lease deadlines in time order, for the expiry timer.
@@ -396,8 +406,8 @@ impl QueueState {
         }
     }
 
-    /// Earliest due first, each behind the jobs promoted before it: the head keeps
-    /// due jobs in due-time order.
+    /// Earliest due first, each behind the jobs of its priority promoted before it:
+    /// each priority's head keeps its due jobs in due-time order.
     fn promote(&mut self, now_ms: u64, limit: Option<usize>) {
         let mut left = limit.unwrap_or(usize::MAX);
         while let Some(key) = self
@@ -409,7 +419,7 @@ impl QueueState {
         {
             left -= 1;
             if let Some(job) = self.q.delayed.remove(&key) {
-                self.head.insert(self.head.len(), job);
+                self.ready.promote(job);
             }
         }
     }
@@ -585,7 +595,7 @@ impl QueueState {
             }
             self.bytes += job_cost(&job);
             self.hold_key(&job);
-            self.rest.push_back(job);
+            self.ready.push_back(job);
         }
     }
 
@@ -596,13 +606,13 @@ impl QueueState {
         }
     }
 
-    /// At the tail, or held until `due_ms`.
+    /// At the tail of its priority, or held until `due_ms`.
     fn append(&mut self, job: Job, due_ms: Option<u64>) {
         match due_ms {
             Some(due) => {
                 self.q.delayed.insert((due, job.id), job);
             }
-            None => self.rest.push_back(job),
+            None => self.ready.push_back(job),
         }
     }
 
@@ -618,28 +628,20 @@ impl QueueState {
         }
     }
 
+    /// The most urgent ready jobs, FIFO among equals.
     fn pop_head(&mut self, count: usize) -> Vec<Job> {
-        let count = count.min(self.ready_len());
-        let mut taken = self.head.pop_front(count);
-        taken.reserve(count.saturating_sub(taken.len()));
-        while taken.len() < count {
-            match self.rest.pop_front() {
-                Some(job) => taken.push(job),
-                None => break,
-            }
-        }
+        let taken = self.ready.pop(count);
         self.q.processed += taken.len() as u64;
         taken
     }
 
-    /// Back where it was taken from: ahead of younger jobs at the head, so jobs coming
-    /// back in any order keep FIFO order among themselves. Precisely: before the first
-    /// head job with a larger id, else at the end of the head. The head tree finds
-    /// that place in O(log n); a scan of the head per job made a storm of returns
-    /// quadratic.
+    /// Back where it was taken from, within its priority: ahead of younger jobs at
+    /// the head, so jobs coming back in any order keep FIFO order among themselves.
+    /// Precisely: before the first head job of its priority with a larger id, else at
+    /// the end of that head. The head tree finds that place in O(log n); a scan of the
+    /// head per job made a storm of returns quadratic.
     fn put_back(&mut self, job: Job) {
-        let at = self.head.first_greater(job.id.0);
-        self.head.insert(at, job);
+        self.ready.put_back(job);
     }
 
     fn end_lease(&mut self, id: JobId) -> Option<Lease> {
@@ -698,7 +700,7 @@ impl QueueState {
 
     /// Number of jobs ready to fetch.
     pub fn ready_len(&self) -> usize {
-        self.head.len() + self.rest.len()
+        self.ready.len()
     }
 
     /// The due time of the earliest delayed job.
@@ -820,6 +822,7 @@ impl QueueState {
             due_ms: None,
             worker: None,
             failures: self.failures(id),
+            priority: job.priority,
             died_ms: None,
             cause: None,
             body: job.body.clone(),
@@ -858,9 +861,9 @@ impl QueueState {
         self.ready_jobs().map(|job| job.body.clone()).collect()
     }
 
-    /// The ready jobs in queue order.
+    /// The ready jobs in fetch order.
     pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.head.iter().chain(self.rest.iter())
+        self.ready.iter()
     }
 
     /// The delayed jobs with their due times, earliest first.
@@ -885,14 +888,14 @@ impl QueueState {
         }
     }
 
-    /// A consistent image of the queue: O(1) clones, plus a copy of the head (normally
-    /// a handful of jobs; the many jobs behind it are shared, not copied).
+    /// A consistent image of the queue: O(1) clones, plus a copy of the heads
+    /// (normally a handful of jobs; the many jobs behind them are shared, not copied).
     pub fn image(&self) -> QueueImage {
-        let mut ready: Vector<Job> = self.head.iter().cloned().collect();
-        ready.append(self.rest.clone());
+        let (ready, head_len, level_heads) = self.ready.image();
         QueueImage {
             ready,
-            head_len: self.head.len(),
+            head_len,
+            level_heads,
             ..self.q.clone()
         }
     }
@@ -919,13 +922,16 @@ impl QueueState {
             .chain(image.dead.values().map(|d| &d.job))
             .map(job_cost)
             .sum();
-        let mut rest = std::mem::take(&mut image.ready);
-        let head = rest.slice(..image.head_len.min(rest.len()));
+        let ready = Ready::from_image(
+            std::mem::take(&mut image.ready),
+            image.head_len,
+            &image.level_heads,
+        );
         image.head_len = 0;
+        image.level_heads = Vec::new();
         QueueState {
             q: image,
-            head: Head::from_jobs(head),
-            rest,
+            ready,
             uniq,
             deadlines,
             bytes,
@@ -942,6 +948,7 @@ mod tests {
             id: JobId(id),
             body: Bytes::from(format!("{{\"n\":{id}}}")),
             uniq: uniq.map(Arc::from),
+            priority: crate::queue::job::DEFAULT_PRIORITY,
         }
     }
 
@@ -1381,10 +1388,10 @@ mod tests {
     fn a_lease_storm_is_not_quadratic() {
         let per_job = |n: u64| {
             let mut q = leased_storm(n, 10);
-            let before = q.head.steps();
+            let before = q.ready.steps();
             expire(&mut q, None);
             assert_eq!(q.counters().ready, (n + 10) as usize);
-            (q.head.steps() - before) / n
+            (q.ready.steps() - before) / n
         };
         let (half, full) = (per_job(50_000), per_job(100_000));
         assert!(full < 120, "{full} steps a job for 100,000");
@@ -1765,6 +1772,157 @@ mod tests {
         enqueue(&mut q, vec![job(3, None)]);
         lease(&mut q, 1, 9);
         assert_eq!(token_of(&q, 3).map(|t| t.delivery), Some(1));
+    }
+
+    fn pjob(id: u64, priority: u8) -> Job {
+        Job {
+            priority,
+            ..job(id, None)
+        }
+    }
+
+    fn take_all(q: &mut QueueState) -> Vec<u64> {
+        ids(&q.apply(Change::Taken { count: usize::MAX }))
+    }
+
+    #[test]
+    fn the_most_urgent_job_comes_first_fifo_among_equals() {
+        let mut q = QueueState::default();
+        let priorities = [200, 128, 5, 128, 5, 0, 255, 200];
+        let jobs = (1..).zip(priorities).map(|(id, p)| pjob(id, p)).collect();
+        enqueue(&mut q, jobs);
+        let listed: Vec<u64> = q.ready_jobs().map(|j| j.id.0).collect();
+        assert_eq!(listed, [6, 3, 5, 2, 4, 1, 8, 7]);
+        // A batch fetch crosses levels in the same order.
+        assert_eq!(ids(&q.apply(Change::Taken { count: 4 })), [6, 3, 5, 2]);
+        assert_eq!(take_all(&mut q), [4, 1, 8, 7]);
+        assert_eq!(q.ready_len(), 0);
+        assert!(q.ready.is_single_level(), "empty levels go");
+    }
+
+    #[test]
+    fn a_due_delayed_job_goes_to_the_head_of_its_own_priority() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![pjob(1, 10), pjob(2, 128), pjob(3, 200)]);
+        for (id, p, due) in [(4, 200, 20), (5, 128, 10), (6, 200, 10)] {
+            q.apply(Change::Enqueued {
+                jobs: vec![pjob(id, p)],
+                due_ms: Some(due),
+            });
+        }
+        q.apply(Change::Promoted {
+            now_ms: 20,
+            limit: None,
+        });
+        // 5 before 2 (its level's head), 6 and 4 before 3 in due order, and none of
+        // them before the more urgent 1.
+        assert_eq!(take_all(&mut q), [1, 5, 2, 6, 4, 3]);
+    }
+
+    #[test]
+    fn failed_and_expired_jobs_keep_their_priority_and_place_in_it() {
+        let mut q = QueueState::default();
+        enqueue(
+            &mut q,
+            vec![pjob(1, 50), pjob(2, 50), pjob(3, 50), pjob(4, 128)],
+        );
+        assert_eq!(lease(&mut q, 2, 1_000), [1, 2]);
+        // Job 2 fails: to the tail of priority 50, still ahead of job 4.
+        q.apply(Change::Failed {
+            id: JobId(2),
+            due_ms: None,
+            max_attempts: 5,
+            report: None,
+        });
+        assert_eq!(q.find(JobId(2)).map(|i| i.priority), Some(50));
+        let listed: Vec<u64> = q.ready_jobs().map(|j| j.id.0).collect();
+        assert_eq!(listed, [3, 2, 4]);
+        // Job 1's lease runs out: back to the head of priority 50.
+        expire(&mut q, None);
+        assert_eq!(take_all(&mut q), [1, 3, 2, 4]);
+
+        // A delayed retry comes back to the head of its level, too.
+        enqueue(&mut q, vec![pjob(5, 7), pjob(6, 7), pjob(7, 128)]);
+        assert_eq!(lease(&mut q, 1, 1_000), [5]);
+        q.apply(Change::Failed {
+            id: JobId(5),
+            due_ms: Some(500),
+            max_attempts: 5,
+            report: None,
+        });
+        q.apply(Change::Promoted {
+            now_ms: 500,
+            limit: None,
+        });
+        assert_eq!(take_all(&mut q), [5, 6, 7]);
+    }
+
+    #[test]
+    fn a_dead_job_retried_keeps_its_priority() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![pjob(1, 3)]);
+        lease(&mut q, 1, 1_000);
+        q.apply(Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 1,
+            limit: None,
+        });
+        enqueue(&mut q, vec![pjob(2, 128)]);
+        q.apply(Change::DeadRetried { id: None });
+        assert_eq!(take_all(&mut q), [1, 2]);
+    }
+
+    #[test]
+    fn an_image_keeps_every_level_and_its_head() {
+        let mut q = QueueState::default();
+        enqueue(
+            &mut q,
+            (1..=12)
+                .map(|id| pjob(id, [9, 128, 250][id as usize % 3]))
+                .collect(),
+        );
+        // Heads in three levels: leases that run out come back to them.
+        lease(&mut q, 9, 1_000);
+        enqueue(&mut q, vec![pjob(13, 9), pjob(14, 128), pjob(15, 250)]);
+        expire(&mut q, None);
+        q.apply(Change::Enqueued {
+            jobs: vec![pjob(16, 250)],
+            due_ms: Some(1),
+        });
+        let image = q.image();
+        assert_eq!(image.level_heads.len(), 2);
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&image, &mut bytes).is_ok());
+        let read: Option<QueueImage> = ciborium::from_reader(&bytes[..]).ok();
+        assert_eq!(read.as_ref(), Some(&image));
+        let mut back = QueueState::from_image(read.unwrap_or_default());
+        assert_eq!(back.image(), image);
+        // Both go on alike: a promotion lands at the end of its level's head.
+        for s in [&mut q, &mut back] {
+            s.apply(Change::Promoted {
+                now_ms: 1,
+                limit: None,
+            });
+        }
+        let order = take_all(&mut q);
+        assert_eq!(take_all(&mut back), order);
+        assert_eq!(order.len(), 16);
+        assert_eq!(&order[..5], [3, 6, 9, 12, 13]);
+    }
+
+    #[test]
+    fn the_image_of_a_queue_of_default_priorities_is_written_as_before() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        lease(&mut q, 1, 1_000);
+        expire(&mut q, None);
+        let image = q.image();
+        assert!(image.level_heads.is_empty());
+        assert_eq!(image.head_len, 1);
+        let mut bytes = Vec::new();
+        assert!(ciborium::into_writer(&image, &mut bytes).is_ok());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("level_heads"));
     }
 
     #[test]

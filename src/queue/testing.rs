@@ -27,6 +27,7 @@ pub(super) fn job(id: u64) -> Job {
         id: JobId(id),
         body: Bytes::from(id.to_string()),
         uniq: Some(format!("k{id}").into()),
+        priority: crate::queue::job::DEFAULT_PRIORITY,
     }
 }
 

@@ -371,6 +371,7 @@ mod tests {
                 id: JobId(9),
                 body: bytes::Bytes::from_static(b"{\"a\":1}"),
                 uniq: Some("k".into()),
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: Some(5),
         }
@@ -506,6 +507,7 @@ mod tests {
                 id: JobId(i),
                 body: bytes::Bytes::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300))),
                 uniq: (i % 3 == 0).then(|| format!("k{i}").into()),
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             })
             .collect();
         state.apply(Change::Enqueued { jobs, due_ms: None });

@@ -767,6 +767,7 @@ mod tests {
                 id: crate::queue::job::JobId(seq),
                 body: bytes::Bytes::from(format!("{{\"n\":{seq}}}")),
                 uniq: None,
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: None,
         };
@@ -1024,6 +1025,7 @@ mod tests {
                 id: crate::queue::job::JobId(4),
                 body: bytes::Bytes::from("{\"n\":4}"),
                 uniq: Some(nul.as_str().into()),
+                priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: None,
         };

@@ -32,6 +32,7 @@ mod model;
 mod openapi;
 mod persistence;
 mod polling;
+mod priorities;
 mod process;
 mod producers;
 mod queue;

@@ -423,7 +423,11 @@ async fn the_dashboard_in_a_real_browser() {
     // A job posted elsewhere shows up without a reload.
     let ready = || browser.execute(CELL, vec![json!("mail"), json!("ready")]);
     assert_eq!(ready().await.unwrap(), json!("1"));
-    assert_eq!(api.post("/q/mail", "{\"n\":2}").await.status(), 201);
+    // Less urgent than the default: listed after {"n":1}, its priority shown.
+    assert_eq!(
+        api.post("/q/mail?priority=200", "{\"n\":2}").await.status(),
+        201
+    );
     wait_until(
         &browser,
         "the ready count of mail rises to 2",
@@ -509,6 +513,14 @@ async fn the_dashboard_in_a_real_browser() {
         |v| v == 2,
     )
     .await;
+    let priorities = browser
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=job-row] td.priority')].map(td => td.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(priorities, json!(["128", "200"]));
     click(&browser, "[data-testid=job-row]").await;
     let body = wait_until(
         &browser,

@@ -39,8 +39,12 @@ pub struct QueueStatus {
     pub queue: String,
     /// The number of all ready jobs.
     pub size: u64,
-    /// With `with_desc=1`: each job as JSON text, head first.
+    /// With `with_desc=1`: each job as JSON text, in fetch order (the most urgent
+    /// first, FIFO among equals).
     pub jobs: Option<Vec<String>>,
+    /// With `with_desc=1`, when some listed job has a priority other than the
+    /// default 128: each listed job's priority, in the order of `jobs`.
+    pub priorities: Option<Vec<u8>>,
     /// With `with_desc=1`: the `after` of the next page (a job id; null on the last);
     /// present only when `limit` or `after` was given or the page is not the whole
     /// queue.
@@ -208,6 +212,9 @@ pub struct JobView {
     pub queue: String,
     pub state: JobState,
     pub attempts: u32,
+    /// 0 (the most urgent) to 255 (the least); 128 unless the job was created with one.
+    #[schema(example = 128)]
+    pub priority: u8,
     #[schema(required = true)]
     pub lease_deadline: Option<f64>,
     #[schema(required = true)]
@@ -337,6 +344,9 @@ pub struct Overview {
 pub struct JobEntry {
     pub id: u64,
     pub attempts: u32,
+    /// 0 (the most urgent) to 255 (the least); 128 unless the job was created with one.
+    #[schema(example = 128)]
+    pub priority: u8,
     /// Delayed jobs: when the job comes due.
     #[schema(required = true)]
     pub due_at: Option<f64>,
