@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::state::{Change, QueueImage};
 use crate::registry::state::{RegistryChange, WorkerImage};
+use crate::schedule::state::{ScheduleChange, ScheduleImage};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
@@ -44,6 +45,8 @@ pub enum LogRecord {
     },
     /// The `seq`-th change of the worker registry.
     Registry { seq: u64, change: RegistryChange },
+    /// The `seq`-th change of the schedules (recurring jobs).
+    Schedule { seq: u64, change: ScheduleChange },
 }
 
 /// [`LogRecord`]'s borrowing twin, for encoding without cloning job bodies. Serde
@@ -62,6 +65,10 @@ pub enum LogRecordRef<'a> {
     Registry {
         seq: u64,
         change: &'a RegistryChange,
+    },
+    Schedule {
+        seq: u64,
+        change: &'a ScheduleChange,
     },
 }
 
@@ -91,6 +98,11 @@ pub struct SnapshotData {
     pub queues: Vec<QueueSnapshot>,
     pub registry_seq: u64,
     pub workers: Vec<WorkerImage>,
+    /// The last schedule change the images include (absent before schedules were).
+    #[serde(default)]
+    pub schedule_seq: u64,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleImage>,
 }
 
 /// Frames a record: frame header, CBOR payload.
@@ -477,6 +489,8 @@ mod tests {
             queues: vec![],
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let file = encode_snapshot(&data).unwrap_or_default();
         assert_eq!(decode_snapshot(&file), Ok(data));
@@ -524,6 +538,8 @@ mod tests {
             }],
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let mut payload = Vec::new();
         assert!(ciborium::into_writer(&data, &mut payload).is_ok());

@@ -29,6 +29,7 @@ use super::sync_dir;
 use crate::names::QueueName;
 use crate::queue::state::{Change, QueueState};
 use crate::registry::state::RegistryState;
+use crate::schedule::state::{ScheduleChange, ScheduleState};
 
 /// One queue as recovered.
 pub struct RecoveredQueue {
@@ -43,6 +44,8 @@ pub struct Recovered {
     pub queues: Vec<RecoveredQueue>,
     pub registry_seq: u64,
     pub registry: RegistryState,
+    pub schedule_seq: u64,
+    pub schedules: ScheduleState,
     pub next_job_id: u64,
     pub next_incarnation: u64,
     /// The segment the log writer starts (a fresh file, never a damaged one).
@@ -121,6 +124,8 @@ struct Replay {
     deleted: HashSet<u64>,
     registry_seq: u64,
     registry: RegistryState,
+    schedule_seq: u64,
+    schedules: ScheduleState,
     max_job_id: u64,
     max_incarnation: u64,
     records: usize,
@@ -134,6 +139,8 @@ impl Replay {
             deleted: HashSet::new(),
             registry_seq: 0,
             registry: RegistryState::default(),
+            schedule_seq: 0,
+            schedules: ScheduleState::default(),
             max_job_id: 0,
             max_incarnation: 0,
             records: 0,
@@ -142,6 +149,8 @@ impl Replay {
             replay.watermark = base.incarnation_watermark;
             replay.registry_seq = base.registry_seq;
             replay.registry = RegistryState::from_image(&base.workers);
+            replay.schedule_seq = base.schedule_seq;
+            replay.schedules = ScheduleState::from_image(&base.schedules);
             replay.max_job_id = base.next_job_id.saturating_sub(1);
             replay.max_incarnation = base.next_incarnation.saturating_sub(1);
             for q in base.queues {
@@ -183,6 +192,13 @@ impl Replay {
                         self.max_job_id = self.max_job_id.max(max);
                     }
                 }
+                // Whatever became of the queue since: a schedule's run whose job is
+                // here reached its queue, and is not sent again.
+                if let Change::Enqueued { jobs, .. } = &change {
+                    for job in jobs {
+                        self.schedules.job_settled(job.id.0);
+                    }
+                }
                 let Some(entry) = self.queues.get_mut(&queue) else {
                     // A queue deleted before the snapshot it would belong to.
                     return;
@@ -202,6 +218,17 @@ impl Replay {
                 if seq > self.registry_seq {
                     self.registry_seq = seq;
                     self.registry.apply(&change);
+                }
+            }
+            LogRecord::Schedule { seq, change } => {
+                // A run's job id is taken even if its job never reached the queue:
+                // it is sent again under that id.
+                if let ScheduleChange::Fired { job_id, .. } = &change {
+                    self.max_job_id = self.max_job_id.max(*job_id);
+                }
+                if seq > self.schedule_seq {
+                    self.schedule_seq = seq;
+                    self.schedules.apply(&change);
                 }
             }
         }
@@ -566,6 +593,8 @@ pub fn recover_telling(
         queues: replay.take_queues(),
         registry_seq: replay.registry_seq,
         registry: replay.registry,
+        schedule_seq: replay.schedule_seq,
+        schedules: replay.schedules,
         next_job_id: replay.max_job_id + 1,
         next_incarnation: replay.max_incarnation + 1,
         next_segment,
@@ -1182,6 +1211,8 @@ mod tests {
             queues,
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let mut file = crate::storage::format::encode_snapshot(&data).unwrap_or_default();
         file[1] ^= 0x01;
