@@ -35,6 +35,7 @@ mod polling;
 mod process;
 mod producers;
 mod queue;
+mod schedules;
 mod status;
 mod strict_input;
 mod workers;
