@@ -510,6 +510,49 @@ mod tests {
         ));
     }
 
+    /// A snapshot written before schedules existed (no `schedule_seq`, no
+    /// `schedules`) still reads, with none.
+    #[test]
+    fn a_snapshot_from_before_schedules_still_reads() {
+        #[derive(Serialize)]
+        struct Before {
+            generation: u64,
+            log_start: u64,
+            incarnation_watermark: u64,
+            next_incarnation: u64,
+            next_job_id: u64,
+            created_at_ms: u64,
+            queues: Vec<QueueSnapshot>,
+            registry_seq: u64,
+            workers: Vec<WorkerImage>,
+        }
+        let mut payload = Vec::new();
+        let before = Before {
+            generation: 4,
+            log_start: 2,
+            incarnation_watermark: 0,
+            next_incarnation: 1,
+            next_job_id: 9,
+            created_at_ms: 5,
+            queues: vec![],
+            registry_seq: 3,
+            workers: vec![],
+        };
+        assert!(ciborium::into_writer(&before, &mut payload).is_ok());
+        let mut file = snapshot_header(payload.len() as u64, crc32fast::hash(&payload)).to_vec();
+        file.extend_from_slice(&payload);
+        let data = decode_snapshot(&file).map_err(|e| e.to_string());
+        assert_eq!(
+            data.map(|d| (
+                d.next_job_id,
+                d.registry_seq,
+                d.schedule_seq,
+                d.schedules.len()
+            )),
+            Ok((9, 3, 0, 0))
+        );
+    }
+
     /// The file written as it is encoded is byte for byte the file the format has
     /// always had: header, then the whole payload encoded in one piece.
     #[test]

@@ -823,6 +823,62 @@ mod tests {
         data
     }
 
+    /// A schedule's run logged before its job reached the queue (a crash between
+    /// the two) is pending after replay, to be sent again under the same id, which
+    /// no new job may take; a run whose job is in the log is not.
+    #[test]
+    fn a_scheduled_run_whose_job_never_reached_its_queue_is_pending_after_replay() {
+        use crate::schedule::state::{ScheduleChange, ScheduleSpec};
+        let schedule = |seq: u64, change: ScheduleChange| {
+            encode_record(&LogRecordRef::Schedule {
+                seq,
+                change: &change,
+            })
+            .unwrap_or_default()
+        };
+        let fired = |job_id: u64, slot_ms: u64| ScheduleChange::Fired {
+            name: "s".into(),
+            slot_ms,
+            job_id,
+            missed: None,
+        };
+        let mut data = log_header(1).to_vec();
+        data.extend(
+            encode_record(&LogRecordRef::QueueCreated {
+                queue: 1,
+                name: "q",
+            })
+            .unwrap_or_default(),
+        );
+        let spec = ScheduleSpec {
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            queue: "q".into(),
+            job: "1".into(),
+            priority: None,
+            ttl_secs: None,
+        };
+        data.extend(schedule(
+            1,
+            ScheduleChange::Set {
+                name: "s".into(),
+                spec,
+                now_ms: 1_000,
+            },
+        ));
+        data.extend(schedule(2, fired(7, 2_000)));
+        data.extend(job_record(7));
+        data.extend(schedule(3, fired(9, 3_000)));
+        let dir = dir_with(&[(1, &data)]);
+        let recovered = recover(dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recovered.schedules.pending(), vec![(9, "s".to_owned())]);
+        let s = recovered.schedules.get("s");
+        assert_eq!(s.map(|s| (s.runs, s.last_run_ms)), Some((2, Some(3_000))));
+        assert_eq!(recovered.next_job_id, 10);
+        assert_eq!(recovered.schedule_seq, 3);
+        assert_eq!(bodies(&recovered), expected([7]));
+    }
+
     /// (offset, length) of every frame in a sound segment.
     fn frames(data: &[u8]) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
