@@ -450,13 +450,16 @@ impl Application {
         let queue_count = restore_queues(&parts.queues, recovered.queues, reporter.progress());
         let recovery_time = log_recovered(reporter, queue_count, &dir);
         metrics.recovered_in(recovery_time.as_secs_f64());
-        let schedules = schedule_context.run(ScheduleActor::new(
-            recovered.schedules,
-            recovered.schedule_seq,
-            log.clone(),
-            parts.queues.clone(),
-            parts.job_ids.clone(),
-        ));
+        let schedules = schedule_context.run(
+            ScheduleActor::new(
+                recovered.schedules,
+                recovered.schedule_seq,
+                log.clone(),
+                parts.queues.clone(),
+                parts.job_ids.clone(),
+            )
+            .with_metrics(metrics.schedules()),
+        );
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),

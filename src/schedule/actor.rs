@@ -14,6 +14,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::clock::now_ms;
+use crate::metrics::ScheduleMetrics;
 use crate::names::QueueName;
 use crate::queue::directory::QueueDirectory;
 use crate::queue::job::{Job, JobId, JobIds};
@@ -81,9 +82,17 @@ pub struct ScheduleActor {
     queues: Arc<QueueDirectory>,
     job_ids: JobIds,
     timer: Option<SpawnHandle>,
+    metrics: Option<ScheduleMetrics>,
 }
 
 impl ScheduleActor {
+    /// Counts schedules and runs into `metrics` (`/metrics`).
+    pub fn with_metrics(mut self, metrics: ScheduleMetrics) -> Self {
+        metrics.defined(self.state.len());
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The schedules as recovered, whose last logged change was `seq`.
     pub fn new(
         state: ScheduleState,
@@ -99,6 +108,7 @@ impl ScheduleActor {
             queues,
             job_ids,
             timer: None,
+            metrics: None,
         }
     }
 
@@ -114,6 +124,15 @@ impl ScheduleActor {
         })?;
         self.seq = seq;
         self.state.apply(&change);
+        if let Some(metrics) = &self.metrics {
+            match change {
+                ScheduleChange::Fired { .. } => metrics.ran(),
+                ScheduleChange::Set { .. } | ScheduleChange::Removed { .. } => {
+                    metrics.defined(self.state.len())
+                }
+                ScheduleChange::Failed { .. } => {}
+            }
+        }
         Ok(durable)
     }
 

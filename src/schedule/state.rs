@@ -324,7 +324,11 @@ impl ScheduleState {
         let s = self.schedules.get(name)?;
         let first = s.next_run_ms.filter(|next| *next <= now_ms)?;
         let (mut slot, mut count) = (first, 1u64);
-        while let Some(next) = s.timing.next_after(slot).filter(|n| *n <= now_ms) {
+        while let Some(next) = s
+            .timing
+            .next_after(slot)
+            .filter(|n| *n <= now_ms && *n > slot)
+        {
             slot = next;
             count += 1;
             if count > MAX_COUNTED_MISSED {
