@@ -366,3 +366,66 @@ impl Handler<TakeScheduleImage> for ScheduleActor {
         MessageResult((self.seq, self.state.image()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::directory::FetchRequest;
+    use crate::queue::QueueConfig;
+    use crate::schedule::state::ScheduleSpec;
+    use crate::storage::log::FsyncPolicy;
+
+    /// A run logged before a crash whose job its queue never got (pending after
+    /// replay) is sent at start, once, under its own id; the schedule then has
+    /// nothing pending.
+    #[actix::test]
+    async fn a_pending_run_is_sent_at_start_once_under_its_id() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = Log::start(dir.path(), 1, FsyncPolicy::No).unwrap_or_else(|e| panic!("{e}"));
+        let queues = Arc::new(QueueDirectory::new(1, log.clone(), QueueConfig::default()));
+        let mut state = ScheduleState::default();
+        let now = now_ms();
+        state.apply(&ScheduleChange::Set {
+            name: "s".into(),
+            spec: ScheduleSpec {
+                cron: "0 0 0 1 1 *".into(),
+                timezone: "UTC".into(),
+                queue: "q".into(),
+                job: "{\"n\": 1}".into(),
+                priority: None,
+                ttl_secs: None,
+            },
+            now_ms: now - 5000,
+        });
+        state.apply(&ScheduleChange::Fired {
+            name: "s".into(),
+            slot_ms: now - 1000,
+            job_id: 42,
+            missed: None,
+        });
+        assert_eq!(state.pending(), vec![(42, "s".to_owned())]);
+        let actor =
+            ScheduleActor::new(state, 2, log, queues.clone(), JobIds::starting_at(43)).start();
+        let view = actor.send(GetSchedule("s".into())).await.ok().flatten();
+        assert_eq!(
+            view.map(|v| (v.schedule.pending, v.schedule.runs)),
+            Some((None, 1))
+        );
+        let name = QueueName::parse("q").unwrap_or_else(|e| panic!("{e}"));
+        let fetch = || FetchRequest {
+            max: 10,
+            lease: None,
+            wait: None,
+        };
+        let jobs = queues.fetch(&name, fetch()).await.map(|h| {
+            h.iter()
+                .map(|j| (j.id.0, String::from_utf8_lossy(&j.body).into_owned()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(jobs, Ok(vec![(42, "{\"n\": 1}".to_owned())]));
+        assert_eq!(
+            queues.fetch(&name, fetch()).await.map(|h| h.len()),
+            Err(QueueError::Empty)
+        );
+    }
+}
