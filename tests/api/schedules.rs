@@ -265,3 +265,57 @@ async fn after_a_sigkill_missed_slots_fire_once_and_no_slot_fires_twice() {
     assert_eq!(counters["job_count"].as_u64(), Some(runs_after));
     server.stop();
 }
+
+/// With tokens on, reading schedules takes any token, changing them the admin role.
+#[actix_web::test]
+async fn changing_schedules_needs_an_admin_token() {
+    let auth = presque::Settings::from_toml(
+        "[auth]\ntokens = [{ role = \"producer\", token = \"producer-token-0123456789\" }, { role = \"admin\", token = \"admin-token-0123456789ab\" }]\n",
+        std::path::Path::new("test.toml"),
+    )
+    .unwrap()
+    .auth;
+    let app = spawn_app_with(|s| s.auth = auth).await;
+    let send = |method: reqwest::Method, path: &str, token: &str| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(token)
+            .body(YEARLY)
+    };
+    let producer = "producer-token-0123456789";
+    let admin = "admin-token-0123456789ab";
+    let r = send(reqwest::Method::POST, "/schedules/s", producer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = send(reqwest::Method::POST, "/schedules/s", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send(reqwest::Method::GET, "/schedules/s", producer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(reqwest::Method::GET, "/schedules/", producer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(reqwest::Method::DELETE, "/schedules/s", producer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/schedules/").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = send(reqwest::Method::DELETE, "/schedules/s", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
