@@ -10,6 +10,7 @@ mod metrics;
 mod names;
 mod queue;
 mod registry;
+mod schedule;
 mod settings;
 mod startup;
 mod storage;

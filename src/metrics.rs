@@ -18,7 +18,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     text, DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder,
 };
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -99,6 +99,7 @@ pub struct Metrics {
     snapshot_seconds: Histogram,
     snapshot_bytes: Gauge,
     recovery_seconds: Gauge<f64, AtomicU64>,
+    schedules: ScheduleMetrics,
     /// Per-queue series are written for this many queues at most (name order).
     max_queues: usize,
 }
@@ -139,6 +140,20 @@ impl Metrics {
             "Time the last start took to recover the data directory",
             recovery_seconds.clone(),
         );
+        let schedules = ScheduleMetrics {
+            count: Gauge::default(),
+            runs: Counter::default(),
+        };
+        registry.register(
+            "presque_schedules",
+            "Schedules (recurring jobs) defined",
+            schedules.count.clone(),
+        );
+        registry.register(
+            "presque_schedule_runs",
+            "Runs of schedules since start (one per job posted; a run standing in for missed slots counts once)",
+            schedules.runs.clone(),
+        );
         registry.register(
             "presque_build",
             "The server's version",
@@ -154,8 +169,14 @@ impl Metrics {
             snapshot_seconds,
             snapshot_bytes,
             recovery_seconds,
+            schedules,
             max_queues,
         }
+    }
+
+    /// The schedule actor's series.
+    pub fn schedules(&self) -> ScheduleMetrics {
+        self.schedules.clone()
     }
 
     /// Counts one answered request of route `group` (a group of `GROUPS`, else any
@@ -209,6 +230,25 @@ impl Metrics {
         text::encode_registry(&mut out, &now)?;
         text::encode_eof(&mut out)?;
         Ok(out)
+    }
+}
+
+/// The schedule actor's series.
+#[derive(Debug, Clone)]
+pub struct ScheduleMetrics {
+    count: Gauge,
+    runs: Counter,
+}
+
+impl ScheduleMetrics {
+    /// `n` schedules are defined now.
+    pub fn defined(&self, n: usize) {
+        self.count.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A schedule ran.
+    pub fn ran(&self) {
+        self.runs.inc();
     }
 }
 

@@ -25,6 +25,7 @@ use crate::queue::QueueConfig;
 use crate::registry::actor::WorkerRegistry;
 use crate::registry::state::RegistryState;
 use crate::registry::Registry;
+use crate::schedule::actor::ScheduleActor;
 use crate::settings::{MemoryLimit, ServerSettings, Settings};
 use crate::storage::log::Log;
 use crate::storage::progress::{self, Phase, ProgressReporter, RecoveryProgress};
@@ -89,6 +90,7 @@ impl Parts {
         log: &Log,
         registry: Registry,
         metrics: Arc<Metrics>,
+        schedules: Addr<ScheduleActor>,
     ) -> Self {
         let server = &settings.server;
         let gate = Arc::new(RecoveryGate::default());
@@ -114,6 +116,7 @@ impl Parts {
                 queues: queues.clone(),
                 job_ids: job_ids.clone(),
                 registry,
+                schedules,
                 log: log.clone(),
                 max_body_bytes: server.max_body_bytes,
                 max_wait_secs: server.max_wait_secs,
@@ -421,7 +424,18 @@ impl Application {
         // The registry lives on this (the system's) arbiter; queues on the HTTP workers'.
         let registry = start_registry(recovered.registry, recovered.registry_seq, &log);
         let ids = (recovered.next_incarnation, recovered.next_job_id);
-        let parts = Parts::new(&settings, ids, &log, registry.clone(), metrics.clone());
+        // The schedules' actor takes messages from the start, but runs (and fires)
+        // only once the queues are restored: a run must not create an empty twin of
+        // a queue being restored.
+        let schedule_context = Context::<ScheduleActor>::new();
+        let parts = Parts::new(
+            &settings,
+            ids,
+            &log,
+            registry.clone(),
+            metrics.clone(),
+            schedule_context.address(),
+        );
         let scheme = if tls.is_some() { "https" } else { "http" };
         warn_if_exposed(&settings.server, tls.is_some());
         let (server, handle) = start_http(&settings, listener, tls, parts.state.clone())?;
@@ -436,10 +450,21 @@ impl Application {
         let queue_count = restore_queues(&parts.queues, recovered.queues, reporter.progress());
         let recovery_time = log_recovered(reporter, queue_count, &dir);
         metrics.recovered_in(recovery_time.as_secs_f64());
+        let schedules = schedule_context.run(
+            ScheduleActor::new(
+                recovered.schedules,
+                recovered.schedule_seq,
+                log.clone(),
+                parts.queues.clone(),
+                parts.job_ids.clone(),
+            )
+            .with_metrics(metrics.schedules()),
+        );
         let sources = SnapshotSources {
             queues: parts.queues.clone(),
             job_ids: parts.job_ids.clone(),
             registry: registry.actor.clone(),
+            schedules,
         };
         let last = (recovered.last_generation, recovered.fallback);
         let snapshots = start_snapshots(

@@ -8,6 +8,7 @@
   const QUEUES_PAGE = 50;
   const JOBS_PAGE = 20;
   const WORKERS_PAGE = 50;
+  const SCHEDULES_PAGE = 100;
   const CHART_POINTS = 60;
   const TOKEN_KEY = "presque-token";
 
@@ -289,7 +290,7 @@
     renderQueues(ov);
     renderInfo(info);
     sampleThroughput(ov, info);
-    await Promise.all([loadWorkers(), loadMetrics()]);
+    await Promise.all([loadWorkers(), loadMetrics(), loadSchedules()]);
   }
 
   function renderQueues(ov) {
@@ -376,6 +377,39 @@
       return tr;
     });
     setRows($("workers-body"), rows, 7, "no workers seen");
+  }
+
+  async function loadSchedules() {
+    const s = await call("GET", "/schedules/?limit=" + SCHEDULES_PAGE);
+    $("schedules-count").textContent = s.size > s.schedules.length
+      ? "(" + s.schedules.length + " of " + s.size + ")" : "(" + s.size + ")";
+    const rows = s.schedules.map((x) => {
+      const tr = el("tr");
+      tr.dataset.testid = "schedule-row";
+      tr.appendChild(el("td", x.name, "name"));
+      tr.appendChild(el("td", x.cron + (x.timezone === "UTC" ? "" : " (" + x.timezone + ")")));
+      tr.appendChild(el("td", x.queue));
+      tr.appendChild(el("td", x.next_run === null ? "never" : when(x.next_run)));
+      tr.appendChild(el("td", when(x.last_run)));
+      tr.appendChild(el("td", x.runs));
+      const missed = x.missed
+        ? x.missed.count + " since " + new Date(x.missed.since * 1000).toLocaleString() + ", run once for them"
+        : "";
+      tr.appendChild(el("td", missed + (x.last_error ? " · last error: " + x.last_error : ""),
+        x.last_error ? "closed" : ""));
+      const td = el("td");
+      const del = el("button", "Delete…", "danger");
+      del.type = "button";
+      del.dataset.testid = "schedule-delete";
+      del.addEventListener("click", () => {
+        confirmThen("Delete schedule " + x.name + "? Jobs it already posted stay in their queue.",
+          () => call("DELETE", "/schedules/" + enc(x.name)), "schedule deleted");
+      });
+      td.appendChild(del);
+      tr.appendChild(td);
+      return tr;
+    });
+    setRows($("schedules-body"), rows, 8, "no schedules");
   }
 
   // Mean latency from the Prometheus histogram's _sum and _count (all labels).

@@ -124,6 +124,8 @@ pub const RULES: &[Rule] = &[
     rule("/dead/{name}", "POST", Need::Admin),
     rule("/dead/{name}", "DELETE", Need::Admin),
     rule("/jobs/{name}", "GET", Need::Admin),
+    rule("/schedules/{name}", "POST", Need::Admin),
+    rule("/schedules/{name}", "DELETE", Need::Admin),
     // Reads: any valid token; anonymous too for a group listed in `open_routes`.
     rule("/j/{name:.*}", "GET", Need::Read),
     rule("/status", "GET", Need::Read),
@@ -141,6 +143,8 @@ pub const RULES: &[Rule] = &[
     rule("/info", "GET", Need::Read),
     rule("/openapi.json", "GET", Need::Read),
     rule("/metrics", "GET", Need::Read),
+    rule("/schedules/", "GET", Need::Read),
+    rule("/schedules/{name}", "GET", Need::Read),
     // Open to anyone, always: see `Need::Open`.
     rule("/health/live", "GET", Need::Open),
     // The dashboard's script and style sheet: the same bytes as in the public binary,
@@ -166,6 +170,7 @@ pub const OPENABLE: &[&str] = &[
     "/info",
     "/openapi.json",
     "/metrics",
+    "/schedules",
 ];
 
 /// The pattern of the route (as in [`RULES`]) actix will pick for `path`, the path it
@@ -199,6 +204,7 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         "/overview",
         "/info",
         "/jobs/",
+        "/schedules/",
     ];
     if let Some(exact) = fixed.into_iter().find(|p| *p == path) {
         return Some(exact);
@@ -217,6 +223,7 @@ pub fn route_pattern(path: &str) -> Option<&'static str> {
         ("/dead/", "/dead/{name}"),
         ("/settings/", "/settings/{name}"),
         ("/jobs/", "/jobs/{name}"),
+        ("/schedules/", "/schedules/{name}"),
         ("/dashboard/", "/dashboard/{file}"),
     ];
     one_segment

@@ -52,6 +52,8 @@ pub enum ApiError {
     BadUniq,
     #[error("worker not found")]
     WorkerNotFound,
+    #[error("schedule not found")]
+    ScheduleNotFound,
     /// The path names something no route can have (not UTF-8, not a job id).
     #[error("{0}")]
     BadPath(String),
@@ -180,6 +182,7 @@ impl ResponseError for ApiError {
             | ApiError::NoJob
             | ApiError::QueueClosed
             | ApiError::WorkerNotFound
+            | ApiError::ScheduleNotFound
             | ApiError::JobNotFound
             | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::LeaseNotHeld => StatusCode::CONFLICT,

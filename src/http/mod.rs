@@ -31,6 +31,7 @@ pub mod openapi;
 mod overview;
 mod queue;
 mod queue_settings;
+mod schedules;
 mod status;
 mod workers;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub queues: Arc<QueueDirectory>,
     pub job_ids: JobIds,
     pub registry: Registry,
+    /// The schedules (recurring jobs).
+    pub schedules: actix::Addr<crate::schedule::actor::ScheduleActor>,
     /// Read by `/health/ready`: whether the log takes changes.
     pub log: Log,
     pub max_body_bytes: usize,
@@ -160,6 +163,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/info")
                 .route(web::get().to(info::get))
                 .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/schedules/")
+                .route(web::get().to(schedules::list))
+                .default_service(web::to(not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/schedules/{name}")
+                .route(web::get().to(schedules::get))
+                .route(web::post().to(schedules::set))
+                .route(web::delete().to(schedules::remove))
+                .default_service(web::to(not_allowed("GET, POST, DELETE"))),
         )
         .service(web::resource("/jobs/").to(queue::name_missing))
         .service(

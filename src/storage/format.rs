@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::state::{Change, QueueImage};
 use crate::registry::state::{RegistryChange, WorkerImage};
+use crate::schedule::state::{ScheduleChange, ScheduleImage};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
@@ -44,6 +45,8 @@ pub enum LogRecord {
     },
     /// The `seq`-th change of the worker registry.
     Registry { seq: u64, change: RegistryChange },
+    /// The `seq`-th change of the schedules (recurring jobs).
+    Schedule { seq: u64, change: ScheduleChange },
 }
 
 /// [`LogRecord`]'s borrowing twin, for encoding without cloning job bodies. Serde
@@ -62,6 +65,10 @@ pub enum LogRecordRef<'a> {
     Registry {
         seq: u64,
         change: &'a RegistryChange,
+    },
+    Schedule {
+        seq: u64,
+        change: &'a ScheduleChange,
     },
 }
 
@@ -91,6 +98,11 @@ pub struct SnapshotData {
     pub queues: Vec<QueueSnapshot>,
     pub registry_seq: u64,
     pub workers: Vec<WorkerImage>,
+    /// The last schedule change the images include (absent before schedules were).
+    #[serde(default)]
+    pub schedule_seq: u64,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleImage>,
 }
 
 /// Frames a record: frame header, CBOR payload.
@@ -478,6 +490,8 @@ mod tests {
             queues: vec![],
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let file = encode_snapshot(&data).unwrap_or_default();
         assert_eq!(decode_snapshot(&file), Ok(data));
@@ -495,6 +509,49 @@ mod tests {
             decode_snapshot(&flipped),
             Err(SnapshotDecodeError::Checksum { .. })
         ));
+    }
+
+    /// A snapshot written before schedules existed (no `schedule_seq`, no
+    /// `schedules`) still reads, with none.
+    #[test]
+    fn a_snapshot_from_before_schedules_still_reads() {
+        #[derive(Serialize)]
+        struct Before {
+            generation: u64,
+            log_start: u64,
+            incarnation_watermark: u64,
+            next_incarnation: u64,
+            next_job_id: u64,
+            created_at_ms: u64,
+            queues: Vec<QueueSnapshot>,
+            registry_seq: u64,
+            workers: Vec<WorkerImage>,
+        }
+        let mut payload = Vec::new();
+        let before = Before {
+            generation: 4,
+            log_start: 2,
+            incarnation_watermark: 0,
+            next_incarnation: 1,
+            next_job_id: 9,
+            created_at_ms: 5,
+            queues: vec![],
+            registry_seq: 3,
+            workers: vec![],
+        };
+        assert!(ciborium::into_writer(&before, &mut payload).is_ok());
+        let mut file = snapshot_header(payload.len() as u64, crc32fast::hash(&payload)).to_vec();
+        file.extend_from_slice(&payload);
+        let data = decode_snapshot(&file).map_err(|e| e.to_string());
+        assert_eq!(
+            data.map(|d| (
+                d.next_job_id,
+                d.registry_seq,
+                d.schedule_seq,
+                d.schedules.len()
+            )),
+            Ok((9, 3, 0, 0))
+        );
     }
 
     /// The file written as it is encoded is byte for byte the file the format has
@@ -526,6 +583,8 @@ mod tests {
             }],
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let mut payload = Vec::new();
         assert!(ciborium::into_writer(&data, &mut payload).is_ok());

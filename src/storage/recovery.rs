@@ -29,6 +29,7 @@ use super::sync_dir;
 use crate::names::QueueName;
 use crate::queue::state::{Change, QueueState};
 use crate::registry::state::RegistryState;
+use crate::schedule::state::{ScheduleChange, ScheduleState};
 
 /// One queue as recovered.
 pub struct RecoveredQueue {
@@ -43,6 +44,8 @@ pub struct Recovered {
     pub queues: Vec<RecoveredQueue>,
     pub registry_seq: u64,
     pub registry: RegistryState,
+    pub schedule_seq: u64,
+    pub schedules: ScheduleState,
     pub next_job_id: u64,
     pub next_incarnation: u64,
     /// The segment the log writer starts (a fresh file, never a damaged one).
@@ -121,6 +124,8 @@ struct Replay {
     deleted: HashSet<u64>,
     registry_seq: u64,
     registry: RegistryState,
+    schedule_seq: u64,
+    schedules: ScheduleState,
     max_job_id: u64,
     max_incarnation: u64,
     records: usize,
@@ -134,6 +139,8 @@ impl Replay {
             deleted: HashSet::new(),
             registry_seq: 0,
             registry: RegistryState::default(),
+            schedule_seq: 0,
+            schedules: ScheduleState::default(),
             max_job_id: 0,
             max_incarnation: 0,
             records: 0,
@@ -142,6 +149,8 @@ impl Replay {
             replay.watermark = base.incarnation_watermark;
             replay.registry_seq = base.registry_seq;
             replay.registry = RegistryState::from_image(&base.workers);
+            replay.schedule_seq = base.schedule_seq;
+            replay.schedules = ScheduleState::from_image(&base.schedules);
             replay.max_job_id = base.next_job_id.saturating_sub(1);
             replay.max_incarnation = base.next_incarnation.saturating_sub(1);
             for q in base.queues {
@@ -183,6 +192,13 @@ impl Replay {
                         self.max_job_id = self.max_job_id.max(max);
                     }
                 }
+                // Whatever became of the queue since: a schedule's run whose job is
+                // here reached its queue, and is not sent again.
+                if let Change::Enqueued { jobs, .. } = &change {
+                    for job in jobs {
+                        self.schedules.job_settled(job.id.0);
+                    }
+                }
                 let Some(entry) = self.queues.get_mut(&queue) else {
                     // A queue deleted before the snapshot it would belong to.
                     return;
@@ -202,6 +218,17 @@ impl Replay {
                 if seq > self.registry_seq {
                     self.registry_seq = seq;
                     self.registry.apply(&change);
+                }
+            }
+            LogRecord::Schedule { seq, change } => {
+                // A run's job id is taken even if its job never reached the queue:
+                // it is sent again under that id.
+                if let ScheduleChange::Fired { job_id, .. } = &change {
+                    self.max_job_id = self.max_job_id.max(*job_id);
+                }
+                if seq > self.schedule_seq {
+                    self.schedule_seq = seq;
+                    self.schedules.apply(&change);
                 }
             }
         }
@@ -566,6 +593,8 @@ pub fn recover_telling(
         queues: replay.take_queues(),
         registry_seq: replay.registry_seq,
         registry: replay.registry,
+        schedule_seq: replay.schedule_seq,
+        schedules: replay.schedules,
         next_job_id: replay.max_job_id + 1,
         next_incarnation: replay.max_incarnation + 1,
         next_segment,
@@ -793,6 +822,62 @@ mod tests {
             data.extend(job_record(seq));
         }
         data
+    }
+
+    /// A schedule's run logged before its job reached the queue (a crash between
+    /// the two) is pending after replay, to be sent again under the same id, which
+    /// no new job may take; a run whose job is in the log is not.
+    #[test]
+    fn a_scheduled_run_whose_job_never_reached_its_queue_is_pending_after_replay() {
+        use crate::schedule::state::{ScheduleChange, ScheduleSpec};
+        let schedule = |seq: u64, change: ScheduleChange| {
+            encode_record(&LogRecordRef::Schedule {
+                seq,
+                change: &change,
+            })
+            .unwrap_or_default()
+        };
+        let fired = |job_id: u64, slot_ms: u64| ScheduleChange::Fired {
+            name: "s".into(),
+            slot_ms,
+            job_id,
+            missed: None,
+        };
+        let mut data = log_header(1).to_vec();
+        data.extend(
+            encode_record(&LogRecordRef::QueueCreated {
+                queue: 1,
+                name: "q",
+            })
+            .unwrap_or_default(),
+        );
+        let spec = ScheduleSpec {
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            queue: "q".into(),
+            job: "1".into(),
+            priority: None,
+            ttl_secs: None,
+        };
+        data.extend(schedule(
+            1,
+            ScheduleChange::Set {
+                name: "s".into(),
+                spec,
+                now_ms: 1_000,
+            },
+        ));
+        data.extend(schedule(2, fired(7, 2_000)));
+        data.extend(job_record(7));
+        data.extend(schedule(3, fired(9, 3_000)));
+        let dir = dir_with(&[(1, &data)]);
+        let recovered = recover(dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recovered.schedules.pending(), vec![(9, "s".to_owned())]);
+        let s = recovered.schedules.get("s");
+        assert_eq!(s.map(|s| (s.runs, s.last_run_ms)), Some((2, Some(3_000))));
+        assert_eq!(recovered.next_job_id, 10);
+        assert_eq!(recovered.schedule_seq, 3);
+        assert_eq!(bodies(&recovered), expected([7]));
     }
 
     /// (offset, length) of every frame in a sound segment.
@@ -1184,6 +1269,8 @@ mod tests {
             queues,
             registry_seq: 0,
             workers: vec![],
+            schedule_seq: 0,
+            schedules: vec![],
         };
         let mut file = crate::storage::format::encode_snapshot(&data).unwrap_or_default();
         file[1] ^= 0x01;

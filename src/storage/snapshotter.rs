@@ -20,6 +20,7 @@ use crate::queue::directory::QueueDirectory;
 use crate::queue::job::JobIds;
 use crate::queue::TakeImage;
 use crate::registry::actor::{TakeRegistryImage, WorkerRegistry};
+use crate::schedule::actor::{ScheduleActor, TakeScheduleImage};
 use crate::storage::format::SnapshotData;
 use crate::storage::log::Log;
 use crate::storage::snapshot::{prune, write_snapshot};
@@ -46,6 +47,7 @@ pub struct SnapshotSources {
     pub queues: Arc<QueueDirectory>,
     pub job_ids: JobIds,
     pub registry: Addr<WorkerRegistry>,
+    pub schedules: Addr<ScheduleActor>,
 }
 
 pub struct SnapshotActor {
@@ -53,6 +55,7 @@ pub struct SnapshotActor {
     queues: Arc<QueueDirectory>,
     job_ids: JobIds,
     registry: Addr<WorkerRegistry>,
+    schedules: Addr<ScheduleActor>,
     log: Log,
     interval: Duration,
     /// The newest generation number used (written or attempted).
@@ -81,12 +84,14 @@ impl SnapshotActor {
             queues,
             job_ids,
             registry,
+            schedules,
         } = sources;
         SnapshotActor {
             dir,
             queues,
             job_ids,
             registry,
+            schedules,
             log,
             interval,
             generation,
@@ -142,6 +147,7 @@ impl Handler<TakeSnapshot> for SnapshotActor {
             queues: self.queues.clone(),
             job_ids: self.job_ids.clone(),
             registry: self.registry.clone(),
+            schedules: self.schedules.clone(),
             log: self.log.clone(),
         };
         AtomicResponse::new(Box::pin(snapshot.take().into_actor(self).map(
@@ -191,6 +197,7 @@ struct Snapshot {
     queues: Arc<QueueDirectory>,
     job_ids: JobIds,
     registry: Addr<WorkerRegistry>,
+    schedules: Addr<ScheduleActor>,
     log: Log,
 }
 
@@ -249,6 +256,10 @@ impl Snapshot {
                 StorageError::ImageUnavailable(format!("worker registry unavailable: {e}"))
             })?;
         longest_stall = longest_stall.max(stall);
+        let (schedule_seq, schedules) =
+            self.schedules.send(TakeScheduleImage).await.map_err(|e| {
+                StorageError::ImageUnavailable(format!("schedules unavailable: {e}"))
+            })?;
         let data = SnapshotData {
             generation: self.generation,
             log_start,
@@ -259,6 +270,8 @@ impl Snapshot {
             queues: images,
             registry_seq,
             workers,
+            schedule_seq,
+            schedules,
         };
         Ok((data, longest_stall))
     }

@@ -36,6 +36,7 @@ mod priorities;
 mod process;
 mod producers;
 mod queue;
+mod schedules;
 mod status;
 mod strict_input;
 mod workers;

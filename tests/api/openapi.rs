@@ -155,7 +155,8 @@ async fn the_document_is_openapi_3_1_with_responses_everywhere() {
 }
 
 /// What an example request runs against: a queue of its own holding a ready job and
-/// a job leased (by `worker-1`, registered on it) with its id and token.
+/// a job leased (by `worker-1`, registered on it) with its id and token, and a
+/// schedule of the same name.
 struct Stage {
     queue: String,
     id: String,
@@ -174,6 +175,13 @@ async fn stage(app: &TestApp, queue: &str) -> Stage {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .post_json(
+            &format!("/schedules/{queue}"),
+            &format!(r#"{{"cron": "0 0 0 1 1 *", "queue": "{queue}", "job": 1}}"#),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = app
         .get_as(&format!("/q/{queue}?lease=60"), "worker-1")
@@ -314,6 +322,10 @@ async fn every_example_in_the_document_is_accepted() {
         "GET /info",
         "GET /dashboard/{file}",
         "GET /metrics",
+        "GET /schedules/",
+        "GET /schedules/{name}",
+        "POST /schedules/{name}",
+        "DELETE /schedules/{name}",
     ] {
         assert!(
             tried.contains(expected),

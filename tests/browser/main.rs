@@ -393,6 +393,35 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     assert_eq!(worker, json!(format!("tenant-2#{leased_id}")));
+
+    // A schedule shows with its cron, time zone and queue; deleting it asks first.
+    let r = api
+        .post(
+            "/schedules/nightly",
+            r#"{"cron": "0 0 3 * * *", "timezone": "Europe/Paris", "queue": "reports", "job": {"kind": "nightly"}}"#,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let row = wait_until(
+        &browser,
+        "the schedule row",
+        "const r = [...document.querySelectorAll('[data-testid=schedule-row]')]\
+            .find(r => r.firstChild.textContent === 'nightly');\
+         return r ? [...r.querySelectorAll('td')].slice(0, 3).map(td => td.textContent) : null;",
+        vec![],
+        |v| !v.is_null(),
+    )
+    .await;
+    assert_eq!(
+        row,
+        json!(["nightly", "0 0 3 * * * (Europe/Paris)", "reports"])
+    );
+    click(&browser, "[data-testid=schedule-delete]").await;
+    click(&browser, "[data-testid=confirm-yes]").await;
+    wait_for_server("the schedule is deleted", async || {
+        api.get("/schedules/").await["size"] == 0
+    })
+    .await;
     // The throughput chart draws a line once it has two samples; the latency chart
     // shows when the server has /metrics and hides when it answers 404.
     wait_until(

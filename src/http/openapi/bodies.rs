@@ -420,3 +420,82 @@ pub struct ServerInfo {
     /// The id the next job will get.
     pub next_job_id: u64,
 }
+
+/// A schedule's job options, each only when set.
+#[derive(ToSchema)]
+pub struct ScheduleOptions {
+    /// 0 (most urgent) to 255.
+    #[schema(minimum = 0, maximum = 255)]
+    pub priority: Option<u8>,
+    /// Seconds the job may wait before it expires, 1 to 315360000.
+    #[schema(minimum = 1, maximum = 315360000)]
+    pub ttl: Option<u64>,
+}
+
+/// `POST /schedules/NAME`: unknown keys are refused.
+#[derive(ToSchema)]
+#[schema(example = json!({"cron": "0 */5 * * * *", "timezone": "Europe/Paris", "queue": "emails", "job": {"to": "a@b.c"}}))]
+pub struct ScheduleChange {
+    /// 5 fields (minute first), or 6 with seconds first; `@daily` and friends;
+    /// `L`, `W` and `#` as in croner.
+    pub cron: String,
+    /// An IANA time zone; UTC when absent.
+    pub timezone: Option<String>,
+    /// The queue each run posts to (created by its first job).
+    pub queue: String,
+    /// The job each run posts: any JSON value.
+    pub job: Value,
+    pub options: Option<ScheduleOptions>,
+}
+
+/// Slots that passed (the server down, or busy) without a run of their own: the
+/// run at `last_run` stood in for them.
+#[derive(ToSchema)]
+pub struct ScheduleMissed {
+    /// How many (counted up to 10000).
+    pub count: u64,
+    /// The first of them.
+    pub since: f64,
+}
+
+/// One schedule.
+#[derive(ToSchema)]
+pub struct ScheduleView {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub queue: String,
+    pub job: Value,
+    pub options: ScheduleOptions,
+    /// When it was created or last replaced.
+    pub since: f64,
+    /// The next slot to fire (null: never again).
+    #[schema(required = true)]
+    pub next_run: Option<f64>,
+    /// The slot fired last.
+    #[schema(required = true)]
+    pub last_run: Option<f64>,
+    /// The id of the job the last run posted.
+    #[schema(required = true)]
+    pub last_job: Option<u64>,
+    pub runs: u64,
+    /// The last run that stood in for missed slots, if any.
+    #[schema(required = true)]
+    pub missed: Option<ScheduleMissed>,
+    /// Missed slots over the schedule's life.
+    pub missed_total: u64,
+    /// Why the queue refused the last run's job, if it did.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+}
+
+/// `GET /schedules/`: a page of schedules, by name.
+#[derive(ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+    /// The number of all schedules.
+    pub size: u64,
+    /// The `after` of the next page (null on the last).
+    #[schema(required = true)]
+    pub next: Option<String>,
+}
