@@ -17,7 +17,7 @@ use crate::clock::now_ms;
 use crate::metrics::ScheduleMetrics;
 use crate::names::QueueName;
 use crate::queue::directory::QueueDirectory;
-use crate::queue::job::{Job, JobId, JobIds};
+use crate::queue::job::{Job, JobId, JobIds, DEFAULT_PRIORITY};
 use crate::queue::{Arrival, Enqueue, QueueError};
 use crate::schedule::state::{
     Schedule, ScheduleChange, ScheduleImage, ScheduleSpec, ScheduleState,
@@ -55,11 +55,11 @@ async fn deliver(queues: Arc<QueueDirectory>, spec: ScheduleSpec, job_id: u64) -
         id: JobId(job_id),
         body: Bytes::from(spec.job.into_bytes()),
         uniq: None,
+        priority: spec.priority.unwrap_or(DEFAULT_PRIORITY),
     };
-    // PRIORITY/TTL: `spec.priority` (0..=255) and `spec.ttl_secs` are checked and
-    // stored; they go into this message (or `job`) once job creation takes them,
-    // exactly as `POST /q/NAME?priority=N&ttl=S` would pass them.
-    let (_priority, _ttl_secs) = (spec.priority, spec.ttl_secs);
+    // TTL: `spec.ttl_secs` is checked and stored; it goes into this message once job
+    // creation takes it, exactly as `POST /q/NAME?ttl=S` would pass it.
+    let _ttl_secs = spec.ttl_secs;
     let answer = queues
         .ask(&queue, true, || Enqueue {
             jobs: vec![job.clone()],
