@@ -57,6 +57,7 @@ pub(super) async fn work(args: &WorkArgs) -> Result<(), CliError> {
         .map_err(|_| CliError::Usage("--wait must be a number of seconds".into()))?;
     let grace = Duration::try_from_secs_f64(args.grace)
         .map_err(|_| CliError::Usage("--grace must be a number of seconds".into()))?;
+    let mut stop = Box::pin(stop_signal());
     let worker_id = args.worker_id.clone().unwrap_or_else(default_worker_id);
     let client = client(&args.connection).with_worker_id(&worker_id);
     client.register_worker(&args.queue, &worker_id).await?;
@@ -73,7 +74,6 @@ pub(super) async fn work(args: &WorkArgs) -> Result<(), CliError> {
     });
     let slots = Arc::new(Semaphore::new(args.concurrency as usize));
     let mut running = JoinSet::new();
-    let mut stop = Box::pin(stop_signal());
     let mut backoff = Duration::ZERO;
     loop {
         // Finished jobs' tasks are reaped as we go.
@@ -131,21 +131,24 @@ pub(super) async fn work(args: &WorkArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// SIGTERM or SIGINT, whichever comes first.
-async fn stop_signal() {
+/// Resolves on SIGTERM or SIGINT, whichever comes first. Listening starts at the
+/// call, before the first poll, so a signal during registration is not missed.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            tracing::warn!("cannot listen for SIGTERM/SIGINT; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

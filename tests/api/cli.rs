@@ -418,13 +418,13 @@ async fn work_reports_a_failing_command_with_its_stderr_tail() {
 async fn work_extends_the_lease_of_a_command_that_outlives_it() {
     let app = spawn_app().await;
     ok(&run(&app, "push", &["slow", "{}"]).await);
-    // A 1 s lease and a 3 s command: without extensions the job would come back
-    // after 1 s and, with a free slot, be run again.
+    // A 2 s lease and a 5 s command: without extensions the job would come back
+    // after 2 s and, with a free slot, be run again.
     let child = worker(
         &app,
         "slow",
-        &["--lease", "1", "--wait", "1", "--concurrency", "2"],
-        &["sleep", "3"],
+        &["--lease", "2", "--wait", "1", "--concurrency", "2"],
+        &["sleep", "5"],
     );
     let done = until(&app, "slow", "acked", |q| {
         q["processed"].as_u64() >= Some(1) && q["ready"] == 0 && q["leased"] == 0
@@ -493,4 +493,63 @@ async fn sigterm_past_the_grace_period_kills_the_command_and_fails_its_job() {
         "killed: the worker stopped"
     );
     assert!(!registered(&app, "w-kill").await);
+}
+
+#[actix_web::test]
+async fn watch_redraws_until_interrupted() {
+    let app = spawn_app().await;
+    ok(&run(&app, "push", &["emails", "{}"]).await);
+    let child = cli(&app, "watch", &["--interval", "0.2"]).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().await.unwrap();
+    let shown = ok(&output);
+    // Several views, each clearing the screen; rates once there are two views.
+    assert!(shown.matches("\x1b[H\x1b[2J").count() >= 2, "{shown:?}");
+    assert!(
+        shown.contains("JOBS/S") && shown.contains("emails"),
+        "{shown:?}"
+    );
+    // The cursor is shown again.
+    assert!(shown.ends_with("\x1b[?25h"), "{shown:?}");
+}
+
+#[actix_web::test]
+async fn the_token_comes_from_the_flag_or_the_environment() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let app = spawn_app_with(|s| {
+        s.auth.tokens =
+            vec![toml::from_str(&format!("role = \"admin\"\ntoken = \"{ADMIN}\"")).unwrap()];
+    })
+    .await;
+    let refused = run(&app, "stats", &[]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    ok(&run(&app, "push", &["--token", ADMIN, "emails", "{}"]).await);
+    let with_env = cli(&app, "stats", &["emails", "--json"])
+        .env("PRESQUE_TOKEN", ADMIN)
+        .output()
+        .await
+        .unwrap();
+    let stats: Value = serde_json::from_str(&ok(&with_env)).unwrap();
+    assert_eq!(stats["ready"], 1);
+}
+
+#[test]
+fn serve_runs_the_server_with_its_flags_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::harness::start_binary(
+        dir.path(),
+        &["serve", "--bind", "127.0.0.1:0", "--data-dir", "data"],
+        &[],
+    );
+    assert!(server.address.starts_with("http://127.0.0.1:"));
+    server.stop();
+    assert!(dir.path().join("data").is_dir());
 }
