@@ -53,6 +53,25 @@ pub struct Client {
 /// A leased job: its body, id and delivery token. Finish it with [`Lease::ack`] or
 /// [`Lease::fail`]; keep it with [`Lease::extend`] while the work takes longer than
 /// the lease.
+///
+/// ```no_run
+/// # async fn worker() -> Result<(), presque_client::Error> {
+/// use std::time::Duration;
+/// let client = presque_client::Client::new("http://127.0.0.1:5000").with_worker_id("w-1");
+/// loop {
+///     // Wait up to 20 s for a job, leased for 60 s.
+///     let Some(lease) = client.lease("emails", 60.0, Some(Duration::from_secs(20))).await? else {
+///         continue;
+///     };
+///     let job: serde_json::Value = lease.json()?;
+///     match send(&job) {
+///         Ok(()) => lease.ack().await?,
+///         Err(why) => drop(lease.fail(Some(&why)).await?),
+///     }
+/// }
+/// # }
+/// # fn send(_: &serde_json::Value) -> Result<(), String> { Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Lease {
     client: Client,

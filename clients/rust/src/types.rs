@@ -4,6 +4,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A job's id, as the server numbers them (`X-presque-jobid`).
+///
+/// ```
+/// use presque_client::JobId;
+/// let id: JobId = "17".parse().unwrap();
+/// assert_eq!(id, JobId(17));
+/// assert_eq!(id.to_string(), "17");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct JobId(pub u64);
