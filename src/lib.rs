@@ -4,6 +4,7 @@
 //! `main.rs` is thin on purpose: everything a test needs to start the real server on
 //! port 0 is here, behind [`Application`]. ARCHITECTURE.md says where each part lives.
 
+pub mod cli;
 mod clock;
 mod http;
 mod metrics;

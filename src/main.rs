@@ -1,5 +1,5 @@
-//! The `presque` binary: parse flags, load settings, run the server (or print shell
-//! completions or the man page).
+//! The `presque` binary: parse flags, load settings, run the server; or run a client
+//! subcommand (`presque::cli`), or print shell completions or the man page.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -17,7 +17,12 @@ use presque::{Cli, Command, LogFormat, Settings};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = &cli.command {
-        return print_generated(command);
+        if let Some(code) = presque::cli::run(command).await {
+            return code;
+        }
+        if matches!(command, Command::Completions { .. } | Command::Man) {
+            return print_generated(command);
+        }
     }
     // Logging is set up once the settings say how; a config that cannot be read is
     // still reported through it, in the format the flag or environment asked for.
@@ -56,6 +61,8 @@ fn print_generated(command: &Command) -> ExitCode {
         }
         // Man pages title themselves in capitals.
         Command::Man => clap_mangen::Man::new(cli).title("PRESQUE").render(&mut out),
+        // Handled before: [`presque::cli::run`] and the server.
+        _ => Ok(()),
     };
     let mut stdout = std::io::stdout().lock();
     match written

@@ -285,32 +285,61 @@ impl TryFrom<RawMemoryLimit> for MemoryLimit {
 )]
 pub struct Cli {
     /// Configuration file. Without it, ./config.toml is read if present.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Address to listen on, overriding server.bind in the config file.
-    #[arg(long, value_name = "HOST:PORT", env = "PRESQUE_BIND")]
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "PRESQUE_BIND")]
     pub bind: Option<SocketAddr>,
     /// Data directory (created if missing), overriding storage.data_dir in the config file.
-    #[arg(long, value_name = "DIR", env = "PRESQUE_DATA_DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "PRESQUE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log fsync policy, overriding storage.fsync in the config file.
-    #[arg(long, value_enum, env = "PRESQUE_FSYNC")]
+    #[arg(long, global = true, value_enum, env = "PRESQUE_FSYNC")]
     pub fsync: Option<FsyncPolicy>,
     /// Start even when recovery finds damaged data it cannot read; only that data is
     /// lost (copies of the damaged files are kept with a .corrupt suffix).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub accept_data_loss: bool,
     /// Log format, overriding log.format in the config file.
-    #[arg(long, value_enum, value_name = "FORMAT", env = "PRESQUE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "PRESQUE_LOG_FORMAT"
+    )]
     pub log_format: Option<LogFormat>,
-    /// Without one, the server runs.
+    /// Without one, the server runs (as `serve`). The server's flags may come before
+    /// or after `serve`.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// What the binary does instead of running the server.
+/// What the binary does: run the server (the default), talk to one as a client, or
+/// print generated files.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
+    /// Runs the server (what the binary does without a subcommand).
+    Serve,
+    /// Pushes a job, or one job per line of stdin (prints the ids).
+    Push(crate::cli::PushArgs),
+    /// Takes the job at the head of a queue and prints it (exit code 3: no job).
+    Pop(crate::cli::PopArgs),
+    /// Acks a leased job: done, it is gone.
+    Ack(crate::cli::AckArgs),
+    /// Reports a leased job failed, with an optional reason.
+    Fail(crate::cli::FailArgs),
+    /// Shows queues and their counters (a table, or --json).
+    Stats(crate::cli::StatsArgs),
+    /// Lists, retries or purges a queue's dead letters.
+    Dead(crate::cli::DeadArgs),
+    /// Opens or closes a queue for fetches.
+    Control(crate::cli::ControlArgs),
+    /// A live view of the queues and their rates, refreshed every second (Ctrl-C stops).
+    Watch(crate::cli::WatchArgs),
+    /// Runs COMMAND once per job of QUEUE, the job on its stdin: acks on exit 0,
+    /// reports a failure with its stderr's tail otherwise.
+    Work(crate::cli::WorkArgs),
     /// Prints a shell completion script to stdout (e.g. `presque completions bash >
     /// /etc/bash_completion.d/presque`).
     Completions {

@@ -13,6 +13,8 @@
 
 mod auth;
 mod batch;
+mod cli;
+mod client;
 mod concurrency;
 mod connections;
 mod dashboard;
