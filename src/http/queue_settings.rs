@@ -1,6 +1,7 @@
 //! `/settings/NAME`: a queue's own settings: `max_attempts` (the failed deliveries of
 //! a leased job before it is dead-lettered) and `max_jobs` (the most ready, delayed
-//! and leased jobs it holds; creates beyond are answered 507).
+//! and leased jobs it holds; creates beyond are answered 507) and `backoff` (how long
+//! a leased job that failed or whose lease ran out waits before it is ready again).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -9,7 +10,8 @@ use super::input::{json_body, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue::{GetSettings, QueueSettings, SetMaxAttempts, SetMaxJobs};
+use crate::queue::backoff::Backoff;
+use crate::queue::{GetSettings, QueueSettings, SetBackoff, SetMaxAttempts, SetMaxJobs};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
 async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, ApiError> {
@@ -18,6 +20,8 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         max_attempts: state.default_max_attempts,
         own_max_jobs: None,
         max_jobs: state.queues.config().default_max_jobs,
+        own_backoff: None,
+        backoff: state.queues.config().default_backoff,
     };
     let settings = state
         .queues
@@ -30,6 +34,8 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         "max_attempts_is_default": settings.own_max_attempts.is_none(),
         "max_jobs": settings.max_jobs,
         "max_jobs_is_default": settings.own_max_jobs.is_none(),
+        "backoff": settings.backoff.to_json(),
+        "backoff_is_default": settings.own_backoff.is_none(),
     })))
 }
 
@@ -82,6 +88,18 @@ fn max_jobs(value: &Value) -> Result<Option<Option<u64>>, ApiError> {
     }
 }
 
+/// `backoff` from the body: absent, `null` (follow the server's default), or a policy
+/// ([`Backoff::from_json`]).
+fn backoff(value: &Value) -> Result<Option<Option<Backoff>>, ApiError> {
+    match value.get("backoff") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => Backoff::from_json(v)
+            .map(|b| Some(Some(b)))
+            .map_err(ApiError::BadBody),
+    }
+}
+
 /// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000) and/or
 /// `{"max_jobs": N}` (1 or more); `null` follows the server's default again. Both are
 /// checked before either is set.
@@ -113,10 +131,10 @@ pub async fn set(
         ApiError::ContentMissing,
     )
     .await?;
-    let (attempts, jobs) = (max_attempts(&value)?, max_jobs(&value)?);
-    if attempts.is_none() && jobs.is_none() {
+    let (attempts, jobs, retry) = (max_attempts(&value)?, max_jobs(&value)?, backoff(&value)?);
+    if attempts.is_none() && jobs.is_none() && retry.is_none() {
         return Err(ApiError::BadBody(
-            "expected {\"max_attempts\": N} and/or {\"max_jobs\": N}".into(),
+            "expected any of {\"max_attempts\": N, \"max_jobs\": N, \"backoff\": {...}}".into(),
         ));
     }
     if let Some(max) = attempts {
@@ -127,6 +145,9 @@ pub async fn set(
     }
     if let Some(max) = jobs {
         state.queues.ask(&name, true, || SetMaxJobs(max)).await?;
+    }
+    if let Some(policy) = retry {
+        state.queues.ask(&name, true, || SetBackoff(policy)).await?;
     }
     current(&state, &name).await
 }

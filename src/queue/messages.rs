@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::queue::actor::QueueActor;
+use crate::queue::backoff::Backoff;
 use crate::queue::budget::job_cost;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
@@ -421,7 +422,11 @@ impl Handler<Ack> for QueueActor {
 #[rtype(result = "QueueResult<JobInfo>")]
 pub struct FailLease {
     pub token: DeliveryToken,
+    /// The report's own retry time (`None` with `delay_named`: at once).
     pub due_ms: Option<u64>,
+    /// Whether the report named its own `delay`/`delayed`; if not, the queue's
+    /// retry backoff decides.
+    pub delay_named: bool,
     pub worker: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
 }
@@ -442,9 +447,15 @@ impl Handler<FailLease> for QueueActor {
         let worker = msg
             .worker
             .or_else(|| self.state.lease(id).and_then(|l| l.worker.clone()));
+        let due_ms = if msg.delay_named {
+            msg.due_ms.filter(|due| *due > now)
+        } else {
+            let attempt = self.state.attempts(id).saturating_add(1);
+            self.retry_due(attempt, now)
+        };
         let change = Change::Failed {
             id,
-            due_ms: msg.due_ms.filter(|due| *due > now),
+            due_ms,
             max_attempts: self.max_attempts(),
             report: Some(FailureReport {
                 at_ms: now,
@@ -582,6 +593,8 @@ pub struct QueueSettings {
     pub own_max_jobs: Option<u64>,
     /// `None`: unlimited.
     pub max_jobs: Option<u64>,
+    pub own_backoff: Option<Backoff>,
+    pub backoff: Backoff,
 }
 
 impl Handler<GetSettings> for QueueActor {
@@ -596,7 +609,28 @@ impl Handler<GetSettings> for QueueActor {
             max_attempts: self.max_attempts(),
             own_max_jobs: self.state.max_jobs(),
             max_jobs: self.max_jobs(),
+            own_backoff: self.state.backoff(),
+            backoff: self.backoff(),
         })
+    }
+}
+
+/// Sets the queue's own retry backoff (`None`: follow the server default).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetBackoff(pub Option<Backoff>);
+
+impl Handler<SetBackoff> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetBackoff, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::BackoffSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::job::{Job, JobId};
 
+use super::backoff::Backoff;
 use super::budget::job_cost;
 use super::head::Head;
 
@@ -87,12 +88,17 @@ pub enum Change {
     /// `limit` of them (all with `None`, as in records written before the limit
     /// existed): each counts an attempt and its job goes back to the head, or to the
     /// dead letters at `max_attempts`. The limit is part of the change so that replay
-    /// expires exactly the leases the running queue did.
+    /// expires exactly the leases the running queue did. Under a retry backoff,
+    /// `retry_due_ms` holds, in the order the leases run out, the time each job is
+    /// due again (worked out once, jitter and all, when the change was made); jobs
+    /// without one go back to the head at once.
     LeasesExpired {
         now_ms: u64,
         max_attempts: u32,
         #[serde(default)]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        retry_due_ms: Vec<u64>,
     },
     /// The queue's own `max_attempts` (`None`: the server's default).
     MaxAttemptsSet(Option<u32>),
@@ -102,6 +108,8 @@ pub enum Change {
     DeadPurged { id: Option<JobId> },
     /// The queue's own `max_jobs` (`None`: the server's default).
     MaxJobsSet(Option<u64>),
+    /// The queue's own retry backoff (`None`: the server's default).
+    BackoffSet(Option<Backoff>),
 }
 
 /// The counters the routes report.
@@ -304,6 +312,9 @@ pub struct QueueImage {
     /// server's default).
     #[serde(default)]
     pub max_jobs: Option<u64>,
+    /// The queue's own retry backoff (`None`: the server's default).
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
 }
 
 impl Default for QueueImage {
@@ -322,6 +333,7 @@ impl Default for QueueImage {
             deliveries: 0,
             failures: OrdMap::new(),
             max_jobs: None,
+            backoff: None,
         }
     }
 }
@@ -379,11 +391,13 @@ impl QueueState {
                 now_ms,
                 max_attempts,
                 limit,
-            } => self.expire_leases(now_ms, max_attempts, limit),
+                retry_due_ms,
+            } => self.expire_leases(now_ms, max_attempts, limit, &retry_due_ms),
             Change::MaxAttemptsSet(max) => self.set_max_attempts(max),
             Change::DeadRetried { id } => self.retry_dead(id),
             Change::DeadPurged { id } => self.purge_dead(id),
             Change::MaxJobsSet(max) => self.q.max_jobs = max,
+            Change::BackoffSet(backoff) => self.q.backoff = backoff,
         }
         Vec::new()
     }
@@ -551,8 +565,15 @@ impl QueueState {
         }
     }
 
-    fn expire_leases(&mut self, now_ms: u64, max_attempts: u32, limit: Option<usize>) {
+    fn expire_leases(
+        &mut self,
+        now_ms: u64,
+        max_attempts: u32,
+        limit: Option<usize>,
+        retry_due_ms: &[u64],
+    ) {
         let mut left = limit.unwrap_or(usize::MAX);
+        let mut retry_due = retry_due_ms.iter();
         while let Some(entry) = self
             .deadlines
             .get_min()
@@ -561,13 +582,33 @@ impl QueueState {
         {
             left -= 1;
             self.deadlines.remove(&entry);
+            let due = retry_due.next().copied();
             if let Some(lease) = self.q.leased.remove(&entry.1) {
                 let death = (Some(lease.deadline_ms), DeathCause::LeaseExpired);
                 if let Some(job) = self.count_attempt(lease.job, max_attempts, death) {
-                    self.put_back(job);
+                    match due {
+                        Some(due) => self.append(job, Some(due)),
+                        None => self.put_back(job),
+                    }
                 }
             }
         }
+    }
+
+    /// The leases a [`Change::LeasesExpired`] at `now_ms` with `limit` would run
+    /// out, in its order, each with the failed deliveries its job will then have had.
+    pub fn expiring_leases(&self, now_ms: u64, limit: usize) -> Vec<(JobId, u32)> {
+        self.deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .take(limit)
+            .map(|(_, id)| (*id, self.attempts(*id).saturating_add(1)))
+            .collect()
+    }
+
+    /// The queue's own retry backoff, if any.
+    pub fn backoff(&self) -> Option<Backoff> {
+        self.q.backoff
     }
 
     fn set_max_attempts(&mut self, max: Option<u32>) {
@@ -989,6 +1030,7 @@ mod tests {
             now_ms: 20,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(q.counters().dead, 2);
         check(&q);
@@ -1196,6 +1238,7 @@ mod tests {
                 now_ms: 1_000 * attempt,
                 max_attempts: 3,
                 limit: None,
+                retry_due_ms: Vec::new(),
             });
             let info = q.find(JobId(1));
             assert_eq!(
@@ -1208,6 +1251,7 @@ mod tests {
             now_ms: 5_000,
             max_attempts: 3,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(
             q.find(JobId(1)).map(|i| (i.state, i.attempts)),
@@ -1310,7 +1354,81 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit,
+            retry_due_ms: Vec::new(),
         });
+    }
+
+    #[test]
+    fn backoff_due_times_travel_in_the_changes_and_replay_alike() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None), job(3, None)]);
+        lease(&mut q, 3, 1_000);
+        q.apply(Change::BackoffSet(Some(Backoff::Fixed { delay_ms: 50 })));
+        // A failure with its due time (worked out by the actor) is delayed until then.
+        let failed = Change::Failed {
+            id: JobId(1),
+            due_ms: Some(700),
+            max_attempts: 5,
+            report: None,
+        };
+        q.apply(failed.clone());
+        // The leases that run out, in deadline order, with their attempts to come.
+        assert_eq!(
+            q.expiring_leases(1_000, 10),
+            vec![(JobId(2), 1), (JobId(3), 1)]
+        );
+        assert_eq!(q.expiring_leases(1_000, 1), vec![(JobId(2), 1)]);
+        assert!(q.expiring_leases(999, 10).is_empty());
+        let expired = Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 5,
+            limit: None,
+            retry_due_ms: vec![1_300, 1_100],
+        };
+        q.apply(expired.clone());
+        let due = |q: &QueueState, id| q.find(JobId(id)).and_then(|i| i.due_ms);
+        assert_eq!(
+            (due(&q, 1), due(&q, 2), due(&q, 3)),
+            (Some(700), Some(1_300), Some(1_100))
+        );
+        assert_eq!(q.counters().ready, 0);
+        assert_eq!(q.attempts(JobId(2)), 1);
+        // Due jobs come back to the head in due order.
+        q.apply(Change::Promoted {
+            now_ms: 1_300,
+            limit: None,
+        });
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 3, 2]);
+
+        // The same changes replayed on the same start give the same queue, and the
+        // policy itself survives an image.
+        let mut replayed = QueueState::default();
+        enqueue(
+            &mut replayed,
+            vec![job(1, None), job(2, None), job(3, None)],
+        );
+        lease(&mut replayed, 3, 1_000);
+        replayed.apply(Change::BackoffSet(Some(Backoff::Fixed { delay_ms: 50 })));
+        replayed.apply(failed);
+        replayed.apply(expired);
+        let back = QueueState::from_image(replayed.image());
+        assert_eq!(back.backoff(), Some(Backoff::Fixed { delay_ms: 50 }));
+        assert_eq!(
+            back.delayed_jobs()
+                .map(|(d, j)| (d, j.id.0))
+                .collect::<Vec<_>>(),
+            vec![(700, 1), (1_100, 3), (1_300, 2)]
+        );
+    }
+
+    #[test]
+    fn a_lease_expiry_without_due_times_puts_jobs_back_at_the_head() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        lease(&mut q, 1, 1_000);
+        expire(&mut q, None);
+        assert_eq!(q.counters().delayed, 0);
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 2]);
     }
 
     #[test]
@@ -1441,7 +1559,8 @@ mod tests {
             Some(Change::LeasesExpired {
                 now_ms: 7,
                 max_attempts: 3,
-                limit: None
+                limit: None,
+                retry_due_ms: Vec::new(),
             })
         );
     }
@@ -1461,6 +1580,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert!(q.lease(JobId(1)).is_none());
         assert!(
@@ -1487,6 +1607,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         q.apply(Change::Leased {
             count: 1,
@@ -1539,6 +1660,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         lease(&mut q, 1, 9_000);
         q.apply(Change::LeaseReleased {
@@ -1605,6 +1727,7 @@ mod tests {
             now_ms: 4_500,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(
             q.find(JobId(1)).map(|i| (i.died_ms, i.cause)),
@@ -1621,6 +1744,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         let ids = |page: &[DeadLetter]| page.iter().map(|d| d.dead.job.id.0).collect::<Vec<_>>();
         let (page, more) = q.dead_page(None, 2);

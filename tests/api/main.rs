@@ -35,6 +35,7 @@ mod polling;
 mod process;
 mod producers;
 mod queue;
+mod retry;
 mod status;
 mod strict_input;
 mod workers;
