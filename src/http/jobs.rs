@@ -110,6 +110,7 @@ pub(super) fn job_json(queue: &QueueName, id: JobId, info: &JobInfo) -> Value {
         "errors": failures_json(&info.failures),
         "died_at": info.died_ms.map(epoch_secs),
         "reason": info.cause.map(|c| c.as_str()),
+        "expires_at": info.expires_ms.map(epoch_secs),
     })
 }
 

@@ -11,7 +11,10 @@ use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
 use crate::queue::backoff::Backoff;
-use crate::queue::{GetSettings, QueueSettings, SetBackoff, SetMaxAttempts, SetMaxJobs};
+use crate::queue::state::OnExpiry;
+use crate::queue::{
+    GetSettings, QueueSettings, SetBackoff, SetMaxAttempts, SetMaxJobs, SetOnExpiry,
+};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
 async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, ApiError> {
@@ -22,6 +25,7 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         max_jobs: state.queues.config().default_max_jobs,
         own_backoff: None,
         backoff: state.queues.config().default_backoff,
+        on_expiry: OnExpiry::Dead,
     };
     let settings = state
         .queues
@@ -36,6 +40,7 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         "max_jobs_is_default": settings.own_max_jobs.is_none(),
         "backoff": settings.backoff.to_json(),
         "backoff_is_default": settings.own_backoff.is_none(),
+        "on_expiry": settings.on_expiry.as_str(),
     })))
 }
 
@@ -100,6 +105,20 @@ fn backoff(value: &Value) -> Result<Option<Option<Backoff>>, ApiError> {
     }
 }
 
+/// `on_expiry` from the body: absent, `"dead"` or `"drop"`.
+fn on_expiry(value: &Value) -> Result<Option<OnExpiry>, ApiError> {
+    match value.get("on_expiry") {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            Some("dead") => Ok(Some(OnExpiry::Dead)),
+            Some("drop") => Ok(Some(OnExpiry::Drop)),
+            _ => Err(ApiError::BadBody(format!(
+                "on_expiry must be \"dead\" or \"drop\", not {v}"
+            ))),
+        },
+    }
+}
+
 /// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000) and/or
 /// `{"max_jobs": N}` (1 or more); `null` follows the server's default again. Both are
 /// checked before either is set.
@@ -131,10 +150,11 @@ pub async fn set(
         ApiError::ContentMissing,
     )
     .await?;
-    let (attempts, jobs, retry) = (max_attempts(&value)?, max_jobs(&value)?, backoff(&value)?);
-    if attempts.is_none() && jobs.is_none() && retry.is_none() {
+    let (attempts, jobs) = (max_attempts(&value)?, max_jobs(&value)?);
+    let (retry, expiry) = (backoff(&value)?, on_expiry(&value)?);
+    if attempts.is_none() && jobs.is_none() && retry.is_none() && expiry.is_none() {
         return Err(ApiError::BadBody(
-            "expected any of {\"max_attempts\": N, \"max_jobs\": N, \"backoff\": {...}}".into(),
+            "expected any of {\"max_attempts\": N, \"max_jobs\": N, \"backoff\": {...}, \"on_expiry\": \"dead\"}".into(),
         ));
     }
     if let Some(max) = attempts {
@@ -148,6 +168,9 @@ pub async fn set(
     }
     if let Some(policy) = retry {
         state.queues.ask(&name, true, || SetBackoff(policy)).await?;
+    }
+    if let Some(what) = expiry {
+        state.queues.ask(&name, true, || SetOnExpiry(what)).await?;
     }
     current(&state, &name).await
 }

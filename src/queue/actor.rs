@@ -94,7 +94,7 @@ pub struct QueueActor {
     /// Set by [`Purge`](super::messages::Purge): from then on every message answers
     /// [`QueueError::Gone`](super::QueueError::Gone).
     pub(super) retired: bool,
-    /// The armed wake-up for the earliest delayed job or lease deadline.
+    /// The armed wake-up for the earliest delayed job, lease deadline or ttl.
     timer: Option<(u64, SpawnHandle)>,
     /// Parked fetches, oldest first.
     pub(super) waiters: VecDeque<Waiter>,
@@ -300,21 +300,34 @@ impl QueueActor {
     /// When the timer should next fire: the earliest due job or lease deadline, but
     /// not before the back-off while the log refuses changes.
     fn next_wake_up(&self) -> Option<u64> {
-        let next = match (self.state.next_due_ms(), self.state.next_deadline_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.state.next_due_ms(),
+            self.state.next_deadline_ms(),
+            self.state.next_expiry_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (next, self.refused_until) {
             (Some(at), Some(backoff)) => Some(at.max(backoff)),
             (next, _) => next,
         }
     }
 
-    /// Moves due delayed jobs to the head and expired leases back (at most
-    /// [`EXPIRY_BATCH`]; the timer comes back at once for the rest), then serves
-    /// waiters.
+    /// Moves due delayed jobs to the head and expired leases back, and takes out jobs
+    /// whose ttl ran out (at most [`EXPIRY_BATCH`] of each; the timer comes back at
+    /// once for the rest), then serves waiters.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
+        // First, so that a job due and expired at once leaves rather than being
+        // handed out.
+        if self.state.has_ttl_expired(now) {
+            let change = Change::TtlExpired {
+                now_ms: now,
+                limit: Some(EXPIRY_BATCH),
+            };
+            self.commit_quietly(change, ctx);
+        }
         if self.state.has_due(now) {
             let change = Change::Promoted {
                 now_ms: now,

@@ -21,7 +21,9 @@ use crate::queue::backoff::Backoff;
 use crate::queue::budget::job_cost;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
-use crate::queue::state::{Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo};
+use crate::queue::state::{
+    Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo, OnExpiry,
+};
 use crate::queue::totals::QueueTally;
 use crate::storage::format::QueueSnapshot;
 use crate::storage::log::Durable;
@@ -105,6 +107,8 @@ pub struct Enqueue {
     pub jobs: Vec<Job>,
     /// Epoch milliseconds before which the jobs may not be fetched.
     pub due_ms: Option<u64>,
+    /// Epoch milliseconds by which the jobs leave unless handed out (their ttl).
+    pub expires_ms: Option<u64>,
     pub arrival: Arrival,
 }
 
@@ -126,6 +130,7 @@ impl Handler<Enqueue> for QueueActor {
             Change::Enqueued {
                 jobs: msg.jobs,
                 due_ms,
+                expires_ms: msg.expires_ms,
             },
             ctx,
         );
@@ -595,6 +600,7 @@ pub struct QueueSettings {
     pub max_jobs: Option<u64>,
     pub own_backoff: Option<Backoff>,
     pub backoff: Backoff,
+    pub on_expiry: OnExpiry,
 }
 
 impl Handler<GetSettings> for QueueActor {
@@ -611,7 +617,27 @@ impl Handler<GetSettings> for QueueActor {
             max_jobs: self.max_jobs(),
             own_backoff: self.state.backoff(),
             backoff: self.backoff(),
+            on_expiry: self.state.on_expiry(),
         })
+    }
+}
+
+/// Sets what becomes of the queue's jobs whose ttl runs out.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetOnExpiry(pub OnExpiry);
+
+impl Handler<SetOnExpiry> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetOnExpiry, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::OnExpirySet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) use error::QueueError;
 pub(crate) use messages::{
     Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
     GetFigures, GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge,
-    QueueFigures, QueueSettings, ResolveDead, SetBackoff, SetMaxAttempts, SetMaxJobs, SetOpen,
-    TakeImage,
+    QueueFigures, QueueSettings, ResolveDead, SetBackoff, SetMaxAttempts, SetMaxJobs, SetOnExpiry,
+    SetOpen, TakeImage,
 };
 pub(crate) use messages::{GetSummary, JobsPage, ListJobs, Summary, Waiting};

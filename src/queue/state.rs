@@ -28,8 +28,15 @@ use super::head::Head;
 /// record it and recovery can replay it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    /// Jobs appended at the tail, or (with `due_ms`) held until that time.
-    Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
+    /// Jobs appended at the tail, or (with `due_ms`) held until that time. With
+    /// `expires_ms` (a `ttl`), jobs not handed out by then leave the queue
+    /// ([`Change::TtlExpired`]).
+    Enqueued {
+        jobs: Vec<Job>,
+        due_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_ms: Option<u64>,
+    },
     /// Delayed jobs due at or before `now_ms` move to the head, earliest first, at most
     /// `limit` of them (all with `None`), so a mass of jobs coming due at once is
     /// moved in steps that let other requests through; replay moves the same ones.
@@ -110,6 +117,39 @@ pub enum Change {
     MaxJobsSet(Option<u64>),
     /// The queue's own retry backoff (`None`: the server's default).
     BackoffSet(Option<Backoff>),
+    /// Jobs whose ttl ran out at or before `now_ms` without being handed out leave,
+    /// earliest first, at most `limit` of them: to the dead letters or dropped, as
+    /// the queue's `on_expiry` says.
+    TtlExpired { now_ms: u64, limit: Option<usize> },
+    /// What becomes of jobs whose ttl runs out.
+    OnExpirySet(OnExpiry),
+}
+
+/// What becomes of a job whose ttl runs out before it is handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnExpiry {
+    /// To the dead letters, reason `expired`.
+    #[default]
+    Dead,
+    /// Gone.
+    Drop,
+}
+
+impl OnExpiry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnExpiry::Dead => "dead",
+            OnExpiry::Drop => "drop",
+        }
+    }
+}
+
+/// A job with a ttl, not handed out yet: where it waits (`due`: delayed until then;
+/// `None`: ready), so that it can leave without a search.
+#[derive(Debug, Clone)]
+struct Expiring {
+    job: Job,
+    due: Option<u64>,
 }
 
 /// The counters the routes report.
@@ -210,6 +250,8 @@ pub enum DeathCause {
     Failed,
     /// A lease running out used its last attempt.
     LeaseExpired,
+    /// Its ttl ran out before it was handed out.
+    Expired,
 }
 
 impl DeathCause {
@@ -217,6 +259,7 @@ impl DeathCause {
         match self {
             DeathCause::Failed => "failed",
             DeathCause::LeaseExpired => "lease expired",
+            DeathCause::Expired => "expired",
         }
     }
 }
@@ -254,6 +297,8 @@ pub struct JobInfo {
     /// For a dead job: when and why it died.
     pub died_ms: Option<u64>,
     pub cause: Option<DeathCause>,
+    /// When the job leaves unless handed out first (its ttl).
+    pub expires_ms: Option<u64>,
     /// The job's bytes, as posted (a shared handle, not a copy).
     pub body: Bytes,
 }
@@ -315,6 +360,17 @@ pub struct QueueImage {
     /// The queue's own retry backoff (`None`: the server's default).
     #[serde(default)]
     pub backoff: Option<Backoff>,
+    /// When each waiting job that has a ttl and was never handed out expires: jobs
+    /// without a ttl cost nothing here.
+    #[serde(default)]
+    pub ttl: OrdMap<JobId, u64>,
+    /// Jobs that expired while ready: they are still in `ready`, skipped (and
+    /// dropped) when reached, and swept out once they are many (see
+    /// `QueueState::sweep`), since finding one in the ready order would take a scan.
+    #[serde(default)]
+    pub husks: OrdSet<JobId>,
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
 }
 
 impl Default for QueueImage {
@@ -334,6 +390,9 @@ impl Default for QueueImage {
             failures: OrdMap::new(),
             max_jobs: None,
             backoff: None,
+            ttl: OrdMap::new(),
+            husks: OrdSet::new(),
+            on_expiry: OnExpiry::Dead,
         }
     }
 }
@@ -353,6 +412,8 @@ pub struct QueueState {
     uniq: HashSet<Arc<str>>,
     /// Lease deadlines in time order, for the expiry timer.
     deadlines: OrdSet<(u64, JobId)>,
+    /// Jobs with a ttl by expiry time, for the ttl timer (the same jobs as `q.ttl`).
+    expiries: OrdMap<(u64, JobId), Expiring>,
     /// What the jobs held (ready, delayed, leased, dead) cost against the memory
     /// budget ([`job_cost`] each).
     bytes: u64,
@@ -365,7 +426,11 @@ impl QueueState {
     /// One arm per change, each a method below, in the order the changes are declared.
     pub fn apply(&mut self, change: Change) -> Vec<Job> {
         match change {
-            Change::Enqueued { jobs, due_ms } => self.enqueue(jobs, due_ms),
+            Change::Enqueued {
+                jobs,
+                due_ms,
+                expires_ms,
+            } => self.enqueue(jobs, due_ms, expires_ms),
             Change::Promoted { now_ms, limit } => self.promote(now_ms, limit),
             Change::Taken { count } => return self.take(count),
             Change::Returned { jobs } => self.take_back(jobs),
@@ -398,15 +463,92 @@ impl QueueState {
             Change::DeadPurged { id } => self.purge_dead(id),
             Change::MaxJobsSet(max) => self.q.max_jobs = max,
             Change::BackoffSet(backoff) => self.q.backoff = backoff,
+            Change::TtlExpired { now_ms, limit } => self.expire_ttl(now_ms, limit),
+            Change::OnExpirySet(on_expiry) => self.q.on_expiry = on_expiry,
         }
         Vec::new()
     }
 
-    fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>) {
+    fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>, expires_ms: Option<u64>) {
         for job in jobs {
             self.bytes += job_cost(&job);
             self.hold_key(&job);
+            if let Some(expires) = expires_ms {
+                self.q.ttl.insert(job.id, expires);
+                let waiting = Expiring {
+                    job: job.clone(),
+                    due: due_ms,
+                };
+                self.expiries.insert((expires, job.id), waiting);
+            }
             self.append(job, due_ms);
+        }
+    }
+
+    /// Jobs whose ttl ran out leave: a delayed one at once, a ready one as a husk.
+    fn expire_ttl(&mut self, now_ms: u64, limit: Option<usize>) {
+        let mut left = limit.unwrap_or(usize::MAX);
+        while let Some(key) = self
+            .expiries
+            .get_min()
+            .map(|(key, _)| *key)
+            .filter(|(expires, _)| *expires <= now_ms && left > 0)
+        {
+            left -= 1;
+            let (expires, id) = key;
+            self.q.ttl.remove(&id);
+            let Some(Expiring { job, due }) = self.expiries.remove(&key) else {
+                continue;
+            };
+            match due {
+                Some(due) => {
+                    self.q.delayed.remove(&(due, id));
+                }
+                None => {
+                    self.q.husks.insert(id);
+                }
+            }
+            self.free_key(&job);
+            match self.q.on_expiry {
+                OnExpiry::Dead => {
+                    let dead = DeadJob {
+                        attempts: self.attempts(id),
+                        job,
+                        died_ms: Some(expires),
+                        cause: Some(DeathCause::Expired),
+                    };
+                    self.q.dead.insert(id, dead);
+                }
+                OnExpiry::Drop => {
+                    self.bytes = self.bytes.saturating_sub(job_cost(&job));
+                    self.forget_history(id);
+                }
+            }
+        }
+        let husks = self.q.husks.len();
+        if husks > 64 && husks * 2 > self.head.len() + self.rest.len() {
+            self.sweep();
+        }
+    }
+
+    /// Takes the husks out of the ready jobs. O(ready), but only once at least half
+    /// the ready jobs are husks (or a dead letter that is one is retried), so it
+    /// costs O(1) per expired job.
+    fn sweep(&mut self) {
+        let husks = std::mem::take(&mut self.q.husks);
+        if husks.is_empty() {
+            return;
+        }
+        let live = |job: &&Job| !husks.contains(&job.id);
+        let head: Vec<Job> = self.head.iter().filter(live).cloned().collect();
+        self.head = Head::from_jobs(head);
+        self.rest = self.rest.iter().filter(live).cloned().collect();
+    }
+
+    /// A job with a ttl was handed out: it no longer expires.
+    fn handed_out(&mut self, id: JobId) {
+        if let Some(expires) = self.q.ttl.remove(&id) {
+            self.expiries.remove(&(expires, id));
         }
     }
 
@@ -423,6 +565,11 @@ impl QueueState {
         {
             left -= 1;
             if let Some(job) = self.q.delayed.remove(&key) {
+                if let Some(expires) = self.q.ttl.get(&job.id) {
+                    if let Some(waiting) = self.expiries.get_mut(&(*expires, job.id)) {
+                        waiting.due = None;
+                    }
+                }
                 self.head.insert(self.head.len(), job);
             }
         }
@@ -616,7 +763,13 @@ impl QueueState {
     }
 
     fn retry_dead(&mut self, id: Option<JobId>) {
-        for (id, dead) in self.take_dead(id) {
+        let retried = self.take_dead(id);
+        // An expired job may still be in `ready` as a husk: out with it first, so the
+        // job is not there twice.
+        if retried.iter().any(|(id, _)| self.q.husks.contains(id)) {
+            self.sweep();
+        }
+        for (id, dead) in retried {
             self.forget_history(id);
             self.bytes = self.bytes.saturating_sub(job_cost(&dead.job));
             let mut job = dead.job;
@@ -661,6 +814,40 @@ impl QueueState {
 
     fn pop_head(&mut self, count: usize) -> Vec<Job> {
         let count = count.min(self.ready_len());
+        let mut taken = if self.q.husks.is_empty() {
+            self.pop_front(count)
+        } else {
+            self.pop_live(count)
+        };
+        self.q.processed += taken.len() as u64;
+        if !self.q.ttl.is_empty() {
+            for job in &taken {
+                self.handed_out(job.id);
+            }
+        }
+        taken.shrink_to_fit();
+        taken
+    }
+
+    /// The first `count` live ready jobs; husks met on the way are dropped.
+    fn pop_live(&mut self, count: usize) -> Vec<Job> {
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count {
+            let popped = self.pop_front(count - taken.len());
+            if popped.is_empty() {
+                break;
+            }
+            for job in popped {
+                if !self.q.husks.remove(&job.id).is_some() {
+                    taken.push(job);
+                }
+            }
+        }
+        taken
+    }
+
+    /// The first `count` jobs of `ready`, husks or not.
+    fn pop_front(&mut self, count: usize) -> Vec<Job> {
         let mut taken = self.head.pop_front(count);
         taken.reserve(count.saturating_sub(taken.len()));
         while taken.len() < count {
@@ -669,7 +856,6 @@ impl QueueState {
                 None => break,
             }
         }
-        self.q.processed += taken.len() as u64;
         taken
     }
 
@@ -739,7 +925,22 @@ impl QueueState {
 
     /// Number of jobs ready to fetch.
     pub fn ready_len(&self) -> usize {
-        self.head.len() + self.rest.len()
+        (self.head.len() + self.rest.len()).saturating_sub(self.q.husks.len())
+    }
+
+    /// The earliest ttl expiry of a job not handed out.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiries.get_min().map(|((expires, _), _)| *expires)
+    }
+
+    /// Whether some job's ttl has run out at `now_ms`.
+    pub fn has_ttl_expired(&self, now_ms: u64) -> bool {
+        self.next_expiry_ms().is_some_and(|at| at <= now_ms)
+    }
+
+    /// What becomes of jobs whose ttl runs out.
+    pub fn on_expiry(&self) -> OnExpiry {
+        self.q.on_expiry
     }
 
     /// The due time of the earliest delayed job.
@@ -863,6 +1064,7 @@ impl QueueState {
             failures: self.failures(id),
             died_ms: None,
             cause: None,
+            expires_ms: self.q.ttl.get(&id).copied(),
             body: job.body.clone(),
         };
         if let Some(lease) = self.q.leased.get(&id) {
@@ -901,7 +1103,11 @@ impl QueueState {
 
     /// The ready jobs in queue order.
     pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.head.iter().chain(self.rest.iter())
+        let husks = &self.q.husks;
+        self.head
+            .iter()
+            .chain(self.rest.iter())
+            .filter(move |job| husks.is_empty() || !husks.contains(&job.id))
     }
 
     /// The delayed jobs with their due times, earliest first.
@@ -940,9 +1146,12 @@ impl QueueState {
 
     /// The queue an image was taken of.
     pub fn from_image(mut image: QueueImage) -> Self {
+        let husks = image.husks.clone();
+        let live = |job: &&Job| husks.is_empty() || !husks.contains(&job.id);
         let uniq = image
             .ready
             .iter()
+            .filter(live)
             .chain(image.delayed.values())
             .chain(image.leased.values().map(|l| &l.job))
             .filter_map(|job| job.uniq.clone())
@@ -955,11 +1164,29 @@ impl QueueState {
         let bytes = image
             .ready
             .iter()
+            .filter(live)
             .chain(image.delayed.values())
             .chain(image.leased.values().map(|l| &l.job))
             .chain(image.dead.values().map(|d| &d.job))
             .map(job_cost)
             .sum();
+        let mut expiries = OrdMap::new();
+        if !image.ttl.is_empty() {
+            let ready = image.ready.iter().filter(live).map(|job| (None, job));
+            let delayed = image
+                .delayed
+                .iter()
+                .map(|((due, _), job)| (Some(*due), job));
+            for (due, job) in ready.chain(delayed) {
+                if let Some(expires) = image.ttl.get(&job.id) {
+                    let waiting = Expiring {
+                        job: job.clone(),
+                        due,
+                    };
+                    expiries.insert((*expires, job.id), waiting);
+                }
+            }
+        }
         let mut rest = std::mem::take(&mut image.ready);
         let head = rest.slice(..image.head_len.min(rest.len()));
         image.head_len = 0;
@@ -969,6 +1196,7 @@ impl QueueState {
             rest,
             uniq,
             deadlines,
+            expiries,
             bytes,
         }
     }
@@ -991,7 +1219,11 @@ mod tests {
     }
 
     fn enqueue(state: &mut QueueState, jobs: Vec<Job>) {
-        state.apply(Change::Enqueued { jobs, due_ms: None });
+        state.apply(Change::Enqueued {
+            jobs,
+            due_ms: None,
+            expires_ms: None,
+        });
     }
 
     /// The running byte count always equals what an image of the queue adds up to
@@ -1011,6 +1243,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(7, None)],
             due_ms: Some(5),
+            expires_ms: None,
         });
         check(&q);
         let taken = q.apply(Change::Taken { count: 1 });
@@ -1070,6 +1303,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(1, Some("k"))],
             due_ms: Some(5_000),
+            expires_ms: None,
         });
         assert!(q.holds_uniq("k"));
         assert_eq!(q.counters().ready, 0);
@@ -1083,14 +1317,17 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(2, None)],
             due_ms: Some(2_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(1_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(4, None)],
             due_ms: Some(3_000),
+            expires_ms: None,
         });
         assert!(!q.has_due(999));
         q.apply(Change::Promoted {
@@ -1114,10 +1351,12 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(1_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(4, None)],
             due_ms: Some(2_000),
+            expires_ms: None,
         });
         q.apply(Change::Promoted {
             now_ms: 1_000,
@@ -1131,6 +1370,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(5, None)],
             due_ms: Some(3_000),
+            expires_ms: None,
         });
         q.apply(Change::Promoted {
             now_ms: 3_000,
@@ -1158,6 +1398,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(3, Some("d"))],
             due_ms: Some(9_000),
+            expires_ms: None,
         });
         q.apply(Change::FailureCounted);
         q.apply(Change::OpenSet(false));
@@ -1421,6 +1662,125 @@ mod tests {
         );
     }
 
+    fn enqueue_ttl(q: &mut QueueState, ids: &[u64], due_ms: Option<u64>, expires_ms: u64) {
+        q.apply(Change::Enqueued {
+            jobs: ids
+                .iter()
+                .map(|i| job(*i, Some(&format!("k{i}"))))
+                .collect(),
+            due_ms,
+            expires_ms: Some(expires_ms),
+        });
+    }
+
+    #[test]
+    fn jobs_expire_in_expiry_order_to_the_dead_letters_without_a_scan() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None)]);
+        enqueue_ttl(&mut q, &[2, 3], None, 500);
+        enqueue_ttl(&mut q, &[4], None, 300);
+        enqueue_ttl(&mut q, &[5], Some(100), 400);
+        enqueue(&mut q, vec![job(6, None)]);
+        assert_eq!(q.next_expiry_ms(), Some(300));
+        assert_eq!(q.find(JobId(2)).and_then(|i| i.expires_ms), Some(500));
+        assert_eq!(q.find(JobId(1)).and_then(|i| i.expires_ms), None);
+        // Only jobs with a ttl have an entry.
+        assert_eq!(q.image().ttl.len(), 4);
+        // Job 5 comes due and waits ready, still with its ttl.
+        q.apply(Change::Promoted {
+            now_ms: 100,
+            limit: None,
+        });
+        q.apply(Change::TtlExpired {
+            now_ms: 400,
+            limit: Some(1),
+        });
+        assert_eq!(q.next_expiry_ms(), Some(400));
+        q.apply(Change::TtlExpired {
+            now_ms: 400,
+            limit: None,
+        });
+        let dead: Vec<u64> = q
+            .dead_page(None, 10)
+            .0
+            .iter()
+            .map(|d| d.dead.job.id.0)
+            .collect();
+        assert_eq!(dead, vec![4, 5]);
+        assert_eq!(
+            q.find(JobId(4)).map(|i| (i.state, i.died_ms, i.cause)),
+            Some((JobState::Dead, Some(300), Some(DeathCause::Expired)))
+        );
+        assert_eq!(q.counters().ready, 4);
+        assert!(!q.holds_uniq("k4") && q.holds_uniq("k2"));
+        // The byte count, uniq keys and expiries come back the same from an image.
+        let back = QueueState::from_image(q.image());
+        assert_eq!(back.bytes(), q.bytes());
+        assert_eq!(back.counters(), q.counters());
+        assert_eq!(back.next_expiry_ms(), Some(500));
+        assert!(!back.holds_uniq("k4"));
+        // Fetches skip the expired ones.
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 2, 3, 6]);
+        assert_eq!(q.next_expiry_ms(), None);
+        assert!(q.image().ttl.is_empty() && q.image().husks.is_empty());
+    }
+
+    #[test]
+    fn a_job_handed_out_never_expires() {
+        let mut q = QueueState::default();
+        enqueue_ttl(&mut q, &[1, 2], None, 500);
+        lease(&mut q, 1, 100);
+        assert_eq!(q.find(JobId(1)).and_then(|i| i.expires_ms), None);
+        // Its lease runs out and it comes back: still no ttl.
+        expire(&mut q, None);
+        q.apply(Change::TtlExpired {
+            now_ms: 10_000,
+            limit: None,
+        });
+        assert_eq!(q.find(JobId(1)).map(|i| i.state), Some(JobState::Ready));
+        assert_eq!(q.find(JobId(2)).map(|i| i.state), Some(JobState::Dead));
+        assert_eq!(q.next_expiry_ms(), None);
+    }
+
+    #[test]
+    fn dropped_jobs_free_their_bytes_and_husks_are_swept_out() {
+        let mut q = QueueState::default();
+        q.apply(Change::OnExpirySet(OnExpiry::Drop));
+        enqueue_ttl(&mut q, &(1..=300).collect::<Vec<_>>(), None, 50);
+        enqueue(&mut q, vec![job(301, None)]);
+        // Some of them put back at the head, so both ready parts hold husks.
+        lease(&mut q, 10, 10);
+        expire(&mut q, None);
+        let one = job_cost(&job(301, None));
+        q.apply(Change::TtlExpired {
+            now_ms: 60,
+            limit: None,
+        });
+        assert_eq!(q.counters().ready, 11);
+        assert_eq!(q.counters().dead, 0);
+        // Swept at once: most of the queue was husks.
+        assert!(q.image().husks.is_empty());
+        assert_eq!(q.image().ready.len(), 11);
+        assert!(q.bytes() >= one && q.bytes() < 12 * one);
+        assert_eq!(QueueState::from_image(q.image()).bytes(), q.bytes());
+    }
+
+    #[test]
+    fn a_retried_expired_job_is_in_the_queue_once() {
+        let mut q = QueueState::default();
+        enqueue_ttl(&mut q, &[1], None, 50);
+        enqueue(&mut q, vec![job(2, None)]);
+        q.apply(Change::TtlExpired {
+            now_ms: 60,
+            limit: None,
+        });
+        assert_eq!(q.image().husks.len(), 1);
+        q.apply(Change::DeadRetried { id: None });
+        assert_eq!(q.counters().ready, 2);
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![2, 1]);
+        assert_eq!(q.counters().ready, 0);
+    }
+
     #[test]
     fn a_lease_expiry_without_due_times_puts_jobs_back_at_the_head() {
         let mut q = QueueState::default();
@@ -1464,10 +1824,12 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(5, None)],
             due_ms: Some(10),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(20),
+            expires_ms: None,
         });
         enqueue(&mut q, vec![job(7, None)]);
         q.apply(Change::Promoted {
@@ -1519,6 +1881,7 @@ mod tests {
                 q.apply(Change::Enqueued {
                     jobs: vec![job(i, None)],
                     due_ms: Some(100 + (i % 3)),
+                    expires_ms: None,
                 });
             }
         };

@@ -373,6 +373,7 @@ mod tests {
                 uniq: Some("k".into()),
             }],
             due_ms: Some(5),
+            expires_ms: None,
         }
     }
 
@@ -508,7 +509,11 @@ mod tests {
                 uniq: (i % 3 == 0).then(|| format!("k{i}").into()),
             })
             .collect();
-        state.apply(Change::Enqueued { jobs, due_ms: None });
+        state.apply(Change::Enqueued {
+            jobs,
+            due_ms: None,
+            expires_ms: None,
+        });
         let data = SnapshotData {
             generation: 7,
             log_start: 3,

@@ -769,6 +769,7 @@ mod tests {
                 uniq: None,
             }],
             due_ms: None,
+            expires_ms: None,
         };
         let record = LogRecordRef::Queue {
             queue: 1,
@@ -1026,6 +1027,7 @@ mod tests {
                 uniq: Some(nul.as_str().into()),
             }],
             due_ms: None,
+            expires_ms: None,
         };
         let record = LogRecordRef::Queue {
             queue: 1,
