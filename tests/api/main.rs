@@ -19,6 +19,7 @@ mod dashboard;
 mod delivery;
 mod disk;
 mod errors;
+mod expiry;
 // The child-process harness, shared with the benches.
 #[path = "../harness/mod.rs"]
 mod harness;
