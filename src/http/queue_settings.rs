@@ -1,7 +1,8 @@
 //! `/settings/NAME`: a queue's own settings: `max_attempts` (the failed deliveries of
 //! a leased job before it is dead-lettered) and `max_jobs` (the most ready, delayed
 //! and leased jobs it holds; creates beyond are answered 507) and `backoff` (how long
-//! a leased job that failed or whose lease ran out waits before it is ready again).
+//! a leased job that failed or whose lease ran out waits before it is ready again)
+//! and `on_expiry` (whether jobs whose ttl runs out become dead letters or go).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -127,10 +128,10 @@ fn on_expiry(value: &Value) -> Result<Option<OnExpiry>, ApiError> {
     path = "/settings/{name}",
     operation_id = "change_queue_settings",
     summary = "Change a queue's settings",
-    description = "Both keys are checked before either is set; the change is logged and survives restarts.",
+    description = "Every key is checked before any is set; the change is logged and survives restarts. backoff delays leased jobs that fail or whose lease runs out; on_expiry says what becomes of jobs whose ttl runs out.",
     tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    request_body(content = crate::http::openapi::bodies::QueueSettingsChange, description = "No Content-Type needed", example = json!({"max_attempts": 3, "max_jobs": 10000})),
+    request_body(content = crate::http::openapi::bodies::QueueSettingsChange, description = "No Content-Type needed", example = json!({"max_attempts": 3, "max_jobs": 10000, "backoff": {"kind": "fixed", "delay_secs": 30}, "on_expiry": "dead"})),
     responses(
         (status = 200, description = "The queue's settings now", body = crate::http::openapi::bodies::QueueSettings),
         (status = 400, description = "content is missing, invalid JSON, or a value out of range; nothing set", body = crate::http::openapi::ErrorBody),
