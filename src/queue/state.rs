@@ -838,7 +838,7 @@ impl QueueState {
                 break;
             }
             for job in popped {
-                if !self.q.husks.remove(&job.id).is_some() {
+                if self.q.husks.remove(&job.id).is_none() {
                     taken.push(job);
                 }
             }
