@@ -60,6 +60,18 @@ async fn a_job_not_handed_out_in_time_goes_to_the_dead_letters() {
     assert_eq!(dead["jobs"][0]["job"], json!({"n": 1}));
     let (_, listed) = app.get_json("/jobs/e?state=dead").await;
     assert_eq!(listed["jobs"][0]["id"].to_string(), id);
+    // Counted apart from leases that ran out.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "presque_queue_ttl_expired_total{queue=\"e\"} 1",
+        "presque_ttl_expired_total 1",
+        "presque_queue_expired_total{queue=\"e\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
     // Its uniq key is free, the other job is still there, and only it is fetched.
     create(&app, "/q/e?uniq=k", "{\"n\":3}").await;
     let (_, j) = app.get_json("/j/e").await;
