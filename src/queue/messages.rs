@@ -780,6 +780,8 @@ pub struct JobEntry {
     pub lease_deadline_ms: Option<u64>,
     pub worker: Option<Arc<str>>,
     pub failures: Arc<[FailureReport]>,
+    /// Ready and delayed jobs with a ttl: when they expire.
+    pub expires_ms: Option<u64>,
 }
 
 /// A page of jobs in one state.
@@ -808,6 +810,7 @@ impl Handler<ListJobs> for QueueActor {
             lease_deadline_ms: None,
             worker: None,
             failures: state.failures(job.id),
+            expires_ms: state.expires_ms(job.id),
         };
         let counters = state.counters();
         let (after, limit) = (msg.after, msg.limit);

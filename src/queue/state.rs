@@ -938,6 +938,11 @@ impl QueueState {
         self.next_expiry_ms().is_some_and(|at| at <= now_ms)
     }
 
+    /// When job `id` expires unless handed out first (`None`: no ttl, or handed out).
+    pub fn expires_ms(&self, id: JobId) -> Option<u64> {
+        self.q.ttl.get(&id).copied()
+    }
+
     /// What becomes of jobs whose ttl runs out.
     pub fn on_expiry(&self) -> OnExpiry {
         self.q.on_expiry

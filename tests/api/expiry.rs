@@ -47,6 +47,9 @@ async fn a_job_not_handed_out_in_time_goes_to_the_dead_letters() {
     assert!(expires >= before + 0.2 - 0.001 && expires <= now_secs_f64() + 0.202);
     let (_, other) = app.get_json(&format!("/q/e/{keep}")).await;
     assert_eq!(other["expires_at"], Value::Null);
+    let (_, listed) = app.get_json("/jobs/e?state=ready").await;
+    assert_eq!(listed["jobs"][0]["expires_at"].as_f64(), Some(expires));
+    assert_eq!(listed["jobs"][1]["expires_at"], Value::Null);
 
     let view = until_not(&app, "e", &id, "ready").await;
     assert!(now_secs_f64() >= expires - 0.001);

@@ -413,6 +413,9 @@ pub struct JobEntry {
     /// Dead jobs: why.
     #[schema(required = true)]
     pub reason: Option<DeathReason>,
+    /// Ready and delayed jobs with a `ttl`: when they leave unless handed out first.
+    #[schema(required = true)]
+    pub expires_at: Option<f64>,
     /// The job, the bytes as posted.
     pub job: Value,
 }
