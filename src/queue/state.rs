@@ -1787,6 +1787,30 @@ mod tests {
     }
 
     #[test]
+    fn records_from_before_ttl_read_and_new_ones_without_it_are_the_same_bytes() {
+        #[derive(Serialize)]
+        enum Old {
+            Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
+        }
+        let old = Old::Enqueued {
+            jobs: vec![job(1, None)],
+            due_ms: Some(5),
+        };
+        let mut old_bytes = Vec::new();
+        assert!(ciborium::into_writer(&old, &mut old_bytes).is_ok());
+        let read: Option<Change> = ciborium::from_reader(&old_bytes[..]).ok();
+        let new = Change::Enqueued {
+            jobs: vec![job(1, None)],
+            due_ms: Some(5),
+            expires_ms: None,
+        };
+        assert_eq!(read.as_ref(), Some(&new));
+        let mut new_bytes = Vec::new();
+        assert!(ciborium::into_writer(&new, &mut new_bytes).is_ok());
+        assert_eq!(new_bytes, old_bytes, "no ttl, no new bytes in the log");
+    }
+
+    #[test]
     fn a_lease_expiry_without_due_times_puts_jobs_back_at_the_head() {
         let mut q = QueueState::default();
         enqueue(&mut q, vec![job(1, None), job(2, None)]);
