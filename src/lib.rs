@@ -17,6 +17,8 @@ mod startup;
 mod storage;
 pub mod telemetry;
 
+/// A retry backoff policy, as `[retry] backoff` and `/settings/NAME` set it.
+pub use queue::backoff::Backoff;
 pub use settings::{Cli, Command, FsyncPolicy, LogFormat, MemoryLimit, Settings};
 pub use startup::{exit_code, Application};
 /// The on-disk format (log segments and snapshots), for tools and tests that read or

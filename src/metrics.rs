@@ -369,6 +369,11 @@ impl Collector for Scrape {
                 "Leases that ran out since the server started, every queue.",
                 t.expired,
             ),
+            (
+                "presque_ttl_expired",
+                "Jobs whose ttl ran out before they were handed out, since the server started, every queue.",
+                t.ttl_expired,
+            ),
         ];
         for (name, help, value) in sums {
             counter(&mut encoder, name, help, value)?;
@@ -426,7 +431,7 @@ impl Scrape {
             }
         }
         type Pick = fn(&QueueFigures) -> u64;
-        let series: [(&str, &str, MetricType, Pick); 5] = [
+        let series: [(&str, &str, MetricType, Pick); 6] = [
             (
                 "presque_queue_enqueued",
                 "Jobs enqueued on a queue since the server started.",
@@ -450,6 +455,12 @@ impl Scrape {
                 "Leases on a queue that ran out since the server started.",
                 MetricType::Counter,
                 |f| f.tally.expired,
+            ),
+            (
+                "presque_queue_ttl_expired",
+                "Jobs on a queue whose ttl ran out before they were handed out, since the server started.",
+                MetricType::Counter,
+                |f| f.tally.ttl_expired,
             ),
             (
                 "presque_queue_waiters",

@@ -22,6 +22,7 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub retry: RetrySettings,
     /// The config file these settings were read from; `None`: the built-in defaults.
     /// Set by [`Settings::load`], never read from a file.
     #[serde(skip)]
@@ -206,6 +207,18 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         MetricsSettings { max_queues: 1000 }
     }
+}
+
+/// `[retry]`: what happens to a leased job that failed or whose lease ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// The retry backoff of queues that have not set their own (`/settings/NAME`);
+    /// written as there: `{kind = "none"}` (the default: ready again at once),
+    /// `{kind = "fixed", delay_secs = S}` or `{kind = "exponential", base_secs = B,
+    /// factor = F, max_secs = M, jitter = J}`.
+    #[serde(deserialize_with = "crate::queue::backoff::deserialize_spec")]
+    pub backoff: crate::queue::backoff::Backoff,
 }
 
 /// `[limits]`: how much the server's jobs may hold.

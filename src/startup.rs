@@ -107,6 +107,7 @@ impl Parts {
                 budget: memory_budget(settings.limits.max_memory_bytes),
                 leasing: Default::default(),
                 totals: Default::default(),
+                default_backoff: settings.retry.backoff,
             },
         ));
         let job_ids = JobIds::starting_at(next_ids.1);

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::input::{
-    batch_size, check_json, due_ms, priority, query, queue_name, read_body, require_json, NoQuery,
+    batch_size, check_json, due_ms, expires_ms, priority, query, queue_name, read_body,
+    require_json, NoQuery,
 };
 use super::queue::{fetch_for, jobs_response, FetchQuery, JOB_ID_HEADER};
 use super::AppState;
@@ -27,6 +28,11 @@ struct CreateQuery {
     /// `delayed`.
     #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
+    /// Each job leaves the queue (to the dead letters, or dropped, as the queue's
+    /// `on_expiry` says) unless handed out within this many seconds (above 0, to
+    /// 315360000, fractions allowed).
+    #[param(value_type = Option<f64>, exclusive_minimum = 0, maximum = 315360000, example = 3600)]
+    ttl: Option<String>,
     /// Known, to be refused with the original's message (400 `uniq is not supported
     /// in batch mode`).
     uniq: Option<String>,
@@ -130,6 +136,7 @@ pub async fn create(
     }
     let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
     let priority = priority(params.priority.as_deref())?;
+    let expires_ms = expires_ms(params.ttl.as_deref())?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     if body.is_empty() {
@@ -162,6 +169,7 @@ pub async fn create(
         .ask(&name, true, || Enqueue {
             jobs: jobs.clone(),
             due_ms,
+            expires_ms,
             arrival: Arrival::Posted,
         })
         .await?;

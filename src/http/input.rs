@@ -416,6 +416,28 @@ fn due_ms_at(
     }
 }
 
+/// `ttl=SECONDS` as the epoch millisecond the job expires at (rounded up): above 0
+/// and at most [`MAX_DELAY_SECS`], fractions allowed.
+pub fn expires_ms(ttl: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = ttl else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_DELAY_SECS => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let at = now.saturating_add(Duration::from_secs_f64(secs));
+            Ok(Some(
+                u64::try_from(at.as_micros().div_ceil(1000)).unwrap_or(u64::MAX),
+            ))
+        }
+        _ => Err(ApiError::BadQuery(format!(
+            "ttl must be a number of seconds above 0 and at most {MAX_DELAY_SECS}, not {raw:?}"
+        ))),
+    }
+}
+
 /// `batch_size`: an integer from 1 to [`MAX_BATCH_SIZE`], default [`DEFAULT_BATCH_SIZE`].
 pub fn batch_size(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {

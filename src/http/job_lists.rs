@@ -30,8 +30,9 @@ struct JobsQuery {
 
 /// `GET /jobs/NAME?state=ready|delayed|leased|dead[&limit=N][&after=ID]`:
 /// `{"queue", "state", "size", "jobs": [{"id", "attempts", "priority", "due_at",
-/// "lease_deadline", "worker_id", "errors", "died_at", "reason", "job"}], "next": ID or
-/// null}`, each job embedded as the bytes posted. An unknown queue lists nothing.
+/// "lease_deadline", "worker_id", "errors", "died_at", "reason", "expires_at", "job"}],
+/// "next": ID or null}`, each job embedded as the bytes posted. An unknown queue lists
+/// nothing.
 #[utoipa::path(
     get,
     path = "/jobs/{name}",
@@ -85,6 +86,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "errors": failures_json(&job.failures),
             "died_at": None::<f64>,
             "reason": None::<&str>,
+            "expires_at": job.expires_ms.map(epoch_secs),
         });
         entries.push(with_job(&meta, &job.body)?);
     }
@@ -123,6 +125,7 @@ async fn dead(
             "errors": failures_json(&letter.failures),
             "died_at": d.died_ms.map(epoch_secs),
             "reason": d.cause.map(|c| c.as_str()),
+            "expires_at": None::<f64>,
         });
         entries.push(with_job(&meta, &d.job.body)?);
     }

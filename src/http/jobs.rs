@@ -111,6 +111,7 @@ pub(super) fn job_json(queue: &QueueName, id: JobId, info: &JobInfo) -> Value {
         "errors": failures_json(&info.failures),
         "died_at": info.died_ms.map(epoch_secs),
         "reason": info.cause.map(|c| c.as_str()),
+        "expires_at": info.expires_ms.map(epoch_secs),
     })
 }
 
@@ -215,7 +216,8 @@ pub async fn ack(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct FailQuery {
-    /// Retry after this epoch time (seconds). Not with `delay`.
+    /// Retry after this epoch time (seconds). Not with `delay`. Either one overrides
+    /// the queue's retry backoff.
     #[param(value_type = Option<f64>, minimum = 0)]
     delayed: Option<String>,
     /// Retry this many seconds from now. Not with `delayed`.
@@ -303,6 +305,8 @@ pub async fn fail(
     let params: FailQuery = query(&req)?;
     let token = delivery_token(&req, params.delivery.as_deref(), id)?;
     let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
+    // Even `delay=0` names a delay: it overrides the queue's backoff.
+    let delay_named = params.delayed.is_some() || params.delay.is_some();
     let worker = worker_header(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let error = failure_reason(&body)?;
@@ -311,6 +315,7 @@ pub async fn fail(
         .ask(&name, false, || FailLease {
             token,
             due_ms,
+            delay_named,
             worker: worker.as_ref().map(|w| w.as_str().into()),
             error: error.clone(),
         })

@@ -5,8 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::input::{
-    check_json, due_ms, lease_ms, priority, query, queue_name, read_body, require_json, wait,
-    worker_header, NoQuery,
+    check_json, due_ms, expires_ms, lease_ms, priority, query, queue_name, read_body, require_json,
+    wait, worker_header, NoQuery,
 };
 use super::AppState;
 use crate::http::error::ApiError;
@@ -163,6 +163,11 @@ struct CreateQuery {
     /// allowed). Not with `delayed`.
     #[param(value_type = Option<f64>, minimum = 0, maximum = 315360000, example = 90)]
     delay: Option<String>,
+    /// The job leaves the queue (to the dead letters, or dropped, as the queue's
+    /// `on_expiry` says) unless handed out within this many seconds (above 0, to
+    /// 315360000, fractions allowed).
+    #[param(value_type = Option<f64>, exclusive_minimum = 0, maximum = 315360000, example = 3600)]
+    ttl: Option<String>,
     /// Refuse a duplicate (400 `job already exists`) while a job with this key waits.
     #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "user-42")]
     uniq: Option<String>,
@@ -297,6 +302,7 @@ async fn enqueue(
     let params: CreateQuery = query(&req)?;
     let due_ms = due_ms(params.delayed.as_deref(), params.delay.as_deref())?;
     let priority = priority(params.priority.as_deref())?;
+    let expires_ms = expires_ms(params.ttl.as_deref())?;
     let worker = worker_header(&req)?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
@@ -325,6 +331,7 @@ async fn enqueue(
         .ask(&name, true, || Enqueue {
             jobs: vec![job.clone()],
             due_ms,
+            expires_ms,
             arrival,
         })
         .await?;

@@ -1,6 +1,8 @@
 //! `/settings/NAME`: a queue's own settings: `max_attempts` (the failed deliveries of
 //! a leased job before it is dead-lettered) and `max_jobs` (the most ready, delayed
-//! and leased jobs it holds; creates beyond are answered 507).
+//! and leased jobs it holds; creates beyond are answered 507) and `backoff` (how long
+//! a leased job that failed or whose lease ran out waits before it is ready again)
+//! and `on_expiry` (whether jobs whose ttl runs out become dead letters or go).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -9,7 +11,11 @@ use super::input::{json_body, query, queue_name, NoQuery};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::names::QueueName;
-use crate::queue::{GetSettings, QueueSettings, SetMaxAttempts, SetMaxJobs};
+use crate::queue::backoff::Backoff;
+use crate::queue::state::OnExpiry;
+use crate::queue::{
+    GetSettings, QueueSettings, SetBackoff, SetMaxAttempts, SetMaxJobs, SetOnExpiry,
+};
 use crate::settings::MAX_ATTEMPTS_LIMIT;
 
 async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, ApiError> {
@@ -18,6 +24,9 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         max_attempts: state.default_max_attempts,
         own_max_jobs: None,
         max_jobs: state.queues.config().default_max_jobs,
+        own_backoff: None,
+        backoff: state.queues.config().default_backoff,
+        on_expiry: OnExpiry::Dead,
     };
     let settings = state
         .queues
@@ -30,6 +39,9 @@ async fn current(state: &AppState, name: &QueueName) -> Result<HttpResponse, Api
         "max_attempts_is_default": settings.own_max_attempts.is_none(),
         "max_jobs": settings.max_jobs,
         "max_jobs_is_default": settings.own_max_jobs.is_none(),
+        "backoff": settings.backoff.to_json(),
+        "backoff_is_default": settings.own_backoff.is_none(),
+        "on_expiry": settings.on_expiry.as_str(),
     })))
 }
 
@@ -82,6 +94,32 @@ fn max_jobs(value: &Value) -> Result<Option<Option<u64>>, ApiError> {
     }
 }
 
+/// `backoff` from the body: absent, `null` (follow the server's default), or a policy
+/// ([`Backoff::from_json`]).
+fn backoff(value: &Value) -> Result<Option<Option<Backoff>>, ApiError> {
+    match value.get("backoff") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => Backoff::from_json(v)
+            .map(|b| Some(Some(b)))
+            .map_err(ApiError::BadBody),
+    }
+}
+
+/// `on_expiry` from the body: absent, `"dead"` or `"drop"`.
+fn on_expiry(value: &Value) -> Result<Option<OnExpiry>, ApiError> {
+    match value.get("on_expiry") {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            Some("dead") => Ok(Some(OnExpiry::Dead)),
+            Some("drop") => Ok(Some(OnExpiry::Drop)),
+            _ => Err(ApiError::BadBody(format!(
+                "on_expiry must be \"dead\" or \"drop\", not {v}"
+            ))),
+        },
+    }
+}
+
 /// `POST /settings/NAME` with `{"max_attempts": N}` (1 to 1000) and/or
 /// `{"max_jobs": N}` (1 or more); `null` follows the server's default again. Both are
 /// checked before either is set.
@@ -90,10 +128,10 @@ fn max_jobs(value: &Value) -> Result<Option<Option<u64>>, ApiError> {
     path = "/settings/{name}",
     operation_id = "change_queue_settings",
     summary = "Change a queue's settings",
-    description = "Both keys are checked before either is set; the change is logged and survives restarts.",
+    description = "Every key is checked before any is set; the change is logged and survives restarts. backoff delays leased jobs that fail or whose lease runs out; on_expiry says what becomes of jobs whose ttl runs out.",
     tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    request_body(content = crate::http::openapi::bodies::QueueSettingsChange, description = "No Content-Type needed", example = json!({"max_attempts": 3, "max_jobs": 10000})),
+    request_body(content = crate::http::openapi::bodies::QueueSettingsChange, description = "No Content-Type needed", example = json!({"max_attempts": 3, "max_jobs": 10000, "backoff": {"kind": "fixed", "delay_secs": 30}, "on_expiry": "dead"})),
     responses(
         (status = 200, description = "The queue's settings now", body = crate::http::openapi::bodies::QueueSettings),
         (status = 400, description = "content is missing, invalid JSON, or a value out of range; nothing set", body = crate::http::openapi::ErrorBody),
@@ -114,9 +152,10 @@ pub async fn set(
     )
     .await?;
     let (attempts, jobs) = (max_attempts(&value)?, max_jobs(&value)?);
-    if attempts.is_none() && jobs.is_none() {
+    let (retry, expiry) = (backoff(&value)?, on_expiry(&value)?);
+    if attempts.is_none() && jobs.is_none() && retry.is_none() && expiry.is_none() {
         return Err(ApiError::BadBody(
-            "expected {\"max_attempts\": N} and/or {\"max_jobs\": N}".into(),
+            "expected any of {\"max_attempts\": N, \"max_jobs\": N, \"backoff\": {...}, \"on_expiry\": \"dead\"}".into(),
         ));
     }
     if let Some(max) = attempts {
@@ -127,6 +166,12 @@ pub async fn set(
     }
     if let Some(max) = jobs {
         state.queues.ask(&name, true, || SetMaxJobs(max)).await?;
+    }
+    if let Some(policy) = retry {
+        state.queues.ask(&name, true, || SetBackoff(policy)).await?;
+    }
+    if let Some(what) = expiry {
+        state.queues.ask(&name, true, || SetOnExpiry(what)).await?;
     }
     current(&state, &name).await
 }

@@ -16,6 +16,7 @@ use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::names::QueueName;
+use crate::queue::backoff::{Backoff, Dice};
 use crate::queue::budget::MemoryBudget;
 use crate::queue::job::Job;
 use crate::queue::leasing::LeasingQueues;
@@ -56,6 +57,8 @@ pub struct QueueConfig {
     pub leasing: LeasingQueues,
     /// Sums over every queue, for `/metrics`.
     pub totals: QueueTotals,
+    /// The retry backoff for queues that have not set their own.
+    pub default_backoff: Backoff,
 }
 
 impl Default for QueueConfig {
@@ -67,6 +70,7 @@ impl Default for QueueConfig {
             budget: MemoryBudget::unlimited(),
             leasing: LeasingQueues::default(),
             totals: QueueTotals::default(),
+            default_backoff: Backoff::None,
         }
     }
 }
@@ -90,7 +94,7 @@ pub struct QueueActor {
     /// Set by [`Purge`](super::messages::Purge): from then on every message answers
     /// [`QueueError::Gone`](super::QueueError::Gone).
     pub(super) retired: bool,
-    /// The armed wake-up for the earliest delayed job or lease deadline.
+    /// The armed wake-up for the earliest delayed job, lease deadline or ttl.
     timer: Option<(u64, SpawnHandle)>,
     /// Parked fetches, oldest first.
     pub(super) waiters: VecDeque<Waiter>,
@@ -100,6 +104,8 @@ pub struct QueueActor {
     /// The server's "shutting down" flag, shared by every queue and the directory:
     /// once set, no fetch parks here.
     stopping: Arc<AtomicBool>,
+    /// Jitter for the retry backoff.
+    dice: Dice,
 }
 
 impl QueueActor {
@@ -121,6 +127,7 @@ impl QueueActor {
             next_waiter: 0,
             refused_until: None,
             stopping: Arc::new(AtomicBool::new(false)),
+            dice: Dice::default(),
         }
     }
 
@@ -158,6 +165,25 @@ impl QueueActor {
         self.state
             .max_attempts()
             .unwrap_or(self.config.default_max_attempts)
+    }
+
+    /// The queue's own retry backoff, else the server's.
+    pub(super) fn backoff(&self) -> Backoff {
+        self.state.backoff().unwrap_or(self.config.default_backoff)
+    }
+
+    /// When a job whose deliveries have now failed `attempt` times is due again, at
+    /// `now_ms`, under the queue's backoff (`None`: at once). Jitter is rolled here,
+    /// once; the change records the result.
+    pub(super) fn retry_due(&mut self, attempt: u32, now_ms: u64) -> Option<u64> {
+        let backoff = self.backoff();
+        if backoff == Backoff::None {
+            return None;
+        }
+        let unit = self.dice.unit();
+        backoff
+            .delay_ms(attempt, unit)
+            .map(|delay| now_ms.saturating_add(delay))
     }
 
     /// The queue's own `max_jobs`, else the server's (`None`: unlimited).
@@ -274,21 +300,34 @@ impl QueueActor {
     /// When the timer should next fire: the earliest due job or lease deadline, but
     /// not before the back-off while the log refuses changes.
     fn next_wake_up(&self) -> Option<u64> {
-        let next = match (self.state.next_due_ms(), self.state.next_deadline_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.state.next_due_ms(),
+            self.state.next_deadline_ms(),
+            self.state.next_expiry_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (next, self.refused_until) {
             (Some(at), Some(backoff)) => Some(at.max(backoff)),
             (next, _) => next,
         }
     }
 
-    /// Moves due delayed jobs to the head and expired leases back (at most
-    /// [`EXPIRY_BATCH`]; the timer comes back at once for the rest), then serves
-    /// waiters.
+    /// Moves due delayed jobs to the head and expired leases back, and takes out jobs
+    /// whose ttl ran out (at most [`EXPIRY_BATCH`] of each; the timer comes back at
+    /// once for the rest), then serves waiters.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
+        // First, so that a job due and expired at once leaves rather than being
+        // handed out.
+        if self.state.has_ttl_expired(now) {
+            let change = Change::TtlExpired {
+                now_ms: now,
+                limit: Some(EXPIRY_BATCH),
+            };
+            self.commit_quietly(change, ctx);
+        }
         if self.state.has_due(now) {
             let change = Change::Promoted {
                 now_ms: now,
@@ -298,11 +337,21 @@ impl QueueActor {
         }
         if self.state.has_expired(now) {
             let max_attempts = self.max_attempts();
+            let retry_due_ms = if self.backoff() == Backoff::None {
+                Vec::new()
+            } else {
+                let expiring = self.state.expiring_leases(now, EXPIRY_BATCH);
+                expiring
+                    .into_iter()
+                    .map(|(_, attempt)| self.retry_due(attempt, now).unwrap_or(now))
+                    .collect()
+            };
             self.commit_quietly(
                 Change::LeasesExpired {
                     now_ms: now,
                     max_attempts,
                     limit: Some(EXPIRY_BATCH),
+                    retry_due_ms,
                 },
                 ctx,
             );

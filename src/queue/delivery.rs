@@ -143,6 +143,7 @@ mod tests {
             .send(Enqueue {
                 jobs: vec![job(1)],
                 due_ms: None,
+                expires_ms: None,
                 arrival: Arrival::Posted,
             })
             .await;

@@ -562,6 +562,7 @@ mod tests {
                 .ask(&q, true, || Enqueue {
                     jobs: vec![job.clone()],
                     due_ms: None,
+                    expires_ms: None,
                     arrival: Arrival::Posted,
                 })
                 .await;

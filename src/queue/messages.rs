@@ -17,10 +17,13 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::queue::actor::QueueActor;
+use crate::queue::backoff::Backoff;
 use crate::queue::budget::job_cost;
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::{Job, JobId};
-use crate::queue::state::{Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo};
+use crate::queue::state::{
+    Change, Counters, DeadLetter, DeliveryToken, FailureReport, JobInfo, OnExpiry,
+};
 use crate::queue::totals::QueueTally;
 use crate::storage::format::QueueSnapshot;
 use crate::storage::log::Durable;
@@ -104,6 +107,8 @@ pub struct Enqueue {
     pub jobs: Vec<Job>,
     /// Epoch milliseconds before which the jobs may not be fetched.
     pub due_ms: Option<u64>,
+    /// Epoch milliseconds by which the jobs leave unless handed out (their ttl).
+    pub expires_ms: Option<u64>,
     pub arrival: Arrival,
 }
 
@@ -125,6 +130,7 @@ impl Handler<Enqueue> for QueueActor {
             Change::Enqueued {
                 jobs: msg.jobs,
                 due_ms,
+                expires_ms: msg.expires_ms,
             },
             ctx,
         );
@@ -428,7 +434,11 @@ impl Handler<Ack> for QueueActor {
 #[rtype(result = "QueueResult<JobInfo>")]
 pub struct FailLease {
     pub token: DeliveryToken,
+    /// The report's own retry time (`None` with `delay_named`: at once).
     pub due_ms: Option<u64>,
+    /// Whether the report named its own `delay`/`delayed`; if not, the queue's
+    /// retry backoff decides.
+    pub delay_named: bool,
     pub worker: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
 }
@@ -449,9 +459,15 @@ impl Handler<FailLease> for QueueActor {
         let worker = msg
             .worker
             .or_else(|| self.state.lease(id).and_then(|l| l.worker.clone()));
+        let due_ms = if msg.delay_named {
+            msg.due_ms.filter(|due| *due > now)
+        } else {
+            let attempt = self.state.attempts(id).saturating_add(1);
+            self.retry_due(attempt, now)
+        };
         let change = Change::Failed {
             id,
-            due_ms: msg.due_ms.filter(|due| *due > now),
+            due_ms,
             max_attempts: self.max_attempts(),
             report: Some(FailureReport {
                 at_ms: now,
@@ -589,6 +605,9 @@ pub struct QueueSettings {
     pub own_max_jobs: Option<u64>,
     /// `None`: unlimited.
     pub max_jobs: Option<u64>,
+    pub own_backoff: Option<Backoff>,
+    pub backoff: Backoff,
+    pub on_expiry: OnExpiry,
 }
 
 impl Handler<GetSettings> for QueueActor {
@@ -603,7 +622,48 @@ impl Handler<GetSettings> for QueueActor {
             max_attempts: self.max_attempts(),
             own_max_jobs: self.state.max_jobs(),
             max_jobs: self.max_jobs(),
+            own_backoff: self.state.backoff(),
+            backoff: self.backoff(),
+            on_expiry: self.state.on_expiry(),
         })
+    }
+}
+
+/// Sets what becomes of the queue's jobs whose ttl runs out.
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetOnExpiry(pub OnExpiry);
+
+impl Handler<SetOnExpiry> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetOnExpiry, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::OnExpirySet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
+    }
+}
+
+/// Sets the queue's own retry backoff (`None`: follow the server default).
+#[derive(Message)]
+#[rtype(result = "QueueResult<()>")]
+pub struct SetBackoff(pub Option<Backoff>);
+
+impl Handler<SetBackoff> for QueueActor {
+    type Result = ResponseFuture<QueueResult<()>>;
+
+    fn handle(&mut self, msg: SetBackoff, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retired {
+            return answer(Err(QueueError::Gone));
+        }
+        match self.commit(Change::BackoffSet(msg.0), ctx) {
+            Ok((_, durable)) => when_durable(durable, ()),
+            Err(e) => answer(Err(e.into())),
+        }
     }
 }
 
@@ -728,6 +788,8 @@ pub struct JobEntry {
     pub lease_deadline_ms: Option<u64>,
     pub worker: Option<Arc<str>>,
     pub failures: Arc<[FailureReport]>,
+    /// Ready and delayed jobs with a ttl: when they expire.
+    pub expires_ms: Option<u64>,
 }
 
 /// A page of jobs in one state.
@@ -757,6 +819,7 @@ impl Handler<ListJobs> for QueueActor {
             lease_deadline_ms: None,
             worker: None,
             failures: state.failures(job.id),
+            expires_ms: state.expires_ms(job.id),
         };
         let counters = state.counters();
         let (after, limit) = (msg.after, msg.limit);

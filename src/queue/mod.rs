@@ -7,6 +7,7 @@
 //! Code outside the queue talks to it through the names re-exported here.
 
 mod actor;
+pub(crate) mod backoff;
 pub(crate) mod budget;
 mod delivery;
 pub(crate) mod directory;
@@ -27,6 +28,7 @@ pub(crate) use error::QueueError;
 pub(crate) use messages::{
     Ack, Arrival, DeadAction, Enqueue, Extend, FailLease, Fetching, FindJob, GetCounters,
     GetFigures, GetSettings, Handout, LeaseRequest, ListDead, ListLeases, ListReady, Purge,
-    QueueFigures, QueueSettings, ResolveDead, SetMaxAttempts, SetMaxJobs, SetOpen, TakeImage,
+    QueueFigures, QueueSettings, ResolveDead, SetBackoff, SetMaxAttempts, SetMaxJobs, SetOnExpiry,
+    SetOpen, TakeImage,
 };
 pub(crate) use messages::{GetSummary, JobsPage, ListJobs, Summary, Waiting};

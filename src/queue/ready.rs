@@ -128,6 +128,19 @@ impl Ready {
         taken
     }
 
+    /// Keeps only the jobs `keep` takes, in their order (the sweep of jobs whose ttl
+    /// ran out): O(ready jobs), and the heads rebuilt.
+    pub fn retain(&mut self, keep: impl Fn(&Job) -> bool) {
+        let levels = std::iter::once(&mut self.default)
+            .chain(self.others.iter_mut().map(|(_, level)| level));
+        for level in levels {
+            let head: Vec<Job> = level.head.iter().filter(|job| keep(job)).cloned().collect();
+            level.head = Head::from_jobs(head);
+            level.rest = level.rest.iter().filter(|job| keep(job)).cloned().collect();
+        }
+        self.others.retain(|(_, level)| !level.is_empty());
+    }
+
     /// The jobs in fetch order.
     pub fn iter(&self) -> impl Iterator<Item = &Job> {
         let (urgent, later) = self.others.split_at(self.urgent_levels());

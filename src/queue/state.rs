@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::job::{Job, JobId};
 
+use super::backoff::Backoff;
 use super::budget::job_cost;
 use super::ready::Ready;
 
@@ -28,8 +29,14 @@ use super::ready::Ready;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// Jobs appended at the tail of their priority, or (with `due_ms`) held until
-    /// that time.
-    Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
+    /// that time. With `expires_ms` (a `ttl`), jobs not handed out by then leave the
+    /// queue ([`Change::TtlExpired`]).
+    Enqueued {
+        jobs: Vec<Job>,
+        due_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_ms: Option<u64>,
+    },
     /// Delayed jobs due at or before `now_ms` move to the head of their priority,
     /// earliest first, at most
     /// `limit` of them (all with `None`), so a mass of jobs coming due at once is
@@ -89,12 +96,17 @@ pub enum Change {
     /// `limit` of them (all with `None`, as in records written before the limit
     /// existed): each counts an attempt and its job goes back to the head, or to the
     /// dead letters at `max_attempts`. The limit is part of the change so that replay
-    /// expires exactly the leases the running queue did.
+    /// expires exactly the leases the running queue did. Under a retry backoff,
+    /// `retry_due_ms` holds, in the order the leases run out, the time each job is
+    /// due again (worked out once, jitter and all, when the change was made); jobs
+    /// without one go back to the head at once.
     LeasesExpired {
         now_ms: u64,
         max_attempts: u32,
         #[serde(default)]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        retry_due_ms: Vec<u64>,
     },
     /// The queue's own `max_attempts` (`None`: the server's default).
     MaxAttemptsSet(Option<u32>),
@@ -104,6 +116,41 @@ pub enum Change {
     DeadPurged { id: Option<JobId> },
     /// The queue's own `max_jobs` (`None`: the server's default).
     MaxJobsSet(Option<u64>),
+    /// The queue's own retry backoff (`None`: the server's default).
+    BackoffSet(Option<Backoff>),
+    /// Jobs whose ttl ran out at or before `now_ms` without being handed out leave,
+    /// earliest first, at most `limit` of them: to the dead letters or dropped, as
+    /// the queue's `on_expiry` says.
+    TtlExpired { now_ms: u64, limit: Option<usize> },
+    /// What becomes of jobs whose ttl runs out.
+    OnExpirySet(OnExpiry),
+}
+
+/// What becomes of a job whose ttl runs out before it is handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnExpiry {
+    /// To the dead letters, reason `expired`.
+    #[default]
+    Dead,
+    /// Gone.
+    Drop,
+}
+
+impl OnExpiry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnExpiry::Dead => "dead",
+            OnExpiry::Drop => "drop",
+        }
+    }
+}
+
+/// A job with a ttl, not handed out yet: where it waits (`due`: delayed until then;
+/// `None`: ready), so that it can leave without a search.
+#[derive(Debug, Clone)]
+struct Expiring {
+    job: Job,
+    due: Option<u64>,
 }
 
 /// The counters the routes report.
@@ -204,6 +251,8 @@ pub enum DeathCause {
     Failed,
     /// A lease running out used its last attempt.
     LeaseExpired,
+    /// Its ttl ran out before it was handed out.
+    Expired,
 }
 
 impl DeathCause {
@@ -211,6 +260,7 @@ impl DeathCause {
         match self {
             DeathCause::Failed => "failed",
             DeathCause::LeaseExpired => "lease expired",
+            DeathCause::Expired => "expired",
         }
     }
 }
@@ -249,6 +299,8 @@ pub struct JobInfo {
     /// For a dead job: when and why it died.
     pub died_ms: Option<u64>,
     pub cause: Option<DeathCause>,
+    /// When the job leaves unless handed out first (its ttl).
+    pub expires_ms: Option<u64>,
     /// The job's bytes, as posted (a shared handle, not a copy).
     pub body: Bytes,
 }
@@ -315,6 +367,20 @@ pub struct QueueImage {
     /// server's default).
     #[serde(default)]
     pub max_jobs: Option<u64>,
+    /// The queue's own retry backoff (`None`: the server's default).
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    /// When each waiting job that has a ttl and was never handed out expires: jobs
+    /// without a ttl cost nothing here.
+    #[serde(default)]
+    pub ttl: OrdMap<JobId, u64>,
+    /// Jobs that expired while ready: they are still in `ready`, skipped (and
+    /// dropped) when reached, and swept out once they are many (see
+    /// `QueueState::sweep`), since finding one in the ready order would take a scan.
+    #[serde(default)]
+    pub husks: OrdSet<JobId>,
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
 }
 
 impl Default for QueueImage {
@@ -334,6 +400,10 @@ impl Default for QueueImage {
             deliveries: 0,
             failures: OrdMap::new(),
             max_jobs: None,
+            backoff: None,
+            ttl: OrdMap::new(),
+            husks: OrdSet::new(),
+            on_expiry: OnExpiry::Dead,
         }
     }
 }
@@ -351,6 +421,8 @@ pub struct QueueState {
     uniq: HashSet<Arc<str>>,
     /// Lease deadlines in time order, for the expiry timer.
     deadlines: OrdSet<(u64, JobId)>,
+    /// Jobs with a ttl by expiry time, for the ttl timer (the same jobs as `q.ttl`).
+    expiries: OrdMap<(u64, JobId), Expiring>,
     /// What the jobs held (ready, delayed, leased, dead) cost against the memory
     /// budget ([`job_cost`] each).
     bytes: u64,
@@ -363,7 +435,11 @@ impl QueueState {
     /// One arm per change, each a method below, in the order the changes are declared.
     pub fn apply(&mut self, change: Change) -> Vec<Job> {
         match change {
-            Change::Enqueued { jobs, due_ms } => self.enqueue(jobs, due_ms),
+            Change::Enqueued {
+                jobs,
+                due_ms,
+                expires_ms,
+            } => self.enqueue(jobs, due_ms, expires_ms),
             Change::Promoted { now_ms, limit } => self.promote(now_ms, limit),
             Change::Taken { count } => return self.take(count),
             Change::Returned { jobs } => self.take_back(jobs),
@@ -389,20 +465,96 @@ impl QueueState {
                 now_ms,
                 max_attempts,
                 limit,
-            } => self.expire_leases(now_ms, max_attempts, limit),
+                retry_due_ms,
+            } => self.expire_leases(now_ms, max_attempts, limit, &retry_due_ms),
             Change::MaxAttemptsSet(max) => self.set_max_attempts(max),
             Change::DeadRetried { id } => self.retry_dead(id),
             Change::DeadPurged { id } => self.purge_dead(id),
             Change::MaxJobsSet(max) => self.q.max_jobs = max,
+            Change::BackoffSet(backoff) => self.q.backoff = backoff,
+            Change::TtlExpired { now_ms, limit } => self.expire_ttl(now_ms, limit),
+            Change::OnExpirySet(on_expiry) => self.q.on_expiry = on_expiry,
         }
         Vec::new()
     }
 
-    fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>) {
+    fn enqueue(&mut self, jobs: Vec<Job>, due_ms: Option<u64>, expires_ms: Option<u64>) {
         for job in jobs {
             self.bytes += job_cost(&job);
             self.hold_key(&job);
+            if let Some(expires) = expires_ms {
+                self.q.ttl.insert(job.id, expires);
+                let waiting = Expiring {
+                    job: job.clone(),
+                    due: due_ms,
+                };
+                self.expiries.insert((expires, job.id), waiting);
+            }
             self.append(job, due_ms);
+        }
+    }
+
+    /// Jobs whose ttl ran out leave: a delayed one at once, a ready one as a husk.
+    fn expire_ttl(&mut self, now_ms: u64, limit: Option<usize>) {
+        let mut left = limit.unwrap_or(usize::MAX);
+        while let Some(key) = self
+            .expiries
+            .get_min()
+            .map(|(key, _)| *key)
+            .filter(|(expires, _)| *expires <= now_ms && left > 0)
+        {
+            left -= 1;
+            let (expires, id) = key;
+            self.q.ttl.remove(&id);
+            let Some(Expiring { job, due }) = self.expiries.remove(&key) else {
+                continue;
+            };
+            match due {
+                Some(due) => {
+                    self.q.delayed.remove(&(due, id));
+                }
+                None => {
+                    self.q.husks.insert(id);
+                }
+            }
+            self.free_key(&job);
+            match self.q.on_expiry {
+                OnExpiry::Dead => {
+                    let dead = DeadJob {
+                        attempts: self.attempts(id),
+                        job,
+                        died_ms: Some(expires),
+                        cause: Some(DeathCause::Expired),
+                    };
+                    self.q.dead.insert(id, dead);
+                }
+                OnExpiry::Drop => {
+                    self.bytes = self.bytes.saturating_sub(job_cost(&job));
+                    self.forget_history(id);
+                }
+            }
+        }
+        let husks = self.q.husks.len();
+        if husks > 64 && husks * 2 > self.ready.len() {
+            self.sweep();
+        }
+    }
+
+    /// Takes the husks out of the ready jobs. O(ready), but only once at least half
+    /// the ready jobs are husks (or a dead letter that is one is retried), so it
+    /// costs O(1) per expired job.
+    fn sweep(&mut self) {
+        let husks = std::mem::take(&mut self.q.husks);
+        if husks.is_empty() {
+            return;
+        }
+        self.ready.retain(|job| !husks.contains(&job.id));
+    }
+
+    /// A job with a ttl was handed out: it no longer expires.
+    fn handed_out(&mut self, id: JobId) {
+        if let Some(expires) = self.q.ttl.remove(&id) {
+            self.expiries.remove(&(expires, id));
         }
     }
 
@@ -419,6 +571,11 @@ impl QueueState {
         {
             left -= 1;
             if let Some(job) = self.q.delayed.remove(&key) {
+                if let Some(expires) = self.q.ttl.get(&job.id) {
+                    if let Some(waiting) = self.expiries.get_mut(&(*expires, job.id)) {
+                        waiting.due = None;
+                    }
+                }
                 self.ready.promote(job);
             }
         }
@@ -561,8 +718,15 @@ impl QueueState {
         }
     }
 
-    fn expire_leases(&mut self, now_ms: u64, max_attempts: u32, limit: Option<usize>) {
+    fn expire_leases(
+        &mut self,
+        now_ms: u64,
+        max_attempts: u32,
+        limit: Option<usize>,
+        retry_due_ms: &[u64],
+    ) {
         let mut left = limit.unwrap_or(usize::MAX);
+        let mut retry_due = retry_due_ms.iter();
         while let Some(entry) = self
             .deadlines
             .get_min()
@@ -571,13 +735,33 @@ impl QueueState {
         {
             left -= 1;
             self.deadlines.remove(&entry);
+            let due = retry_due.next().copied();
             if let Some(lease) = self.q.leased.remove(&entry.1) {
                 let death = (Some(lease.deadline_ms), DeathCause::LeaseExpired);
                 if let Some(job) = self.count_attempt(lease.job, max_attempts, death) {
-                    self.put_back(job);
+                    match due {
+                        Some(due) => self.append(job, Some(due)),
+                        None => self.put_back(job),
+                    }
                 }
             }
         }
+    }
+
+    /// The leases a [`Change::LeasesExpired`] at `now_ms` with `limit` would run
+    /// out, in its order, each with the failed deliveries its job will then have had.
+    pub fn expiring_leases(&self, now_ms: u64, limit: usize) -> Vec<(JobId, u32)> {
+        self.deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .take(limit)
+            .map(|(_, id)| (*id, self.attempts(*id).saturating_add(1)))
+            .collect()
+    }
+
+    /// The queue's own retry backoff, if any.
+    pub fn backoff(&self) -> Option<Backoff> {
+        self.q.backoff
     }
 
     fn set_max_attempts(&mut self, max: Option<u32>) {
@@ -585,7 +769,13 @@ impl QueueState {
     }
 
     fn retry_dead(&mut self, id: Option<JobId>) {
-        for (id, dead) in self.take_dead(id) {
+        let retried = self.take_dead(id);
+        // An expired job may still be in `ready` as a husk: out with it first, so the
+        // job is not there twice.
+        if retried.iter().any(|(id, _)| self.q.husks.contains(id)) {
+            self.sweep();
+        }
+        for (id, dead) in retried {
             self.forget_history(id);
             self.bytes = self.bytes.saturating_sub(job_cost(&dead.job));
             let mut job = dead.job;
@@ -630,8 +820,36 @@ impl QueueState {
 
     /// The most urgent ready jobs, FIFO among equals.
     fn pop_head(&mut self, count: usize) -> Vec<Job> {
-        let taken = self.ready.pop(count);
+        let count = count.min(self.ready_len());
+        let mut taken = if self.q.husks.is_empty() {
+            self.ready.pop(count)
+        } else {
+            self.pop_live(count)
+        };
         self.q.processed += taken.len() as u64;
+        if !self.q.ttl.is_empty() {
+            for job in &taken {
+                self.handed_out(job.id);
+            }
+        }
+        taken.shrink_to_fit();
+        taken
+    }
+
+    /// The first `count` live ready jobs; husks met on the way are dropped.
+    fn pop_live(&mut self, count: usize) -> Vec<Job> {
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count {
+            let popped = self.ready.pop(count - taken.len());
+            if popped.is_empty() {
+                break;
+            }
+            for job in popped {
+                if self.q.husks.remove(&job.id).is_none() {
+                    taken.push(job);
+                }
+            }
+        }
         taken
     }
 
@@ -700,7 +918,27 @@ impl QueueState {
 
     /// Number of jobs ready to fetch.
     pub fn ready_len(&self) -> usize {
-        self.ready.len()
+        self.ready.len().saturating_sub(self.q.husks.len())
+    }
+
+    /// The earliest ttl expiry of a job not handed out.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiries.get_min().map(|((expires, _), _)| *expires)
+    }
+
+    /// Whether some job's ttl has run out at `now_ms`.
+    pub fn has_ttl_expired(&self, now_ms: u64) -> bool {
+        self.next_expiry_ms().is_some_and(|at| at <= now_ms)
+    }
+
+    /// When job `id` expires unless handed out first (`None`: no ttl, or handed out).
+    pub fn expires_ms(&self, id: JobId) -> Option<u64> {
+        self.q.ttl.get(&id).copied()
+    }
+
+    /// What becomes of jobs whose ttl runs out.
+    pub fn on_expiry(&self) -> OnExpiry {
+        self.q.on_expiry
     }
 
     /// The due time of the earliest delayed job.
@@ -825,6 +1063,7 @@ impl QueueState {
             priority: job.priority,
             died_ms: None,
             cause: None,
+            expires_ms: self.q.ttl.get(&id).copied(),
             body: job.body.clone(),
         };
         if let Some(lease) = self.q.leased.get(&id) {
@@ -863,7 +1102,10 @@ impl QueueState {
 
     /// The ready jobs in fetch order.
     pub fn ready_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.ready.iter()
+        let husks = &self.q.husks;
+        self.ready
+            .iter()
+            .filter(move |job| husks.is_empty() || !husks.contains(&job.id))
     }
 
     /// The delayed jobs with their due times, earliest first.
@@ -902,9 +1144,12 @@ impl QueueState {
 
     /// The queue an image was taken of.
     pub fn from_image(mut image: QueueImage) -> Self {
+        let husks = image.husks.clone();
+        let live = |job: &&Job| husks.is_empty() || !husks.contains(&job.id);
         let uniq = image
             .ready
             .iter()
+            .filter(live)
             .chain(image.delayed.values())
             .chain(image.leased.values().map(|l| &l.job))
             .filter_map(|job| job.uniq.clone())
@@ -917,11 +1162,29 @@ impl QueueState {
         let bytes = image
             .ready
             .iter()
+            .filter(live)
             .chain(image.delayed.values())
             .chain(image.leased.values().map(|l| &l.job))
             .chain(image.dead.values().map(|d| &d.job))
             .map(job_cost)
             .sum();
+        let mut expiries = OrdMap::new();
+        if !image.ttl.is_empty() {
+            let ready = image.ready.iter().filter(live).map(|job| (None, job));
+            let delayed = image
+                .delayed
+                .iter()
+                .map(|((due, _), job)| (Some(*due), job));
+            for (due, job) in ready.chain(delayed) {
+                if let Some(expires) = image.ttl.get(&job.id) {
+                    let waiting = Expiring {
+                        job: job.clone(),
+                        due,
+                    };
+                    expiries.insert((*expires, job.id), waiting);
+                }
+            }
+        }
         let ready = Ready::from_image(
             std::mem::take(&mut image.ready),
             image.head_len,
@@ -934,6 +1197,7 @@ impl QueueState {
             ready,
             uniq,
             deadlines,
+            expiries,
             bytes,
         }
     }
@@ -957,7 +1221,11 @@ mod tests {
     }
 
     fn enqueue(state: &mut QueueState, jobs: Vec<Job>) {
-        state.apply(Change::Enqueued { jobs, due_ms: None });
+        state.apply(Change::Enqueued {
+            jobs,
+            due_ms: None,
+            expires_ms: None,
+        });
     }
 
     /// The running byte count always equals what an image of the queue adds up to
@@ -977,6 +1245,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(7, None)],
             due_ms: Some(5),
+            expires_ms: None,
         });
         check(&q);
         let taken = q.apply(Change::Taken { count: 1 });
@@ -996,6 +1265,7 @@ mod tests {
             now_ms: 20,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(q.counters().dead, 2);
         check(&q);
@@ -1035,6 +1305,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(1, Some("k"))],
             due_ms: Some(5_000),
+            expires_ms: None,
         });
         assert!(q.holds_uniq("k"));
         assert_eq!(q.counters().ready, 0);
@@ -1048,14 +1319,17 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(2, None)],
             due_ms: Some(2_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(1_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(4, None)],
             due_ms: Some(3_000),
+            expires_ms: None,
         });
         assert!(!q.has_due(999));
         q.apply(Change::Promoted {
@@ -1079,10 +1353,12 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(1_000),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(4, None)],
             due_ms: Some(2_000),
+            expires_ms: None,
         });
         q.apply(Change::Promoted {
             now_ms: 1_000,
@@ -1096,6 +1372,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(5, None)],
             due_ms: Some(3_000),
+            expires_ms: None,
         });
         q.apply(Change::Promoted {
             now_ms: 3_000,
@@ -1123,6 +1400,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(3, Some("d"))],
             due_ms: Some(9_000),
+            expires_ms: None,
         });
         q.apply(Change::FailureCounted);
         q.apply(Change::OpenSet(false));
@@ -1203,6 +1481,7 @@ mod tests {
                 now_ms: 1_000 * attempt,
                 max_attempts: 3,
                 limit: None,
+                retry_due_ms: Vec::new(),
             });
             let info = q.find(JobId(1));
             assert_eq!(
@@ -1215,6 +1494,7 @@ mod tests {
             now_ms: 5_000,
             max_attempts: 3,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(
             q.find(JobId(1)).map(|i| (i.state, i.attempts)),
@@ -1317,7 +1597,224 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit,
+            retry_due_ms: Vec::new(),
         });
+    }
+
+    #[test]
+    fn backoff_due_times_travel_in_the_changes_and_replay_alike() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None), job(3, None)]);
+        lease(&mut q, 3, 1_000);
+        q.apply(Change::BackoffSet(Some(Backoff::Fixed { delay_ms: 50 })));
+        // A failure with its due time (worked out by the actor) is delayed until then.
+        let failed = Change::Failed {
+            id: JobId(1),
+            due_ms: Some(700),
+            max_attempts: 5,
+            report: None,
+        };
+        q.apply(failed.clone());
+        // The leases that run out, in deadline order, with their attempts to come.
+        assert_eq!(
+            q.expiring_leases(1_000, 10),
+            vec![(JobId(2), 1), (JobId(3), 1)]
+        );
+        assert_eq!(q.expiring_leases(1_000, 1), vec![(JobId(2), 1)]);
+        assert!(q.expiring_leases(999, 10).is_empty());
+        let expired = Change::LeasesExpired {
+            now_ms: 1_000,
+            max_attempts: 5,
+            limit: None,
+            retry_due_ms: vec![1_300, 1_100],
+        };
+        q.apply(expired.clone());
+        let due = |q: &QueueState, id| q.find(JobId(id)).and_then(|i| i.due_ms);
+        assert_eq!(
+            (due(&q, 1), due(&q, 2), due(&q, 3)),
+            (Some(700), Some(1_300), Some(1_100))
+        );
+        assert_eq!(q.counters().ready, 0);
+        assert_eq!(q.attempts(JobId(2)), 1);
+        // Due jobs come back to the head in due order.
+        q.apply(Change::Promoted {
+            now_ms: 1_300,
+            limit: None,
+        });
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 3, 2]);
+
+        // The same changes replayed on the same start give the same queue, and the
+        // policy itself survives an image.
+        let mut replayed = QueueState::default();
+        enqueue(
+            &mut replayed,
+            vec![job(1, None), job(2, None), job(3, None)],
+        );
+        lease(&mut replayed, 3, 1_000);
+        replayed.apply(Change::BackoffSet(Some(Backoff::Fixed { delay_ms: 50 })));
+        replayed.apply(failed);
+        replayed.apply(expired);
+        let back = QueueState::from_image(replayed.image());
+        assert_eq!(back.backoff(), Some(Backoff::Fixed { delay_ms: 50 }));
+        assert_eq!(
+            back.delayed_jobs()
+                .map(|(d, j)| (d, j.id.0))
+                .collect::<Vec<_>>(),
+            vec![(700, 1), (1_100, 3), (1_300, 2)]
+        );
+    }
+
+    fn enqueue_ttl(q: &mut QueueState, ids: &[u64], due_ms: Option<u64>, expires_ms: u64) {
+        q.apply(Change::Enqueued {
+            jobs: ids
+                .iter()
+                .map(|i| job(*i, Some(&format!("k{i}"))))
+                .collect(),
+            due_ms,
+            expires_ms: Some(expires_ms),
+        });
+    }
+
+    #[test]
+    fn jobs_expire_in_expiry_order_to_the_dead_letters_without_a_scan() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None)]);
+        enqueue_ttl(&mut q, &[2, 3], None, 500);
+        enqueue_ttl(&mut q, &[4], None, 300);
+        enqueue_ttl(&mut q, &[5], Some(100), 400);
+        enqueue(&mut q, vec![job(6, None)]);
+        assert_eq!(q.next_expiry_ms(), Some(300));
+        assert_eq!(q.find(JobId(2)).and_then(|i| i.expires_ms), Some(500));
+        assert_eq!(q.find(JobId(1)).and_then(|i| i.expires_ms), None);
+        // Only jobs with a ttl have an entry.
+        assert_eq!(q.image().ttl.len(), 4);
+        // Job 5 comes due and waits ready, still with its ttl.
+        q.apply(Change::Promoted {
+            now_ms: 100,
+            limit: None,
+        });
+        q.apply(Change::TtlExpired {
+            now_ms: 400,
+            limit: Some(1),
+        });
+        assert_eq!(q.next_expiry_ms(), Some(400));
+        q.apply(Change::TtlExpired {
+            now_ms: 400,
+            limit: None,
+        });
+        let dead: Vec<u64> = q
+            .dead_page(None, 10)
+            .0
+            .iter()
+            .map(|d| d.dead.job.id.0)
+            .collect();
+        assert_eq!(dead, vec![4, 5]);
+        assert_eq!(
+            q.find(JobId(4)).map(|i| (i.state, i.died_ms, i.cause)),
+            Some((JobState::Dead, Some(300), Some(DeathCause::Expired)))
+        );
+        assert_eq!(q.counters().ready, 4);
+        assert!(!q.holds_uniq("k4") && q.holds_uniq("k2"));
+        // The byte count, uniq keys and expiries come back the same from an image.
+        let back = QueueState::from_image(q.image());
+        assert_eq!(back.bytes(), q.bytes());
+        assert_eq!(back.counters(), q.counters());
+        assert_eq!(back.next_expiry_ms(), Some(500));
+        assert!(!back.holds_uniq("k4"));
+        // Fetches skip the expired ones.
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 2, 3, 6]);
+        assert_eq!(q.next_expiry_ms(), None);
+        assert!(q.image().ttl.is_empty() && q.image().husks.is_empty());
+    }
+
+    #[test]
+    fn a_job_handed_out_never_expires() {
+        let mut q = QueueState::default();
+        enqueue_ttl(&mut q, &[1, 2], None, 500);
+        lease(&mut q, 1, 100);
+        assert_eq!(q.find(JobId(1)).and_then(|i| i.expires_ms), None);
+        // Its lease runs out and it comes back: still no ttl.
+        expire(&mut q, None);
+        q.apply(Change::TtlExpired {
+            now_ms: 10_000,
+            limit: None,
+        });
+        assert_eq!(q.find(JobId(1)).map(|i| i.state), Some(JobState::Ready));
+        assert_eq!(q.find(JobId(2)).map(|i| i.state), Some(JobState::Dead));
+        assert_eq!(q.next_expiry_ms(), None);
+    }
+
+    #[test]
+    fn dropped_jobs_free_their_bytes_and_husks_are_swept_out() {
+        let mut q = QueueState::default();
+        q.apply(Change::OnExpirySet(OnExpiry::Drop));
+        enqueue_ttl(&mut q, &(1..=300).collect::<Vec<_>>(), None, 50);
+        enqueue(&mut q, vec![job(301, None)]);
+        // Some of them put back at the head, so both ready parts hold husks.
+        lease(&mut q, 10, 10);
+        expire(&mut q, None);
+        let one = job_cost(&job(301, None));
+        q.apply(Change::TtlExpired {
+            now_ms: 60,
+            limit: None,
+        });
+        assert_eq!(q.counters().ready, 11);
+        assert_eq!(q.counters().dead, 0);
+        // Swept at once: most of the queue was husks.
+        assert!(q.image().husks.is_empty());
+        assert_eq!(q.image().ready.len(), 11);
+        assert!(q.bytes() >= one && q.bytes() < 12 * one);
+        assert_eq!(QueueState::from_image(q.image()).bytes(), q.bytes());
+    }
+
+    #[test]
+    fn a_retried_expired_job_is_in_the_queue_once() {
+        let mut q = QueueState::default();
+        enqueue_ttl(&mut q, &[1], None, 50);
+        enqueue(&mut q, vec![job(2, None)]);
+        q.apply(Change::TtlExpired {
+            now_ms: 60,
+            limit: None,
+        });
+        assert_eq!(q.image().husks.len(), 1);
+        q.apply(Change::DeadRetried { id: None });
+        assert_eq!(q.counters().ready, 2);
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![2, 1]);
+        assert_eq!(q.counters().ready, 0);
+    }
+
+    #[test]
+    fn records_from_before_ttl_read_and_new_ones_without_it_are_the_same_bytes() {
+        #[derive(Serialize)]
+        enum Old {
+            Enqueued { jobs: Vec<Job>, due_ms: Option<u64> },
+        }
+        let old = Old::Enqueued {
+            jobs: vec![job(1, None)],
+            due_ms: Some(5),
+        };
+        let mut old_bytes = Vec::new();
+        assert!(ciborium::into_writer(&old, &mut old_bytes).is_ok());
+        let read: Option<Change> = ciborium::from_reader(&old_bytes[..]).ok();
+        let new = Change::Enqueued {
+            jobs: vec![job(1, None)],
+            due_ms: Some(5),
+            expires_ms: None,
+        };
+        assert_eq!(read.as_ref(), Some(&new));
+        let mut new_bytes = Vec::new();
+        assert!(ciborium::into_writer(&new, &mut new_bytes).is_ok());
+        assert_eq!(new_bytes, old_bytes, "no ttl, no new bytes in the log");
+    }
+
+    #[test]
+    fn a_lease_expiry_without_due_times_puts_jobs_back_at_the_head() {
+        let mut q = QueueState::default();
+        enqueue(&mut q, vec![job(1, None), job(2, None)]);
+        lease(&mut q, 1, 1_000);
+        expire(&mut q, None);
+        assert_eq!(q.counters().delayed, 0);
+        assert_eq!(ids(&q.apply(Change::Taken { count: 10 })), vec![1, 2]);
     }
 
     #[test]
@@ -1353,10 +1850,12 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![job(5, None)],
             due_ms: Some(10),
+            expires_ms: None,
         });
         q.apply(Change::Enqueued {
             jobs: vec![job(3, None)],
             due_ms: Some(20),
+            expires_ms: None,
         });
         enqueue(&mut q, vec![job(7, None)]);
         q.apply(Change::Promoted {
@@ -1408,6 +1907,7 @@ mod tests {
                 q.apply(Change::Enqueued {
                     jobs: vec![job(i, None)],
                     due_ms: Some(100 + (i % 3)),
+                    expires_ms: None,
                 });
             }
         };
@@ -1448,7 +1948,8 @@ mod tests {
             Some(Change::LeasesExpired {
                 now_ms: 7,
                 max_attempts: 3,
-                limit: None
+                limit: None,
+                retry_due_ms: Vec::new(),
             })
         );
     }
@@ -1468,6 +1969,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert!(q.lease(JobId(1)).is_none());
         assert!(
@@ -1494,6 +1996,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         q.apply(Change::Leased {
             count: 1,
@@ -1546,6 +2049,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 5,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         lease(&mut q, 1, 9_000);
         q.apply(Change::LeaseReleased {
@@ -1612,6 +2116,7 @@ mod tests {
             now_ms: 4_500,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         assert_eq!(
             q.find(JobId(1)).map(|i| (i.died_ms, i.cause)),
@@ -1628,6 +2133,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         let ids = |page: &[DeadLetter]| page.iter().map(|d| d.dead.job.id.0).collect::<Vec<_>>();
         let (page, more) = q.dead_page(None, 2);
@@ -1808,6 +2314,7 @@ mod tests {
             q.apply(Change::Enqueued {
                 jobs: vec![pjob(id, p)],
                 due_ms: Some(due),
+                expires_ms: None,
             });
         }
         q.apply(Change::Promoted {
@@ -1866,6 +2373,7 @@ mod tests {
             now_ms: 1_000,
             max_attempts: 1,
             limit: None,
+            retry_due_ms: Vec::new(),
         });
         enqueue(&mut q, vec![pjob(2, 128)]);
         q.apply(Change::DeadRetried { id: None });
@@ -1888,6 +2396,7 @@ mod tests {
         q.apply(Change::Enqueued {
             jobs: vec![pjob(16, 250)],
             due_ms: Some(1),
+            expires_ms: None,
         });
         let image = q.image();
         assert_eq!(image.level_heads.len(), 2);

@@ -36,6 +36,7 @@ pub(super) async fn enqueue(addr: &Addr<QueueActor>, jobs: Vec<Job>, due_ms: Opt
         .send(Enqueue {
             jobs,
             due_ms,
+            expires_ms: None,
             arrival: Arrival::Posted,
         })
         .await;

@@ -27,6 +27,7 @@ struct Sums {
     processed: AtomicU64,
     failed: AtomicU64,
     expired: AtomicU64,
+    ttl_expired: AtomicU64,
     waiters: AtomicI64,
 }
 
@@ -41,6 +42,7 @@ pub struct TotalsNow {
     pub processed: u64,
     pub failed: u64,
     pub expired: u64,
+    pub ttl_expired: u64,
     pub waiters: u64,
 }
 
@@ -49,6 +51,7 @@ pub struct TotalsNow {
 pub enum ChangeKind {
     Enqueued,
     LeasesExpired,
+    TtlExpired,
     /// A deleted queue: its processed/failed counts go, but nothing was un-done.
     Purged,
     Other,
@@ -59,6 +62,7 @@ impl ChangeKind {
         match change {
             Change::Enqueued { .. } => ChangeKind::Enqueued,
             Change::LeasesExpired { .. } => ChangeKind::LeasesExpired,
+            Change::TtlExpired { .. } => ChangeKind::TtlExpired,
             Change::Purged => ChangeKind::Purged,
             _ => ChangeKind::Other,
         }
@@ -71,22 +75,29 @@ pub struct QueueTally {
     pub enqueued: u64,
     /// Leases that ran out.
     pub expired: u64,
+    /// Jobs whose ttl ran out before they were handed out.
+    pub ttl_expired: u64,
 }
 
 impl QueueTally {
     /// Counts a change that took the queue's counters from `before` to `after`.
-    /// Returns the (enqueued, expired) it added.
-    pub fn record(&mut self, kind: ChangeKind, before: &Counters, after: &Counters) -> (u64, u64) {
+    /// Returns the (enqueued, expired, ttl expired) it added.
+    pub fn record(
+        &mut self,
+        kind: ChangeKind,
+        before: &Counters,
+        after: &Counters,
+    ) -> (u64, u64, u64) {
+        let waiting = |c: &Counters| c.ready + c.delayed;
         let added = match kind {
-            ChangeKind::Enqueued => (
-                (after.ready + after.delayed).saturating_sub(before.ready + before.delayed) as u64,
-                0,
-            ),
-            ChangeKind::LeasesExpired => (0, before.leased.saturating_sub(after.leased) as u64),
-            ChangeKind::Purged | ChangeKind::Other => (0, 0),
+            ChangeKind::Enqueued => (waiting(after).saturating_sub(waiting(before)) as u64, 0, 0),
+            ChangeKind::LeasesExpired => (0, before.leased.saturating_sub(after.leased) as u64, 0),
+            ChangeKind::TtlExpired => (0, 0, waiting(before).saturating_sub(waiting(after)) as u64),
+            ChangeKind::Purged | ChangeKind::Other => (0, 0, 0),
         };
         self.enqueued += added.0;
         self.expired += added.1;
+        self.ttl_expired += added.2;
         added
     }
 }
@@ -105,13 +116,13 @@ fn grow(sum: &AtomicU64, before: u64, after: u64) {
 
 impl QueueTotals {
     /// Adds what one change did to a queue: its counters went from `before` to
-    /// `after`, and its tally grew by `added` (enqueued, expired).
+    /// `after`, and its tally grew by `added` (enqueued, expired, ttl expired).
     pub fn changed(
         &self,
         kind: ChangeKind,
         before: &Counters,
         after: &Counters,
-        added: (u64, u64),
+        added: (u64, u64, u64),
     ) {
         let s = &self.0;
         add(&s.ready, before.ready, after.ready);
@@ -131,11 +142,19 @@ impl QueueTotals {
         if added.1 > 0 {
             s.expired.fetch_add(added.1, Ordering::Relaxed);
         }
+        if added.2 > 0 {
+            s.ttl_expired.fetch_add(added.2, Ordering::Relaxed);
+        }
     }
 
     /// Counts the jobs of a queue recovery brought back.
     pub fn recovered(&self, counters: &Counters) {
-        self.changed(ChangeKind::Purged, &Counters::default(), counters, (0, 0));
+        self.changed(
+            ChangeKind::Purged,
+            &Counters::default(),
+            counters,
+            (0, 0, 0),
+        );
     }
 
     /// A fetch parked (`1`) or left its place in line (`-1`).
@@ -156,6 +175,7 @@ impl QueueTotals {
             processed: s.processed.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             expired: s.expired.load(Ordering::Relaxed),
+            ttl_expired: s.ttl_expired.load(Ordering::Relaxed),
             waiters: get(&s.waiters),
         }
     }
@@ -201,7 +221,7 @@ mod tests {
         let added = tally.record(ChangeKind::Enqueued, &empty, &three);
         totals.changed(ChangeKind::Enqueued, &empty, &three, added);
         let leased = counters(1, 2, 2);
-        totals.changed(ChangeKind::Other, &three, &leased, (0, 0));
+        totals.changed(ChangeKind::Other, &three, &leased, (0, 0, 0));
         let expired = counters(2, 1, 2);
         let added = tally.record(ChangeKind::LeasesExpired, &leased, &expired);
         totals.changed(ChangeKind::LeasesExpired, &leased, &expired, added);
@@ -209,7 +229,8 @@ mod tests {
             tally,
             QueueTally {
                 enqueued: 3,
-                expired: 1
+                expired: 1,
+                ttl_expired: 0
             }
         );
         let now = totals.read();
@@ -218,9 +239,14 @@ mod tests {
         // Jobs a departed fetcher left go back, their processed count with them: the
         // sum does not step back.
         let returned = counters(3, 1, 1);
-        totals.changed(ChangeKind::Other, &expired, &returned, (0, 0));
+        totals.changed(ChangeKind::Other, &expired, &returned, (0, 0, 0));
         assert_eq!((totals.read().ready, totals.read().processed), (3, 2));
-        totals.changed(ChangeKind::Purged, &returned, &Counters::default(), (0, 0));
+        totals.changed(
+            ChangeKind::Purged,
+            &returned,
+            &Counters::default(),
+            (0, 0, 0),
+        );
         let now = totals.read();
         assert_eq!((now.ready, now.leased, now.processed), (0, 0, 2));
     }

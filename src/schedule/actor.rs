@@ -57,13 +57,15 @@ async fn deliver(queues: Arc<QueueDirectory>, spec: ScheduleSpec, job_id: u64) -
         uniq: None,
         priority: spec.priority.unwrap_or(DEFAULT_PRIORITY),
     };
-    // TTL: `spec.ttl_secs` is checked and stored; it goes into this message once job
-    // creation takes it, exactly as `POST /q/NAME?ttl=S` would pass it.
-    let _ttl_secs = spec.ttl_secs;
+    // As `POST /q/QUEUE?ttl=S` would: the ttl counts from the run.
+    let expires_ms = spec
+        .ttl_secs
+        .map(|secs| crate::clock::now_ms().saturating_add(secs.saturating_mul(1000)));
     let answer = queues
         .ask(&queue, true, || Enqueue {
             jobs: vec![job.clone()],
             due_ms: None,
+            expires_ms,
             arrival: Arrival::Posted,
         })
         .await;

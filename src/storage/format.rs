@@ -386,6 +386,7 @@ mod tests {
                 priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: Some(5),
+            expires_ms: None,
         }
     }
 
@@ -567,7 +568,11 @@ mod tests {
                 priority: crate::queue::job::DEFAULT_PRIORITY,
             })
             .collect();
-        state.apply(Change::Enqueued { jobs, due_ms: None });
+        state.apply(Change::Enqueued {
+            jobs,
+            due_ms: None,
+            expires_ms: None,
+        });
         let data = SnapshotData {
             generation: 7,
             log_start: 3,

@@ -799,6 +799,7 @@ mod tests {
                 priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: None,
+            expires_ms: None,
         };
         let record = LogRecordRef::Queue {
             queue: 1,
@@ -1113,6 +1114,7 @@ mod tests {
                 priority: crate::queue::job::DEFAULT_PRIORITY,
             }],
             due_ms: None,
+            expires_ms: None,
         };
         let record = LogRecordRef::Queue {
             queue: 1,

@@ -397,14 +397,16 @@ async fn jobs_dead_letter_after_max_attempts_and_can_be_retried_or_purged() {
     assert_eq!(
         s,
         json!({"queue": "d", "max_attempts": 5, "max_attempts_is_default": true,
-            "max_jobs": null, "max_jobs_is_default": true})
+            "max_jobs": null, "max_jobs_is_default": true,
+            "backoff": {"kind": "none"}, "backoff_is_default": true, "on_expiry": "dead"})
     );
     let (status, s) = json_of(app.post_json("/settings/d", "{\"max_attempts\": 2}").await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         s,
         json!({"queue": "d", "max_attempts": 2, "max_attempts_is_default": false,
-            "max_jobs": null, "max_jobs_is_default": true})
+            "max_jobs": null, "max_jobs_is_default": true,
+            "backoff": {"kind": "none"}, "backoff_is_default": true, "on_expiry": "dead"})
     );
     assert_error_contains(
         app.post_json("/settings/d", "{\"max_attempts\": 0}").await,

@@ -21,6 +21,7 @@ mod dashboard;
 mod delivery;
 mod disk;
 mod errors;
+mod expiry;
 // The child-process harness, shared with the benches.
 #[path = "../harness/mod.rs"]
 mod harness;
@@ -38,6 +39,7 @@ mod priorities;
 mod process;
 mod producers;
 mod queue;
+mod retry;
 mod schedules;
 mod status;
 mod strict_input;

@@ -245,7 +245,7 @@ async fn unknown_query_parameters_are_refused_naming_what_the_route_takes() {
     assert_error(
         app.post_json("/q/x?delay_s=5", "{}").await,
         StatusCode::BAD_REQUEST,
-        "unknown query parameter \"delay_s\"; this route takes: delayed, delay, uniq, priority",
+        "unknown query parameter \"delay_s\"; this route takes: delayed, delay, ttl, uniq, priority",
     )
     .await;
     assert_nothing_queued(&app).await;
@@ -257,20 +257,20 @@ async fn unknown_query_parameters_are_refused_naming_what_the_route_takes() {
             Method::POST,
             "/q/x",
             "{}",
-            "this route takes: delayed, delay, uniq, priority",
+            "this route takes: delayed, delay, ttl, uniq, priority",
         ),
         (
             Method::PUT,
             "/q/x",
             "{}",
-            "this route takes: delayed, delay, uniq, priority",
+            "this route takes: delayed, delay, ttl, uniq, priority",
         ),
         (Method::DELETE, "/q/x", "", none),
         (
             Method::POST,
             "/qb/x",
             "{\"jobs\":[1]}",
-            "this route takes: delayed, delay, uniq, priority",
+            "this route takes: delayed, delay, ttl, uniq, priority",
         ),
         (Method::PUT, "/qb/x", "{}", none),
         (Method::DELETE, "/qb/x", "", none),

@@ -185,6 +185,9 @@ pub enum DeathReason {
     Failed,
     #[schema(rename = "lease expired")]
     LeaseExpired,
+    /// Its ttl ran out before it was handed out.
+    #[schema(rename = "expired")]
+    Expired,
 }
 
 /// One failure report kept with a job (its newest 5, oldest first).
@@ -227,6 +230,10 @@ pub struct JobView {
     pub died_at: Option<f64>,
     #[schema(required = true)]
     pub reason: Option<DeathReason>,
+    /// When the job leaves the queue unless handed out first (its `ttl`); null once
+    /// handed out, or without a ttl.
+    #[schema(required = true)]
+    pub expires_at: Option<f64>,
     /// With `?body=1`: the job, the bytes as posted.
     pub job: Option<Value>,
 }
@@ -279,12 +286,62 @@ pub struct QueueSettings {
     #[schema(required = true)]
     pub max_jobs: Option<u64>,
     pub max_jobs_is_default: bool,
+    pub backoff: BackoffPolicy,
+    pub backoff_is_default: bool,
+    pub on_expiry: OnExpiry,
 }
 
-/// `POST /settings/NAME`: either key or both (at least one); null follows the
-/// server's default.
+/// A retry backoff: how long a leased job that failed (with no `delay`/`delayed` of
+/// its own) or whose lease ran out waits before it is ready again. `none`: at once;
+/// `fixed`: `delay_secs`; `exponential`: `base_secs × factor^(attempts − 1)`, at
+/// most `max_secs`, less a random part of up to `jitter` of it. Seconds are above 0
+/// and at most 315360000.
 #[derive(ToSchema)]
-#[schema(example = json!({"max_attempts": 3, "max_jobs": 10000}))]
+#[schema(example = json!({"kind": "exponential", "base_secs": 1, "factor": 2, "max_secs": 300, "jitter": 0.2}))]
+pub struct BackoffPolicy {
+    pub kind: BackoffKind,
+    /// `fixed` only.
+    #[schema(exclusive_minimum = 0, maximum = 315360000)]
+    pub delay_secs: Option<f64>,
+    /// `exponential` only: the first delay.
+    #[schema(exclusive_minimum = 0, maximum = 315360000)]
+    pub base_secs: Option<f64>,
+    /// `exponential` only: 1 to 100, default 2.
+    #[schema(minimum = 1, maximum = 100)]
+    pub factor: Option<f64>,
+    /// `exponential` only (required there): the longest delay, at least `base_secs`.
+    #[schema(exclusive_minimum = 0, maximum = 315360000)]
+    pub max_secs: Option<f64>,
+    /// `exponential` only: 0 to 1, default 0.
+    #[schema(minimum = 0, maximum = 1)]
+    pub jitter: Option<f64>,
+}
+
+/// A backoff's kind.
+#[derive(ToSchema)]
+pub enum BackoffKind {
+    #[schema(rename = "none")]
+    None,
+    #[schema(rename = "fixed")]
+    Fixed,
+    #[schema(rename = "exponential")]
+    Exponential,
+}
+
+/// What becomes of a job whose ttl runs out before it is handed out: `dead` (the
+/// default: a dead letter, reason `expired`) or `drop`.
+#[derive(ToSchema)]
+pub enum OnExpiry {
+    #[schema(rename = "dead")]
+    Dead,
+    #[schema(rename = "drop")]
+    Drop,
+}
+
+/// `POST /settings/NAME`: any of the keys (at least one); null follows the server's
+/// default. All are checked before any is set.
+#[derive(ToSchema)]
+#[schema(example = json!({"max_attempts": 3, "max_jobs": 10000, "backoff": {"kind": "exponential", "base_secs": 1, "max_secs": 300, "jitter": 0.2}, "on_expiry": "dead"}))]
 pub struct QueueSettingsChange {
     /// 1 to 1000, or null.
     #[schema(minimum = 1, maximum = 1000)]
@@ -292,6 +349,9 @@ pub struct QueueSettingsChange {
     /// 1 or more, or null.
     #[schema(minimum = 1)]
     pub max_jobs: Option<u64>,
+    /// A policy, or null.
+    pub backoff: Option<BackoffPolicy>,
+    pub on_expiry: Option<OnExpiry>,
 }
 
 /// `/health/live`.
@@ -363,6 +423,9 @@ pub struct JobEntry {
     /// Dead jobs: why.
     #[schema(required = true)]
     pub reason: Option<DeathReason>,
+    /// Ready and delayed jobs with a `ttl`: when they leave unless handed out first.
+    #[schema(required = true)]
+    pub expires_at: Option<f64>,
     /// The job, the bytes as posted.
     pub job: Value,
 }
