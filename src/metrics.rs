@@ -48,6 +48,12 @@ const GROUPS: &[&str] = &[
     "/health",
     "/",
     "/metrics",
+    "/openapi.json",
+    "/overview",
+    "/info",
+    "/jobs",
+    "/dashboard",
+    "/schedules",
     "other",
 ];
 

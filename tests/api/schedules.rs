@@ -319,3 +319,37 @@ async fn changing_schedules_needs_an_admin_token() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
+
+#[actix_web::test]
+async fn a_schedule_s_priority_and_ttl_reach_the_jobs_it_posts() {
+    let app = spawn_app().await;
+    let body = r#"{"cron": "* * * * * *", "queue": "opts", "job": {"n": 1},
+                   "options": {"priority": 7, "ttl": 600}}"#;
+    let r = app.post_json("/schedules/with-options", body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(
+        eventually(5, || async {
+            app.get_json("/j/opts").await.1["job_count"].as_u64() >= Some(1)
+        })
+        .await,
+        "no job arrived"
+    );
+    let (status, listed) = app.get_json("/jobs/opts?state=ready").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let job = &listed["jobs"][0];
+    assert_eq!(job["priority"], 7, "{listed}");
+    assert_eq!(job["job"], json!({"n": 1}));
+    let expires = job["expires_at"].as_f64().unwrap_or_default();
+    let now = now_secs_f64();
+    assert!(
+        expires > now + 590.0 && expires <= now + 600.5,
+        "expires_at {expires} is not about 600 s from now ({now}): {listed}"
+    );
+    // A job posted with a more urgent priority is fetched first.
+    let r = app
+        .post_json("/q/opts?priority=3", r#"{"first": true}"#)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app.get("/q/opts").await;
+    assert_eq!(r.text().await.unwrap(), r#"{"first": true}"#);
+}
