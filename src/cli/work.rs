@@ -175,9 +175,18 @@ impl Runner {
     /// Runs the command for `job` and acks or fails it.
     async fn run(&self, job: Lease) {
         let id = job.id();
-        // The lookup's attempts are the failed deliveries before this one.
-        let attempt = match self.client.job(&self.queue, id).await {
-            Ok(info) => (info.attempts + 1).to_string(),
+        // The lease says how many deliveries failed before this one; a server too old
+        // to say is asked with a lookup.
+        let failed = match job.attempts() {
+            Some(failed) => Ok(failed),
+            None => self
+                .client
+                .job(&self.queue, id)
+                .await
+                .map(|info| info.attempts),
+        };
+        let attempt = match failed {
+            Ok(failed) => (failed + 1).to_string(),
             Err(e) => {
                 tracing::warn!(job = %id, "cannot look the job up: {e}");
                 String::new()

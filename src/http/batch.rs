@@ -71,6 +71,7 @@ pub const MAX_ID_LIST_BYTES: usize = 4096;
         (status = 200, description = "Up to batch_size jobs from the head, each as JSON text", body = Vec<String>, headers(
             ("X-presque-jobid" = String, description = "With lease: the jobs' ids, comma-separated"),
             ("X-presque-lease" = String, description = "With lease: the delivery tokens, comma-separated in the same order"),
+            ("X-presque-attempts" = String, description = "With lease: each job's failed deliveries before this one, comma-separated in the same order"),
         )),
         (status = 204, description = "No job (asked for with empty=204 or X-presque-empty: 204)"),
         (status = 400, description = "A bad parameter or header", body = crate::http::openapi::ErrorBody),

@@ -28,6 +28,10 @@ static JOB_ID_NAME: HeaderName = HeaderName::from_static("x-presque-jobid");
 /// order of [`JOB_ID_HEADER`]); an ack, failure report or extension shows it back.
 pub const LEASE_HEADER: &str = "X-presque-lease";
 
+/// Response header of a lease: each leased job's failed deliveries so far (as lookup's
+/// `attempts`), comma-separated in the order of [`JOB_ID_HEADER`].
+pub const ATTEMPTS_HEADER: &str = "X-presque-attempts";
+
 /// Request header choosing how a fetch that finds no job is answered: `204` or `404`
 /// (the default), as the `empty` query parameter does (which wins when both are given).
 pub const EMPTY_HEADER: &str = "X-presque-empty";
@@ -148,6 +152,8 @@ pub(super) fn jobs_response(
         response.insert_header((JOB_ID_HEADER, ids.join(",")));
         let tokens: Vec<String> = jobs.tokens.iter().map(ToString::to_string).collect();
         response.insert_header((LEASE_HEADER, tokens.join(",")));
+        let attempts: Vec<String> = jobs.attempts.iter().map(ToString::to_string).collect();
+        response.insert_header((ATTEMPTS_HEADER, attempts.join(",")));
     }
     response.body(body)
 }
@@ -195,6 +201,7 @@ struct CreateQuery {
         (status = 200, description = "The head job, its bytes exactly as posted", body = serde_json::Value, headers(
             ("X-presque-jobid" = String, description = "With lease: the job's id"),
             ("X-presque-lease" = String, description = "With lease: the delivery token, for ack, fail and extend"),
+            ("X-presque-attempts" = String, description = "With lease: the job's failed deliveries before this one (0 on the first)"),
         )),
         (status = 204, description = "No job (asked for with empty=204 or X-presque-empty: 204)"),
         (status = 400, description = "A bad parameter or header", body = crate::http::openapi::ErrorBody),

@@ -73,7 +73,15 @@ impl QueueActor {
                         })
                         .collect(),
                 };
-                let handout = Handout { jobs, tokens };
+                let attempts = match how {
+                    HandOut::Taken => Vec::new(),
+                    HandOut::Leased => jobs.iter().map(|j| self.state.attempts(j.id)).collect(),
+                };
+                let handout = Handout {
+                    jobs,
+                    tokens,
+                    attempts,
+                };
                 if let Durable::Now = durable {
                     self.deliver(handout, how, reply, ctx);
                     return;

@@ -158,6 +158,9 @@ impl Handler<Enqueue> for QueueActor {
 pub struct Handout {
     pub jobs: Vec<Job>,
     pub tokens: Vec<DeliveryToken>,
+    /// Leased jobs: each one's failed deliveries before this one (what lookup calls
+    /// `attempts`), so a worker knows a retry without asking.
+    pub attempts: Vec<u32>,
 }
 
 impl Deref for Handout {

@@ -75,6 +75,7 @@ async fn leases_ack_fail_and_extend() {
     let lease = client.lease("q", 30.0, None).await.unwrap().unwrap();
     assert_eq!((lease.id(), lease.queue()), (id, "q"));
     assert_eq!(lease.json::<Job>().unwrap(), Job { n: 1 });
+    assert_eq!(lease.attempts(), Some(0));
     let info = client.job("q", id).await.unwrap();
     assert_eq!(
         (info.state.as_str(), info.worker_id.as_deref()),
@@ -92,6 +93,7 @@ async fn leases_ack_fail_and_extend() {
     assert!(matches!(lease.ack().await, Err(Error::LeaseLost { .. })));
 
     let again = client.lease("q", 30.0, None).await.unwrap().unwrap();
+    assert_eq!(again.attempts(), Some(1));
     again.ack().await.unwrap();
     // Acked: the job is gone, 404 with the server's message.
     match again.ack().await {

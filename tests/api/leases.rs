@@ -713,3 +713,35 @@ async fn header_and_query_agree_as_tokens_not_as_text() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
+
+#[actix_web::test]
+async fn a_lease_says_how_many_deliveries_failed_before_it() {
+    let app = spawn_app().await;
+    let attempts_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("X-presque-attempts")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    app.post_json("/q/att", "{\"n\":1}").await;
+    let r = app.get("/q/att?lease=30").await;
+    assert_eq!(attempts_of(&r).as_deref(), Some("0"));
+    let (id, token) = (job_id_of(&r), token_of(&r));
+    let r = fail_with(&app, &format!("/q/att/{id}"), &token, None, "").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app.get("/q/att?lease=30").await;
+    assert_eq!(attempts_of(&r).as_deref(), Some("1"));
+    let (_, lookup) = app.get_json(&format!("/q/att/{id}")).await;
+    assert_eq!(lookup["attempts"], 1, "{lookup}");
+    // In a batch, in the order of the ids; a second job fresh beside the retried one.
+    let token = token_of(&r);
+    let r = fail_with(&app, &format!("/q/att/{id}"), &token, None, "").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    app.post_json("/q/att", "{\"n\":2}").await;
+    let r = app.get("/qb/att?lease=30&batch_size=2").await;
+    assert_eq!(job_id_of(&r).split(',').next(), Some(id.as_str()));
+    assert_eq!(attempts_of(&r).as_deref(), Some("2,0"));
+    // Plain fetches carry none.
+    app.post_json("/q/att", "3").await;
+    let r = app.get("/q/att").await;
+    assert!(attempts_of(&r).is_none());
+}

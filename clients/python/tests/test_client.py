@@ -160,9 +160,11 @@ class Leases(unittest.TestCase):
         id = self.client.push(self.queue, "x")
         lease = self.client.lease(self.queue, lease_secs=0.2)
         assert lease is not None
+        self.assertEqual(lease.attempts, 0)
         again = self.client.lease(self.queue, lease_secs=30, wait=10)
         assert again is not None
         self.assertEqual(again.id, id)
+        self.assertEqual(again.attempts, 1)
         with self.assertRaises(presque.Conflict):
             lease.extend(10)
         with self.assertRaises(presque.Conflict):
@@ -175,6 +177,7 @@ class Leases(unittest.TestCase):
         leases = self.client.lease_batch(self.queue, lease_secs=30, batch_size=2)
         self.assertEqual([(l.id, l.job) for l in leases], list(zip(ids[:2], ["a", "b"])))
         self.assertEqual(len({l.token for l in leases}), 2)
+        self.assertEqual([l.attempts for l in leases], [0, 0])
         for lease in leases:
             lease.ack()
         self.assertEqual(self.client.fetch_batch(self.queue), ["c"])

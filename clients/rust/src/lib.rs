@@ -31,6 +31,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const JOB_ID_HEADER: &str = "X-presque-jobid";
 const JOB_ID_RANGE_HEADER: &str = "X-presque-jobid-range";
 const LEASE_HEADER: &str = "X-presque-lease";
+const ATTEMPTS_HEADER: &str = "X-presque-attempts";
 const WORKER_HEADER: &str = "X-presque-workerid";
 const EMPTY_HEADER: &str = "X-presque-empty";
 
@@ -78,6 +79,7 @@ pub struct Lease {
     queue: String,
     id: JobId,
     token: String,
+    attempts: Option<u32>,
     body: Bytes,
 }
 
@@ -252,11 +254,16 @@ impl Client {
             .parse()
             .map_err(|_| Error::Protocol(format!("{JOB_ID_HEADER} is not a job id")))?;
         let token = header(&response, LEASE_HEADER)?.to_owned();
+        // Servers before `X-presque-attempts` do not send it.
+        let attempts = header(&response, ATTEMPTS_HEADER)
+            .ok()
+            .and_then(|text| text.parse().ok());
         Ok(Some(Lease {
             client: self.clone(),
             queue: queue.to_owned(),
             id,
             token,
+            attempts,
             body: response.bytes().await?,
         }))
     }
@@ -487,6 +494,12 @@ impl Lease {
     /// The delivery token of this lease (`X-presque-lease`).
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The job's failed deliveries before this one (`X-presque-attempts`: 0 on the
+    /// first delivery); `None` from a server that does not say.
+    pub fn attempts(&self) -> Option<u32> {
+        self.attempts
     }
 
     /// The job's bytes, as posted.

@@ -35,6 +35,7 @@ LEASE_HEADER = "X-presque-lease"
 EMPTY_HEADER = "X-presque-empty"
 JOB_ID_HEADER = "x-presque-jobid"
 JOB_ID_RANGE_HEADER = "x-presque-jobid-range"
+ATTEMPTS_HEADER = "x-presque-attempts"
 
 Json = Any
 
@@ -51,16 +52,39 @@ def _decode(body: bytes) -> Json:
     return json.loads(body)
 
 
+def _attempts(raw: Optional[str], count: int) -> List[Optional[int]]:
+    """Each leased job's failed deliveries before this one, from
+    ``X-presque-attempts``; ``None`` each from a server that does not send it."""
+    if raw is not None:
+        try:
+            values = [int(part) for part in raw.split(",")]
+        except ValueError:
+            values = []
+        if len(values) == count:
+            return list(values)
+    return [None] * count
+
+
 class Lease:
     """A job handed out with a lease: it stays in flight until :meth:`ack`,
     :meth:`fail`, or the lease runs out (then it is handed out again).
 
     ``token`` is the delivery token (``X-presque-lease``) that every action on this
-    delivery must show; ``job`` the decoded job. Attempts so far (failures and leases
-    that ran out) are in :meth:`lookup`'s ``attempts``: a fetch does not carry them.
+    delivery must show; ``job`` the decoded job; ``attempts`` the job's failed
+    deliveries before this one (0 on the first; ``None`` from a server too old to send
+    ``X-presque-attempts``).
     """
 
-    __slots__ = ("client", "queue", "id", "token", "job", "lease_secs", "worker_id")
+    __slots__ = (
+        "client",
+        "queue",
+        "id",
+        "token",
+        "job",
+        "lease_secs",
+        "worker_id",
+        "attempts",
+    )
 
     def __init__(
         self,
@@ -71,6 +95,7 @@ class Lease:
         job: Json,
         lease_secs: float,
         worker_id: Optional[str],
+        attempts: Optional[int] = None,
     ) -> None:
         self.client = client
         self.queue = queue
@@ -79,6 +104,7 @@ class Lease:
         self.job = job
         self.lease_secs = lease_secs
         self.worker_id = worker_id
+        self.attempts = attempts
 
     def __repr__(self) -> str:
         return f"Lease(queue={self.queue!r}, id={self.id}, token={self.token!r})"
@@ -374,6 +400,7 @@ class Client:
             _decode(response.body),
             lease_secs,
             who,
+            _attempts(response.headers.get(ATTEMPTS_HEADER), 1)[0],
         )
 
     def lease_batch(
@@ -405,9 +432,10 @@ class Client:
                 response.status,
             )
         who = worker_id if worker_id is not None else self.worker_id
+        attempts = _attempts(response.headers.get(ATTEMPTS_HEADER), len(jobs))
         return [
-            Lease(self, queue, int(i), t.strip(), job, lease_secs, who)
-            for i, t, job in zip(ids, tokens, jobs)
+            Lease(self, queue, int(i), t.strip(), job, lease_secs, who, a)
+            for i, t, job, a in zip(ids, tokens, jobs, attempts)
         ]
 
     # -- leases -----------------------------------------------------------------
