@@ -247,10 +247,11 @@ pub struct QueueFigures {
 impl Handler<GetFigures> for QueueActor {
     type Result = QueueResult<QueueFigures>;
 
-    fn handle(&mut self, _: GetFigures, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetFigures, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
+        self.forget_gone_waiters(ctx);
         Ok(QueueFigures {
             counters: self.state.counters(),
             tally: self.tally,
@@ -747,10 +748,11 @@ pub struct Summary {
 impl Handler<GetSummary> for QueueActor {
     type Result = QueueResult<Summary>;
 
-    fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetSummary, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Err(QueueError::Gone);
         }
+        self.forget_gone_waiters(ctx);
         Ok(Summary {
             counters: self.state.counters(),
             waiting: self.waiters.len(),

@@ -122,8 +122,9 @@ impl QueueActor {
         });
     }
 
-    /// Drops waiters whose clients left, so they do not count against the limit.
-    fn forget_gone_waiters(&mut self, ctx: &mut Context<Self>) {
+    /// Drops waiters whose clients left, so they do not count against the limit nor
+    /// in what the overview and `/metrics` show.
+    pub(super) fn forget_gone_waiters(&mut self, ctx: &mut Context<Self>) {
         let mut gone = Vec::new();
         self.waiters.retain(|w| {
             let alive = !w.reply.is_closed();

@@ -439,3 +439,44 @@ async fn the_dashboard_routes_follow_the_auth_rules() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[actix_web::test]
+async fn a_consumer_that_left_is_no_longer_counted_as_waiting() {
+    let app = spawn_app().await;
+    app.post_json("/q/gone", "{}").await;
+    app.get("/q/gone").await;
+    // Its own client, so that dropping the request closes its connection.
+    let parked = {
+        let url = app.url("/q/gone?wait=20");
+        actix_web::rt::spawn(async move { reqwest::Client::new().get(url).send().await })
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = waiting_on(&app, "gone").await;
+        if seen == Some(1) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(1));
+    parked.abort();
+    for _ in 0..100 {
+        seen = waiting_on(&app, "gone").await;
+        if seen == Some(0) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(0), "a departed consumer still counts as waiting");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("\npresque_waiters 0\n"),
+        "the server-wide waiters still count it: {metrics}"
+    );
+}
+
+/// The `waiting` count `/overview` shows for `queue`.
+async fn waiting_on(app: &TestApp, queue: &str) -> Option<u64> {
+    let (_, ov) = app.get_json(&format!("/overview?name={queue}")).await;
+    ov["queues"][0]["waiting"].as_u64()
+}
