@@ -8,7 +8,7 @@
 //! [`ScheduleState::image`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -32,6 +32,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// How soon a run that could not be logged is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Catch-up runs each logged on their own line (a restart after downtime: one each).
+const CATCH_UP_LINES: u64 = 1000;
+
+/// Beyond those, at most one line this often, counting the runs since the last.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(10);
 
 /// What became of a run's job.
 enum Outcome {
@@ -85,6 +91,11 @@ pub struct ScheduleActor {
     job_ids: JobIds,
     timer: Option<SpawnHandle>,
     metrics: Option<ScheduleMetrics>,
+    /// Catch-up runs so far, and how many of them the log had been told of when it
+    /// was last told (at `catch_up_told`).
+    catch_ups: u64,
+    catch_ups_told: u64,
+    catch_up_told: Instant,
 }
 
 impl ScheduleActor {
@@ -111,6 +122,9 @@ impl ScheduleActor {
             job_ids,
             timer: None,
             metrics: None,
+            catch_ups: 0,
+            catch_ups_told: 0,
+            catch_up_told: Instant::now(),
         }
     }
 
@@ -147,6 +161,12 @@ impl ScheduleActor {
             return;
         };
         let wait = Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_SLEEP);
+        if wait.is_zero() {
+            // Due now: through the mailbox, behind the messages already waiting (a
+            // timer of zero would wait for the clock's next millisecond).
+            ctx.notify(Tick);
+            return;
+        }
         self.timer = Some(ctx.run_later(wait, |actor, ctx| {
             actor.timer = None;
             actor.tick(ctx);
@@ -185,19 +205,39 @@ impl ScheduleActor {
             return;
         }
         if let Some(missed) = due.missed {
-            tracing::info!(schedule = %name, missed = missed.count, "a schedule ran once for the runs it missed");
+            self.tell_catch_up(&name, missed.count);
         }
         self.send_job(name, spec, job_id, ctx);
     }
 
     /// Sends a run's job to its queue, waiting (handling nothing else) for the
-    /// answer; then looks for the next run.
+    /// answer; then looks for the next run through the timer, never directly: a
+    /// backlog of due runs (more schedules than the log can take at once) then still
+    /// lets the messages waiting in between through (reads, changes, snapshots, the
+    /// stop) rather than starving them until it clears.
     fn send_job(&mut self, name: String, spec: ScheduleSpec, job_id: u64, ctx: &mut Context<Self>) {
         let sent = deliver(self.queues.clone(), spec, job_id);
         ctx.wait(sent.into_actor(self).map(move |outcome, actor, ctx| {
             actor.settle(&name, job_id, outcome);
-            actor.tick(ctx);
+            actor.arm(ctx);
         }));
+    }
+
+    /// Says a schedule ran once for runs it missed: every time for the first
+    /// [`CATCH_UP_LINES`], then once per [`CATCH_UP_EVERY`] with how many there were,
+    /// so a server that cannot keep up with its schedules does not flood its log.
+    fn tell_catch_up(&mut self, name: &str, missed: u64) {
+        self.catch_ups += 1;
+        let now = Instant::now();
+        if self.catch_ups <= CATCH_UP_LINES {
+            tracing::info!(schedule = %name, missed, "a schedule ran once for the runs it missed");
+            self.catch_up_told = now;
+        } else if now.duration_since(self.catch_up_told) >= CATCH_UP_EVERY {
+            let since = self.catch_ups - self.catch_ups_told;
+            tracing::info!(schedule = %name, missed, runs = since, "schedules ran once for runs they missed (the server falls behind its schedules)");
+            self.catch_up_told = now;
+            self.catch_ups_told = self.catch_ups;
+        }
     }
 
     fn settle(&mut self, name: &str, job_id: u64, outcome: Outcome) {
@@ -218,6 +258,19 @@ impl ScheduleActor {
                 tracing::warn!(schedule = %name, job = job_id, %error, "a schedule's job may not have reached its queue; it is sent again at the next start unless it did");
             }
         }
+    }
+}
+
+/// Looks for a due run now, after the messages already in the mailbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for ScheduleActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        self.tick(ctx);
     }
 }
 
