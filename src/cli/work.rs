@@ -232,6 +232,10 @@ impl Runner {
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C (or a signal to the worker's group)
+            // is for the worker, which then lets running commands finish within the
+            // grace period; and a kill at its end reaches what the command started.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn();
         let mut child = match spawned {
@@ -246,7 +250,8 @@ impl Runner {
                 let _ = stdin.write_all(&body).await;
             });
         }
-        let tail = tokio::spawn(read_tail(child.stderr.take()));
+        let tail = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = tokio::spawn(read_tail(child.stderr.take(), tail.clone()));
 
         let every = Duration::from_secs_f64(self.lease / 3.0);
         let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -263,12 +268,26 @@ impl Runner {
                     }
                 }
                 () = &mut kill => {
+                    if let Some(pid) = child.id() {
+                        kill_group(pid);
+                    }
                     let _ = child.kill().await;
                     break Outcome::Killed;
                 }
             }
         };
-        let tail = tail.await.unwrap_or_default();
+        // What the command started may live on holding its stderr open (`cmd &`):
+        // the result is not kept waiting for it (nor the lease left to run out).
+        if tokio::time::timeout(STDERR_AFTER_EXIT, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
+        let tail = tail
+            .lock()
+            .map(|tail| tail.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
         (outcome, tail)
     }
 }
@@ -281,12 +300,32 @@ async fn killed(mut kill: watch::Receiver<bool>) {
     }
 }
 
-/// Copies the command's stderr to ours, keeping its last [`STDERR_TAIL_BYTES`].
-async fn read_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
-    let Some(mut stderr) = stderr else {
-        return Vec::new();
+/// How long the command's stderr is still read once the command has ended.
+const STDERR_AFTER_EXIT: Duration = Duration::from_millis(250);
+
+/// Kills the command's whole process group (it leads one: `process_group(0)`), so
+/// what it started dies with it.
+#[allow(unsafe_code)] // kill(2) on a process group has no safe wrapper in std
+fn kill_group(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
     };
-    let mut tail = Vec::new();
+    // SAFETY: kill(2) takes two integers and touches no memory of this process; a
+    // negative pid names the process group, which the command leads.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+/// Copies the command's stderr to ours, keeping its last [`STDERR_TAIL_BYTES`] in
+/// `kept` as it goes (read from there even if this is cut short).
+async fn read_tail(
+    stderr: Option<tokio::process::ChildStderr>,
+    kept: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let Some(mut stderr) = stderr else {
+        return;
+    };
     let mut buf = [0u8; 8192];
     let mut ours = tokio::io::stderr();
     loop {
@@ -295,14 +334,15 @@ async fn read_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
             Ok(n) => {
                 let chunk = buf.get(..n).unwrap_or_default();
                 let _ = ours.write_all(chunk).await;
+                let mut tail = kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 tail.extend_from_slice(chunk);
                 if tail.len() > STDERR_TAIL_BYTES {
-                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+                    let cut = tail.len() - STDERR_TAIL_BYTES;
+                    tail.drain(..cut);
                 }
             }
         }
     }
-    tail
 }
 
 fn describe(status: &std::process::ExitStatus) -> String {

@@ -553,3 +553,104 @@ fn serve_runs_the_server_with_its_flags_after_the_subcommand() {
     server.stop();
     assert!(dir.path().join("data").is_dir());
 }
+
+#[actix_web::test]
+async fn a_command_s_background_child_does_not_hold_its_result_back() {
+    let app = spawn_app().await;
+    ok(&run(&app, "push", &["bg", "{}"]).await);
+    // Exits at once, leaving a child that holds stderr open for 8 s: with a 2 s
+    // lease, waiting for that stderr to close would lose the lease and run it again.
+    let child = worker(
+        &app,
+        "bg",
+        &["--lease", "2", "--wait", "1"],
+        &["sh", "-c", "(sleep 8 &); exit 0"],
+    );
+    let done = until(&app, "bg", "acked", |q| {
+        q["processed"].as_u64() >= Some(1) && q["ready"] == 0 && q["leased"] == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, said) = stop(child).await;
+    assert_eq!(code, Some(0), "{said}");
+    let now = overview(&app, "bg").await;
+    assert_eq!(done["processed"], 1, "{done}\n{said}");
+    assert_eq!(
+        (now["processed"].as_u64(), now["ready"].as_u64()),
+        (Some(1), Some(0)),
+        "run again: {now}\n{said}"
+    );
+    assert_eq!(said.matches("running job=").count(), 1, "{said}");
+}
+
+#[actix_web::test]
+async fn past_the_grace_period_what_the_command_started_is_killed_too() {
+    let app = spawn_app().await;
+    ok(&run(&app, "push", &["tree", "{}"]).await);
+    let child = worker(
+        &app,
+        "tree",
+        &["--wait", "1", "--grace", "0.5"],
+        &["sh", "-c", "sleep 30; echo done >&2"],
+    );
+    until(&app, "tree", "leased", |q| q["leased"] == 1).await;
+    let started = Instant::now();
+    let (code, said) = stop(child).await;
+    assert_eq!(code, Some(0), "{said}");
+    // The `sleep` holds the command's stderr: the worker waited for it to end.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the worker waited {:?} for the command's children:\n{said}",
+        started.elapsed()
+    );
+    assert_eq!(overview(&app, "tree").await["failed"], 1);
+}
+
+#[actix_web::test]
+async fn an_interrupt_to_the_worker_s_process_group_lets_commands_finish() {
+    let app = spawn_app().await;
+    for n in 0..2 {
+        ok(&run(&app, "push", &["grp", &format!("{{\"n\":{n}}}")]).await);
+    }
+    let mut command = cli(
+        &app,
+        "work",
+        &[
+            "grp",
+            "--wait",
+            "1",
+            "--concurrency",
+            "2",
+            "--",
+            "sleep",
+            "2",
+        ],
+    );
+    // Its own group, as a shell gives a job: Ctrl-C signals the whole group.
+    command.process_group(0);
+    let child = command.spawn().unwrap();
+    let pgid = child.id().unwrap();
+    until(&app, "grp", "leased", |q| q["leased"] == 2).await;
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the worker exits after SIGINT")
+        .unwrap();
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    let now = overview(&app, "grp").await;
+    assert_eq!(
+        (
+            now["processed"].as_u64(),
+            now["failed"].as_u64(),
+            now["ready"].as_u64()
+        ),
+        (Some(2), Some(0), Some(0)),
+        "the commands were interrupted too: {now}\n{said}"
+    );
+}
