@@ -457,11 +457,16 @@ pub fn priority(raw: Option<&str>) -> Result<u8, ApiError> {
     let Some(raw) = raw else {
         return Ok(DEFAULT_PRIORITY);
     };
-    raw.trim().parse::<u8>().map_err(|_| {
-        ApiError::BadQuery(format!(
+    // Digits only: `+5` or ` 5` would parse, but are not what the contract says.
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| raw.parse::<u8>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::BadQuery(format!(
             "priority must be an integer from 0 (most urgent) to 255 (least urgent), not {raw:?}"
         ))
-    })
+        })
 }
 
 /// Longest lease a fetch may ask for, in seconds (a day).

@@ -151,6 +151,16 @@ pub async fn set(
         ApiError::ContentMissing,
     )
     .await?;
+    // A misspelt key beside good ones is refused too, not quietly left out.
+    const KEYS: [&str; 4] = ["max_attempts", "max_jobs", "backoff", "on_expiry"];
+    if let Some(unknown) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !KEYS.contains(&k.as_str())))
+    {
+        return Err(ApiError::BadBody(format!(
+            "unknown setting {unknown:?}: the settings are max_attempts, max_jobs, backoff and on_expiry"
+        )));
+    }
     let (attempts, jobs) = (max_attempts(&value)?, max_jobs(&value)?);
     let (retry, expiry) = (backoff(&value)?, on_expiry(&value)?);
     if attempts.is_none() && jobs.is_none() && retry.is_none() && expiry.is_none() {

@@ -86,9 +86,13 @@ async fn the_most_urgent_job_comes_first_fifo_among_equals() {
 #[actix_web::test]
 async fn bad_priorities_are_refused_and_create_nothing() {
     let app = spawn_app().await;
-    for raw in ["-1", "256", "1000", "abc", "1.5", "", "0x10", "1e2"] {
+    // The last three percent-encoded: `+5`, ` 5`, `5 ` (a plain `+` is a space).
+    for raw in [
+        "-1", "256", "1000", "abc", "1.5", "", "0x10", "1e2", "%2B5", "%205", "5%20",
+    ] {
+        let shown = raw.replace("%2B", "+").replace("%20", " ");
         let message = format!(
-            "priority must be an integer from 0 (most urgent) to 255 (least urgent), not {raw:?}"
+            "priority must be an integer from 0 (most urgent) to 255 (least urgent), not {shown:?}"
         );
         let path = format!("/q/bad?priority={raw}");
         assert_error(

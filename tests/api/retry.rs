@@ -242,6 +242,11 @@ async fn bad_backoffs_are_refused_and_change_nothing() {
         ),
         // One bad key refuses the whole body: max_attempts is not set either.
         (json!({"max_attempts": 7, "backoff": "fixed"}), "backoff:"),
+        // A misspelt key beside a good one: refused, not quietly left out.
+        (
+            json!({"max_attempts": 7, "on_expirey": "drop"}),
+            "unknown setting \"on_expirey\": the settings are max_attempts, max_jobs, backoff and on_expiry",
+        ),
     ] {
         assert_error_contains(
             app.post_json("/settings/b", &body.to_string()).await,
