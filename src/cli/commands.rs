@@ -52,21 +52,47 @@ pub(super) async fn push(args: &PushArgs) -> Result<(), CliError> {
             let mut stdin = std::io::stdin().lock();
             let mut line = String::new();
             let mut number = 0;
+            // The first line of the batch being gathered, and lines pushed so far:
+            // a stop part way says exactly which lines went in.
+            let (mut first, mut pushed) = (1, 0);
+            let stopped = |what: String, first: usize, number: usize, pushed: usize| {
+                CliError::Partial(format!(
+                    "{what}; lines {first} to {number} were not pushed (the {pushed} jobs of the lines before were)"
+                ))
+            };
             loop {
                 line.clear();
-                let end = stdin.read_line(&mut line)? == 0;
+                let end = match stdin.read_line(&mut line) {
+                    Ok(read) => read == 0,
+                    Err(e) => {
+                        return Err(stopped(
+                            format!("line {}: {e}", number + 1),
+                            first,
+                            number + 1,
+                            pushed,
+                        ))
+                    }
+                };
                 if !end {
                     number += 1;
                     let text = line.trim();
                     if !text.is_empty() {
-                        jobs.push(json_text(text, &format!("line {number}"))?);
+                        match json_text(text, &format!("line {number}")) {
+                            Ok(job) => jobs.push(job),
+                            Err(e) => return Err(stopped(e.to_string(), first, number, pushed)),
+                        }
                     }
                 }
                 if jobs.len() == batch || (end && !jobs.is_empty()) {
                     let refs: Vec<&RawValue> = jobs.iter().map(AsRef::as_ref).collect();
-                    let ids = client.push_batch_raw(&args.queue, &refs).await?;
+                    let ids = match client.push_batch_raw(&args.queue, &refs).await {
+                        Ok(ids) => ids,
+                        Err(e) => return Err(stopped(e.to_string(), first, number, pushed)),
+                    };
                     let text: Vec<String> = ids.iter().map(JobId::to_string).collect();
                     out(&text.join("\n"))?;
+                    pushed += jobs.len();
+                    first = number + 1;
                     jobs.clear();
                 }
                 if end {

@@ -37,6 +37,9 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    /// A bulk push stopped part way: says which lines went in and which did not.
+    #[error("{0}")]
+    Partial(String),
     /// Not an error to print: `pop` found nothing.
     #[error("no job")]
     NoJob,

@@ -654,3 +654,20 @@ async fn an_interrupt_to_the_worker_s_process_group_lets_commands_finish() {
         "the commands were interrupted too: {now}\n{said}"
     );
 }
+
+#[actix_web::test]
+async fn a_bulk_push_stopped_part_way_says_which_lines_went_in() {
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 1000).await;
+    // Batches of 2: lines 1-2 go in, the batch of lines 3-4 is too big for the server.
+    let big = format!("\"{}\"", "x".repeat(2000));
+    let input = format!("1\n2\n3\n{big}\n5\n");
+    let partial = run_with_stdin(&app, "push", &["bulk", "-", "--batch", "2"], &input).await;
+    assert_eq!(partial.status.code(), Some(1));
+    let said = stderr(&partial);
+    assert!(
+        said.contains("lines 3 to 4 were not pushed (the 2 jobs of the lines before were)"),
+        "{said}"
+    );
+    assert_eq!(stdout(&partial).lines().count(), 2);
+    assert_eq!(overview(&app, "bulk").await["ready"], 2);
+}
