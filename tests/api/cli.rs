@@ -345,7 +345,8 @@ async fn work_runs_a_command_per_job_and_acks_on_success() {
         ok(&run(&app, "push", &["jobs", &format!("{{\"n\":{n}}}")]).await);
     }
     let script = format!(
-        "cat >> {out}; echo \" $PRESQUE_QUEUE $PRESQUE_JOB_ID $PRESQUE_ATTEMPT\" >> {out}",
+        // One write per job: two commands run at once and append to the same file.
+        "job=$(cat); echo \"$job $PRESQUE_QUEUE $PRESQUE_JOB_ID $PRESQUE_ATTEMPT\" >> {out}",
         out = out.display()
     );
     let child = worker(
