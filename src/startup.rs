@@ -267,6 +267,11 @@ fn start_http(
     // A client that closes its side has gone: drop its request at once, so a
     // fetch it abandoned puts its job back instead of writing it to a dead socket.
     .h1_allow_half_closed(false)
+    // A pipelining client sends several requests before reading: without this, each
+    // small response after the first waits behind Nagle's algorithm for the
+    // client's delayed ACK (40 ms), and 16 pipelined requests ran 27x slower than
+    // sequential ones.
+    .tcp_nodelay(true)
     // A client gets this long for its request head; an idle keep-alive connection is
     // closed after keep_alive_secs (the body's own limit is `BodyTimeout`).
     .client_request_timeout(Duration::from_secs(
