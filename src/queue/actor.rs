@@ -198,6 +198,25 @@ impl QueueActor {
         change: Change,
         ctx: &mut Context<Self>,
     ) -> Result<(Vec<Job>, Durable), StorageError> {
+        self.commit_as(change, true, ctx)
+    }
+
+    /// [`Self::commit`] for a change nobody waits to be durable (see
+    /// [`Log::append_unawaited`]): the answer is always [`Durable::Now`].
+    pub(super) fn commit_unawaited(
+        &mut self,
+        change: Change,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<Job>, StorageError> {
+        self.commit_as(change, false, ctx).map(|(jobs, _)| jobs)
+    }
+
+    fn commit_as(
+        &mut self,
+        change: Change,
+        awaited: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Vec<Job>, Durable), StorageError> {
         // Refused up front, so a change never half-happens (its queue announced but
         // not the change itself).
         self.log.check()?;
@@ -209,11 +228,17 @@ impl QueueActor {
             self.announced = true;
         }
         let seq = self.seq + 1;
-        let durable = self.log.append(&LogRecordRef::Queue {
+        let record = LogRecordRef::Queue {
             queue: self.incarnation,
             seq,
             change: &change,
-        })?;
+        };
+        let durable = if awaited {
+            self.log.append(&record)?
+        } else {
+            self.log.append_unawaited(&record)?;
+            Durable::Now
+        };
         self.seq = seq;
         let before = self.state.bytes();
         let (kind, counted) = (ChangeKind::of(&change), self.state.counters());

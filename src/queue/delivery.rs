@@ -1,9 +1,10 @@
 //! Handing jobs to a fetcher, whether it asked just now or was parked.
 //!
-//! Jobs are taken (or leased) by a logged change first, and reach the fetcher only once
-//! that change is as durable as the fsync policy requires. A fetcher that has gone by
-//! then, or a change that never became durable, puts the jobs back where they were, so
-//! a job is never lost with a discarded reply.
+//! Jobs are taken (or leased) by a logged change first. Taken jobs reach the fetcher
+//! only once that change is as durable as the fsync policy requires; leased jobs at
+//! once (a lost grant only re-delivers the job). A fetcher that has gone by then, or a
+//! change that never became durable, puts the jobs back where they were, so a job is
+//! never lost with a discarded reply.
 //!
 //! Each leased job is one *delivery* of the queue, numbered by the queue's counter:
 //! its [`DeliveryToken`] goes to the fetcher with the job, and acks, failure reports
@@ -28,8 +29,8 @@ enum HandOut {
 }
 
 impl QueueActor {
-    /// Takes (or leases) up to `max` jobs for a fetcher and delivers them once the
-    /// change is durable as the fsync policy requires.
+    /// Takes (or leases) up to `max` jobs for a fetcher and delivers them: taken jobs
+    /// once the change is durable as the fsync policy requires, leased jobs at once.
     pub(super) fn hand_out(
         &mut self,
         max: usize,
@@ -56,7 +57,18 @@ impl QueueActor {
                 },
             ),
         };
-        match self.commit(change, ctx) {
+        // A lease grant is answered without waiting for its fsync: losing it in a
+        // crash can only re-deliver the job, which a lease allows anyway (as when it
+        // runs out). The ack that ends the lease waits, and the log is written in
+        // order, so an acknowledged ack never outlives a lost grant. A plain fetch
+        // takes the job for good and waits.
+        let committed = match how {
+            HandOut::Taken => self.commit(change, ctx),
+            HandOut::Leased => self
+                .commit_unawaited(change, ctx)
+                .map(|jobs| (jobs, Durable::Now)),
+        };
+        match committed {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }

@@ -264,8 +264,21 @@ impl Log {
     /// changes durable (a failed write not yet retried successfully, or a removed data
     /// directory): the caller must then not apply the change.
     pub fn append(&self, record: &LogRecordRef<'_>) -> Result<Durable, StorageError> {
+        self.append_as(record, true)
+    }
+
+    /// Appends a record, in order with every other, that nobody waits for: its change
+    /// is answered at once even under `always`. Only for changes whose loss in a crash
+    /// the protocol already allows (a lease grant: losing it re-delivers the job, as
+    /// its lease running out would). A later awaited record is durable only once this
+    /// one is, since the log is written in order.
+    pub fn append_unawaited(&self, record: &LogRecordRef<'_>) -> Result<(), StorageError> {
+        self.append_as(record, false).map(|_| ())
+    }
+
+    fn append_as(&self, record: &LogRecordRef<'_>, awaited: bool) -> Result<Durable, StorageError> {
         self.shared.health.check()?;
-        let (done, durable) = if self.policy == FsyncPolicy::Always {
+        let (done, durable) = if awaited && self.policy == FsyncPolicy::Always {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Durable::Pending(rx))
         } else {
@@ -1228,6 +1241,28 @@ mod tests {
         block_on(durable.wait()).expect("acknowledged once written again");
         assert_eq!(len_while_stalled, LOG_HEADER_LEN as u64);
         assert_eq!(frames(&path).len(), 1);
+    }
+
+    #[test]
+    fn an_unawaited_record_is_answered_at_once_and_written_before_the_next() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(segment_file_name(1));
+        let log = Log::start(dir.path(), 1, FsyncPolicy::Always).expect("log");
+        // No fsync succeeds: the unawaited append returns anyway, the awaited one
+        // after it resolves only once both are on disk.
+        fail_syncs(dir.path(), usize::MAX);
+        log.append_unawaited(&record("grant")).expect("unawaited");
+        let mut ack = log.append(&record("ack")).expect("append");
+        wait_until(|| log.check().is_err());
+        if let Durable::Pending(rx) = &mut ack {
+            assert!(rx.try_recv().is_err(), "durable before any fsync succeeded");
+        } else {
+            panic!("an awaited record under always must be pending");
+        }
+        fail_syncs(dir.path(), 0);
+        block_on(ack.wait()).expect("durable once written");
+        assert_eq!(frames(&path).len(), 2);
     }
 
     #[test]

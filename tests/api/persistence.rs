@@ -381,6 +381,152 @@ async fn sigkill_under_load_with_fsync_always() {
     );
 }
 
+/// Under `always` a lease grant is answered before its fsync (README, *Durability*):
+/// a crash may hand a leased job out again, but an ack that got its `204` is never
+/// undone, and no job that got its `201` is lost, leased or not.
+#[actix_web::test]
+async fn sigkill_under_leased_work_with_fsync_always() {
+    let node = Node::new(ALWAYS);
+    let server = Arc::new(Mutex::new(node.start(&[])));
+    let address = server.lock().unwrap().address.clone();
+    let created = Arc::new(Mutex::new(HashSet::new()));
+    // Acks answered 204, and acks sent whose answer the kill cut off.
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let unanswered = Arc::new(Mutex::new(HashSet::new()));
+    let leases = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let producers = (0..3).map(|p| {
+        let (url, created, stop) = (format!("{address}/q/work"), created.clone(), stop.clone());
+        async move {
+            let client = Client::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) && i < 100_000 {
+                let body = format!("\"{p}-{i}\"");
+                let sent = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        created.lock().unwrap().insert(body);
+                    }
+                    _ => break,
+                }
+                i += 1;
+            }
+        }
+    });
+    let workers = (0..4).map(|_| {
+        let (address, acked, unanswered, leases, stop) = (
+            address.clone(),
+            acked.clone(),
+            unanswered.clone(),
+            leases.clone(),
+            stop.clone(),
+        );
+        async move {
+            let client = Client::new();
+            while !stop.load(Ordering::SeqCst) {
+                let r = match client.get(format!("{address}/q/work?lease=2")).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => r,
+                    Ok(_) => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let header = |name: &str| {
+                    r.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let (Some(id), Some(token)) =
+                    (header("X-presque-jobid"), header("X-presque-lease"))
+                else {
+                    panic!("a lease answer without its headers");
+                };
+                let Ok(body) = r.text().await else { break };
+                leases.fetch_add(1, Ordering::SeqCst);
+                let ack = client
+                    .delete(format!("{address}/q/work/{id}"))
+                    .header("X-presque-lease", token)
+                    .send()
+                    .await;
+                match ack {
+                    Ok(r) if r.status() == StatusCode::NO_CONTENT => {
+                        acked.lock().unwrap().insert(body);
+                    }
+                    Ok(r) => panic!("ack answered {}", r.status()),
+                    Err(_) => {
+                        unanswered.lock().unwrap().insert(body);
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let killer = {
+        let (server, stop) = (server.clone(), stop.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            server.lock().unwrap().signal("KILL");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    tokio::join!(
+        futures_util::future::join_all(producers),
+        futures_util::future::join_all(workers),
+        killer
+    );
+    let _ = server.lock().unwrap().child.wait();
+
+    // Leases granted before the kill either were lost (the job is ready again) or
+    // come back when their 2 s run out: collect until nothing is left in either.
+    let server = node.start(&[]);
+    let client = Client::new();
+    let mut remaining = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        remaining.extend(drain(&client, &server, "work").await);
+        let (_, leased) = get_text(&client, &server, "/jobs/work?state=leased").await;
+        let leased: Value = serde_json::from_str(&leased).unwrap();
+        if leased["size"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "leases never ran out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop();
+
+    let (created, acked) = (
+        created.lock().unwrap().clone(),
+        acked.lock().unwrap().clone(),
+    );
+    let unanswered = unanswered.lock().unwrap().clone();
+    eprintln!(
+        "created {}, leases {}, acked {}, unanswered acks {}, remaining {}",
+        created.len(),
+        leases.load(Ordering::SeqCst),
+        acked.len(),
+        unanswered.len(),
+        remaining.len()
+    );
+    assert!(acked.len() > 100, "too little traffic to mean anything");
+    let remaining: HashSet<String> = remaining.into_iter().collect();
+    let undone: Vec<&String> = acked.intersection(&remaining).collect();
+    assert!(undone.is_empty(), "acknowledged acks undone: {undone:?}");
+    let lost: Vec<&String> = created
+        .iter()
+        .filter(|j| !acked.contains(*j) && !unanswered.contains(*j) && !remaining.contains(*j))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged jobs lost: {lost:?}");
+}
+
 #[actix_web::test]
 async fn log_rotates_across_snapshots_and_recovers_after_sigkill() {
     let node = Node::new("[storage]\nfsync = \"everysec\"\nsnapshot_interval_secs = 1\n");
