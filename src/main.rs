@@ -46,6 +46,7 @@ async fn main() -> ExitCode {
     if let Err(e) = &stopped {
         tracing::error!("{e:#}");
     }
+    telemetry::flush();
     ExitCode::from(exit_code(&stopped))
 }
 
