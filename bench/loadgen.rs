@@ -138,10 +138,9 @@ impl Conn {
 
     /// Reads more bytes; the server closing the connection is a hard error.
     async fn more(&mut self) -> std::io::Result<()> {
-        let len = self.buf.len();
-        self.buf.resize(len + 16 * 1024, 0);
-        let n = self.stream.read(&mut self.buf[len..]).await?;
-        self.buf.truncate(len + n);
+        // Appends to the buffer's spare capacity (no zeroing of it first).
+        self.buf.reserve(16 * 1024);
+        let n = self.stream.read_buf(&mut self.buf).await?;
         if n == 0 {
             return Err(io_err("the server closed the connection".into()));
         }
