@@ -103,6 +103,19 @@ struct Peer(Option<SocketAddr>);
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
+            // By hand: `SocketAddrV4`'s own Display, through `core::fmt`'s integer
+            // padding, was a fifth of an access line's cost.
+            Some(SocketAddr::V4(addr)) => {
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(digits.format(octet))?;
+                }
+                f.write_str(":")?;
+                f.write_str(digits.format(addr.port()))
+            }
             Some(addr) => addr.fmt(f),
             None => f.write_str("-"),
         }
@@ -197,6 +210,15 @@ mod tests {
         assert!(is_sane(a.as_bytes()) && is_sane(b.as_bytes()), "{a} {b}");
         assert_eq!(a.split('-').next(), b.split('-').next());
         assert_eq!(a.split('-').next().map(str::len), Some(8));
+    }
+
+    #[test]
+    fn peers_read_as_socket_addresses() {
+        for addr in ["127.0.0.1:36506", "10.0.255.9:1", "[::1]:8080"] {
+            let parsed: SocketAddr = addr.parse().unwrap_or_else(|_| panic!("{addr}"));
+            assert_eq!(Peer(Some(parsed)).to_string(), addr);
+        }
+        assert_eq!(Peer(None).to_string(), "-");
     }
 
     #[test]
