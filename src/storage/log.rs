@@ -60,7 +60,8 @@ const MAX_PENDING_BYTES: usize = 64 << 20;
 /// Under `everysec` and `no`, how long the writer lets records gather after being
 /// woken before it writes them: one wake-up (and one `write`) per this interval at
 /// most, instead of one per burst of requests. It bounds what a killed process can
-/// lose to about this long; `always` never waits.
+/// lose to about this long. `always` waits so only while no record gathered is
+/// awaited (lease grants alone).
 const LINGER: Duration = Duration::from_millis(2);
 
 /// The file name of log segment `n`.
@@ -96,6 +97,9 @@ struct Pending {
     waiters: Vec<Done>,
     controls: Vec<(usize, Control)>,
     writer_idle: bool,
+    /// The writer lets a batch of records nobody waits for gather (`always`): an
+    /// awaited record ends that at once.
+    lingering: bool,
     stopped: bool,
     /// The server is stopping: a stalled writer retries only a little longer.
     stopping: bool,
@@ -329,16 +333,18 @@ impl Log {
             break;
         }
         pending.appended += 1;
+        let urgent = done.is_some() && pending.lingering;
         pending.waiters.extend(done);
-        self.wake(pending);
+        self.wake(pending, urgent);
         Ok(durable)
     }
 
-    /// Wakes the writer if it sleeps; otherwise it will find the work on its own.
-    fn wake(&self, mut pending: std::sync::MutexGuard<'_, Pending>) {
+    /// Wakes the writer if it sleeps (or, when `urgent`, lingers); otherwise it will
+    /// find the work on its own.
+    fn wake(&self, mut pending: std::sync::MutexGuard<'_, Pending>, urgent: bool) {
         let idle = std::mem::replace(&mut pending.writer_idle, false);
         drop(pending);
-        if idle {
+        if idle || urgent {
             self.shared.work.notify_one();
         }
     }
@@ -350,7 +356,7 @@ impl Log {
         }
         let at = pending.buf.len();
         pending.controls.push((at, control));
-        self.wake(pending);
+        self.wake(pending, false);
         Ok(())
     }
 
@@ -650,7 +656,9 @@ impl Writer {
             }
             pending.writer_idle = true;
             let mut wait = CHECK_INTERVAL;
-            if self.policy == FsyncPolicy::EverySec
+            // Under `always` too: lease grants written without an fsync get one
+            // within a second, like `everysec`.
+            if self.policy != FsyncPolicy::No
                 && self.segment.len > self.segment.synced_len
                 && self.shared.health.is(HEALTHY)
             {
@@ -670,14 +678,31 @@ impl Writer {
             }
         }
         pending.writer_idle = false;
-        if self.policy != FsyncPolicy::Always
-            && pending.controls.is_empty()
-            && self.held.is_none()
-            && !pending.buf.is_empty()
-        {
-            drop(pending);
-            std::thread::sleep(LINGER);
-            pending = self.shared.lock();
+        if pending.controls.is_empty() && self.held.is_none() && !pending.buf.is_empty() {
+            if self.policy != FsyncPolicy::Always {
+                drop(pending);
+                std::thread::sleep(LINGER);
+                pending = self.shared.lock();
+            } else if pending.waiters.is_empty() {
+                // Under `always`, records nobody waits for (lease grants) gather like
+                // under `everysec`, instead of one `write` each; the first awaited
+                // record, or any control, ends the wait at once.
+                pending.lingering = true;
+                let until = Instant::now() + LINGER;
+                while pending.waiters.is_empty() && pending.controls.is_empty() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    pending = self
+                        .shared
+                        .work
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                pending.lingering = false;
+            }
         }
         let batch = Batch {
             buf: std::mem::replace(&mut pending.buf, spare),
@@ -689,7 +714,8 @@ impl Writer {
         batch
     }
 
-    /// The once-a-second fsync under `everysec`, and the check that the directory is
+    /// The once-a-second fsync under `everysec` (and `always`, for records nobody
+    /// waited for), and the check that the directory is
     /// still ours, done while no records arrive.
     fn idle_duties(&mut self) {
         if self.shared.health.is(BROKEN) {
@@ -702,7 +728,7 @@ impl Writer {
         if self.shared.lock().reserve_failed.is_some() {
             self.reserve(0);
         }
-        if self.policy == FsyncPolicy::EverySec
+        if self.policy != FsyncPolicy::No
             && self.segment.len > self.segment.synced_len
             && self.last_sync.elapsed() >= Duration::from_secs(1)
         {
@@ -1263,6 +1289,26 @@ mod tests {
         fail_syncs(dir.path(), 0);
         block_on(ack.wait()).expect("durable once written");
         assert_eq!(frames(&path).len(), 2);
+    }
+
+    #[test]
+    fn under_always_an_unawaited_record_alone_is_fsynced_within_a_second() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Log::start(dir.path(), 1, FsyncPolicy::Always).expect("log");
+        // The first fsync fails, so its attempt shows as a stall.
+        fail_syncs(dir.path(), 1);
+        let start = Instant::now();
+        log.append_unawaited(&record("grant")).expect("unawaited");
+        wait_until(|| log.check().is_err());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        wait_until(|| log.check().is_ok());
+        block_on(log.shutdown()).expect("shutdown");
+        assert_eq!(frames(&dir.path().join(segment_file_name(1))).len(), 1);
     }
 
     #[test]
