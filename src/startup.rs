@@ -242,23 +242,21 @@ fn start_http(
         App::new()
             .app_data(state.clone())
             .app_data(body_timeout)
-            .wrap(middleware::from_fn(http::admit))
+            .wrap(http::Admit)
             .app_data(auth.clone())
             // With auth off, not even a pass-through layer: it costs every request.
             .wrap(middleware::Condition::new(
                 auth.enabled(),
                 middleware::from_fn(http::authenticate),
             ))
-            // Outermost, so refused requests are counted too.
-            .wrap(http::Observe(state.metrics.clone()))
+            // Outermost, so what auth and the recovery gate refuse is counted and
+            // logged too.
+            .wrap(http::Observe {
+                metrics: state.metrics.clone(),
+                access: access_log,
+            })
             .configure(http::configure)
             .default_service(web::to(http::not_found))
-            // Outermost, so it logs what auth and the recovery gate answer too; with
-            // the access log off, no layer at all.
-            .wrap(middleware::Condition::new(
-                access_log,
-                middleware::from_fn(http::log_access),
-            ))
     })
     .workers(settings.worker_threads())
     // Signals are ours: actix-server would stop the whole actix system on one,

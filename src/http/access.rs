@@ -2,20 +2,19 @@
 //! method, path, status, duration, request id and peer, and the request id returned
 //! in `X-Request-Id` on every response, errors included.
 //!
-//! Installed only with `[log] access = true`: when it is off there is no layer at all
-//! (not even a pass-through), so no `X-Request-Id` either, since it names a log line.
+//! Done by `http::observe`'s layer, which times every request anyway, only with
+//! `[log] access = true`: when it is off, no `X-Request-Id` either, since it names a
+//! log line.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Uri};
-use actix_web::middleware::Next;
 
 /// The request id header, read from the client and set on the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,54 +30,50 @@ pub const MAX_LOGGED_PATH: usize = 256;
 /// them alone.
 pub const TARGET: &str = "presque::access";
 
-/// Logs the request once answered and returns its id. Outermost: the answers of the
-/// layers inside (auth, the recovery gate) are logged too.
-pub async fn log_access(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let id = request_id(req.headers().get(REQUEST_ID));
-    // Taken before the call: an error from a layer inside comes back without the
-    // request (which must not be cloned: routing needs it unshared). Cheap clones.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let peer = req.peer_addr();
-    let answered = next.call(req).await;
-    let line = Line {
-        method: &method,
-        uri: &uri,
-        peer,
-        started,
-        id: &id,
-    };
-    match answered {
-        Ok(mut res) => {
-            line.log(res.status());
-            res.headers_mut().insert(REQUEST_ID, id);
-            Ok(res)
-        }
-        // A layer's refusal (auth, the recovery gate): answered here, with the id.
-        Err(e) => {
-            let mut response = e.error_response();
-            line.log(response.status());
-            response.headers_mut().insert(REQUEST_ID, id);
-            Err(InternalError::from_response(e, response).into())
+/// A request's access line in the making: taken when the request comes in (by
+/// `http::observe`, which times every request anyway), written when it is answered.
+pub struct Access {
+    method: Method,
+    uri: Uri,
+    peer: Option<SocketAddr>,
+    id: HeaderValue,
+}
+
+impl Access {
+    /// Notes what the line will say. Cheap clones: the request itself must stay
+    /// unshared, since routing needs it.
+    pub fn start(req: &ServiceRequest) -> Self {
+        Access {
+            id: request_id(req.headers().get(REQUEST_ID)),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            peer: req.peer_addr(),
         }
     }
-}
 
-/// What one access line says.
-struct Line<'a> {
-    method: &'a Method,
-    uri: &'a Uri,
-    peer: Option<SocketAddr>,
-    started: Instant,
-    id: &'a HeaderValue,
-}
+    /// Logs the answer and gives it its request id. An error from a layer inside
+    /// (auth, the recovery gate) is answered here, so it carries the id too.
+    pub fn finish<B>(
+        self,
+        answered: Result<ServiceResponse<B>, actix_web::Error>,
+        started: Instant,
+    ) -> Result<ServiceResponse<B>, actix_web::Error> {
+        match answered {
+            Ok(mut res) => {
+                self.log(res.status(), started);
+                res.headers_mut().insert(REQUEST_ID, self.id);
+                Ok(res)
+            }
+            Err(e) => {
+                let mut response = e.error_response();
+                self.log(response.status(), started);
+                response.headers_mut().insert(REQUEST_ID, self.id);
+                Err(InternalError::from_response(e, response).into())
+            }
+        }
+    }
 
-impl Line<'_> {
-    fn log(&self, status: StatusCode) {
+    fn log(&self, status: StatusCode, started: Instant) {
         let path = self
             .uri
             .path_and_query()
@@ -89,7 +84,7 @@ impl Line<'_> {
             method = %self.method,
             path = capped(path, MAX_LOGGED_PATH).as_ref(),
             status = status.as_u16(),
-            duration_us = self.started.elapsed().as_micros() as u64,
+            duration_us = started.elapsed().as_micros() as u64,
             request_id = self.id.to_str().unwrap_or("-"),
             peer = %Peer(self.peer),
             "request"

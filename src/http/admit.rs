@@ -1,11 +1,12 @@
 //! What every request passes before its handler: the recovery gate, and noting the
 //! worker that sent it.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
+use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::web;
+use futures_util::future::Either;
 
 use super::error::ApiError;
 use super::input::WORKER_HEADER;
@@ -42,26 +43,57 @@ impl RecoveryGate {
 /// The health routes' prefix: they pass the gate while recovery runs.
 const HEALTH_PREFIX: &str = "/health/";
 
-/// Runs before every request: refuses it while recovery runs (see [`RecoveryGate`]), and tells the registry a
-/// worker was seen when a work request carries its id.
-pub async fn admit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        if !state.gate.admits(req.path()) {
-            return Err(ApiError::Recovering.into());
-        }
-        let raw = req
-            .headers()
-            .get(WORKER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|_| crate::registry::is_sighting(req.method(), req.path()));
-        if let Some(raw) = raw {
-            state.registry.saw(raw);
-        }
+/// Runs before every request: refuses it while recovery runs (see [`RecoveryGate`]),
+/// and tells the registry a worker was seen when a work request carries its id. A
+/// `Transform` rather than `middleware::from_fn`, whose boxed future every request
+/// would pay for; the inner future is passed through as it is.
+pub struct Admit;
+
+impl<S, B> Transform<S, ServiceRequest> for Admit
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = AdmitService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AdmitService { service }))
     }
-    next.call(req).await
+}
+
+pub struct AdmitService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for AdmitService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = Either<Ready<Result<ServiceResponse<B>, actix_web::Error>>, S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+            if !state.gate.admits(req.path()) {
+                return Either::Left(ready(Err(ApiError::Recovering.into())));
+            }
+            let raw = req
+                .headers()
+                .get(WORKER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| crate::registry::is_sighting(req.method(), req.path()));
+            if let Some(raw) = raw {
+                state.registry.saw(raw);
+            }
+        }
+        Either::Right(self.service.call(req))
+    }
 }
 
 #[cfg(test)]

@@ -35,8 +35,7 @@ mod schedules;
 mod status;
 mod workers;
 
-pub use access::log_access;
-pub use admit::{admit, RecoveryGate};
+pub use admit::{Admit, RecoveryGate};
 pub use auth::{authenticate, Auth};
 pub use info::ServerFacts;
 pub use input::BodyTimeout;

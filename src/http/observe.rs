@@ -18,11 +18,17 @@ use std::time::Instant;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use pin_project_lite::pin_project;
 
+use crate::http::access::Access;
 use crate::http::auth::{group_of, route_pattern};
 use crate::metrics::Metrics;
 
-/// The middleware; wrapped outermost in `startup`, so refused requests count too.
-pub struct Observe(pub Arc<Metrics>);
+/// The middleware; wrapped outermost in `startup`, so refused requests count (and
+/// are logged) too. With `access`, it also writes each request's access line
+/// (`http::access`): one layer, one clock read for both.
+pub struct Observe {
+    pub metrics: Arc<Metrics>,
+    pub access: bool,
+}
 
 impl<S, B> Transform<S, ServiceRequest> for Observe
 where
@@ -37,7 +43,8 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(ObserveService {
             service,
-            metrics: Rc::new(self.0.clone()),
+            metrics: Rc::new(self.metrics.clone()),
+            access: self.access,
         }))
     }
 }
@@ -47,6 +54,7 @@ where
 pub struct ObserveService<S> {
     service: S,
     metrics: Handle,
+    access: bool,
 }
 
 impl<S, B> Service<ServiceRequest> for ObserveService<S>
@@ -62,11 +70,13 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
         let group = route_pattern(req.match_info().as_str()).map_or("other", group_of);
+        let access = self.access.then(|| Access::start(&req));
         Timed {
             inner: self.service.call(req),
             started,
             group,
             metrics: self.metrics.clone(),
+            access,
         }
     }
 }
@@ -79,6 +89,7 @@ pin_project! {
         started: Instant,
         group: &'static str,
         metrics: Handle,
+        access: Option<Access>,
     }
 }
 
@@ -105,6 +116,9 @@ where
             status.as_u16(),
             this.started.elapsed().as_secs_f64(),
         );
-        Poll::Ready(result)
+        Poll::Ready(match this.access.take() {
+            Some(access) => access.finish(result, *this.started),
+            None => result,
+        })
     }
 }

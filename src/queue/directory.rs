@@ -446,8 +446,16 @@ impl QueueDirectory {
                 wait: deadline.map(|d| d.saturating_duration_since(Instant::now())),
                 reply,
             };
-            if addr.send(fetch).await.is_err() {
-                continue;
+            // The answer comes through `reply`: no need for actix's own reply channel
+            // (and its future) unless the mailbox is full and we must wait for room.
+            match addr.try_send(fetch) {
+                Ok(()) => {}
+                Err(SendError::Full(fetch)) => {
+                    if addr.send(fetch).await.is_err() {
+                        continue;
+                    }
+                }
+                Err(SendError::Closed(_)) => continue,
             }
             match answer.await {
                 Err(_) | Ok(Err(QueueError::Gone)) => continue,
