@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 
 use std::time::Duration;
@@ -146,13 +146,19 @@ pub async fn read_body(
     }
     let BodyTimeout(timeout) = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + timeout;
+    // Copied out of the connection's read buffer (a job kept as a slice of it would
+    // hold the whole buffer). No timer is armed while each read is ready at once, as
+    // a small body that arrived with its head is.
     let mut body = BytesMut::with_capacity(announced.unwrap_or(0));
     loop {
-        let next = tokio::time::timeout_at(deadline, payload.next())
-            .await
-            .map_err(|_| ApiError::BodyTimeout {
-                secs: timeout.as_secs(),
-            })?;
+        let next = match payload.next().now_or_never() {
+            Some(next) => next,
+            None => tokio::time::timeout_at(deadline, payload.next())
+                .await
+                .map_err(|_| ApiError::BodyTimeout {
+                    secs: timeout.as_secs(),
+                })?,
+        };
         let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > limit {

@@ -148,16 +148,22 @@ fn level_padded(level: &Level) -> &'static str {
 /// `fmt` layer's `Debug` does, but without `core::fmt` when there is nothing to escape.
 struct TextFields<'a>(&'a mut String);
 
+/// Access-line fields that are tokens (an HTTP method, a socket address), written
+/// bare in text, as the `fmt` layer writes `Display` values.
+const BARE: [&str; 2] = ["method", "peer"];
+
 impl Visit for TextFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.push(' ');
         if field.name() != "message" {
             self.0.push_str(field.name());
             self.0.push('=');
-            if value
+            let plain = value
                 .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            {
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if plain && BARE.contains(&field.name()) {
+                self.0.push_str(value);
+            } else if plain {
                 self.0.push('"');
                 self.0.push_str(value);
                 self.0.push('"');

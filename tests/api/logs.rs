@@ -96,7 +96,15 @@ async fn every_request_gets_an_access_line_and_a_request_id() {
         .iter()
         .find(|l| l.contains("request_id=\"trace-abc:123\""))
         .unwrap_or_else(|| panic!("no access line with the client's id:\n{said}"));
+    // As tracing-subscriber's text format wrote it before the access log had a
+    // writer of its own.
+    let stamp = posted.split(' ').next().unwrap_or("");
+    assert!(
+        stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{posted}"
+    );
     for part in [
+        "Z  INFO presque::access: request method=POST path=",
         "method=POST",
         "path=\"/q/logged?delay=0\"",
         "status=201",
