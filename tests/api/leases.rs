@@ -518,6 +518,17 @@ async fn tokens_survive_a_crash_and_a_graceful_restart() {
     }
     let (first, first_token) = lease_from(&client, &server, "r").await;
     let (second, second_token) = lease_from(&client, &server, "r").await;
+    // A lease grant is answered before its fsync (README, *Durability*); a change
+    // answered after it under `always` is on disk, and the log is written in order,
+    // so the grants before it are too.
+    let r = client
+        .post(server.url("/q/other"))
+        .header("Content-Type", "application/json")
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
 
     // SIGKILL: the leases and their tokens come back from the log.
     server.kill9();
