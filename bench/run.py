@@ -456,20 +456,17 @@ def main():
 
     # --- the ceiling ---------------------------------------------------------------
     if "ceiling" in ONLY:
-        log("ceiling (minimal actix-web handler, 1 worker)")
-        port = free_port()
-        ceiling = start([CEILING, f"127.0.0.1:{port}", "1"], port)
-        base = f"http://127.0.0.1:{port}"
-        record("enqueue (POST /q)", "ceiling", measure(ceiling, f"{base}/q/bench", "post.lua"))
-        record("dequeue (GET /q)", "ceiling", measure(ceiling, f"{base}/q/bench", "get.lua"))
-        stop(ceiling)
-        log("ceiling built with mimalloc (presque's allocator)")
-        port = free_port()
-        ceiling = start([CEILING_MIMALLOC, f"127.0.0.1:{port}", "1"], port)
-        base = f"http://127.0.0.1:{port}"
-        record("enqueue (POST /q)", "ceiling+mi", measure(ceiling, f"{base}/q/bench", "post.lua"))
-        record("dequeue (GET /q)", "ceiling+mi", measure(ceiling, f"{base}/q/bench", "get.lua"))
-        stop(ceiling)
+        for target, binary, what in (
+            ("ceiling", CEILING, "minimal actix-web handler, 1 worker"),
+            ("ceiling+mi", CEILING_MIMALLOC, "the same built with presque's allocator, mimalloc"),
+        ):
+            log(f"{target} ({what})")
+            port = free_port()
+            ceiling = start([binary, f"127.0.0.1:{port}", "1"], port)
+            base = f"http://127.0.0.1:{port}"
+            record("enqueue (POST /q)", target, measure(ceiling, f"{base}/q/bench", "post.lua"))
+            record("dequeue (GET /q)", target, measure(ceiling, f"{base}/q/bench", "get.lua"))
+            stop(ceiling)
 
     # --- presque -------------------------------------------------------------------
     if "presque" in ONLY:
@@ -500,7 +497,7 @@ def main():
                measure(proc, f"{base}/qb/batch", "batch_post.lua", per_request=100), "jobs/s")
         # Batch fetching drains millions of jobs a second: a short run from a deep queue,
         # checked not to have run dry (404s would count as requests).
-        top = lambda: top_up("bfetch", 4_000_000)
+        top = lambda: top_up("bfetch", 8_000_000)
         record("batch fetch (/qb, 100/req)", "presque",
                measure(proc, f"{base}/qb/bfetch?batch_size=100", "get.lua", per_request=100,
                        before_each=top, check=lambda: never_dry("bfetch"), duration="1s"), "jobs/s")

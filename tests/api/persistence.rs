@@ -253,6 +253,43 @@ async fn sigkill_with_only_a_log_loses_nothing() {
     server.stop();
 }
 
+/// Posts `"P-I"` jobs to `url` until `stop` (or until the server is gone), noting in
+/// `created` each one answered 201.
+async fn post_until_stopped(
+    url: String,
+    p: usize,
+    created: &Arc<Mutex<HashSet<String>>>,
+    stop: &Arc<AtomicBool>,
+) {
+    let client = Client::new();
+    for i in 0..100_000 {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let body = format!("\"{p}-{i}\"");
+        let sent = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() == StatusCode::CREATED => {
+                created.lock().unwrap().insert(body);
+            }
+            _ => break,
+        }
+    }
+}
+
+/// After 1.5 s of traffic, kill -9 the server; a moment later, tell the traffic to stop.
+async fn kill_mid_traffic(server: Arc<Mutex<ServerProcess>>, stop: Arc<AtomicBool>) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.lock().unwrap().signal("KILL");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+}
+
 #[actix_web::test]
 async fn sigkill_under_load_with_fsync_always() {
     let node = Node::new(ALWAYS);
@@ -264,29 +301,8 @@ async fn sigkill_under_load_with_fsync_always() {
     let interrupted_fetches = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let producers = (0..4).map(|p| {
-        let (url, acked, stop) = (format!("{address}/q/load"), acked.clone(), stop.clone());
-        async move {
-            let client = Client::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) && i < 100_000 {
-                let body = format!("\"{p}-{i}\"");
-                let sent = client
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status() == StatusCode::CREATED => {
-                        acked.lock().unwrap().insert(body);
-                    }
-                    _ => break,
-                }
-                i += 1;
-            }
-        }
-    });
+    let producers =
+        (0..4).map(|p| post_until_stopped(format!("{address}/q/load"), p, &acked, &stop));
     let consumers = (0..4).map(|_| {
         let (url, fetched, stop, interrupted) = (
             format!("{address}/q/load"),
@@ -317,16 +333,7 @@ async fn sigkill_under_load_with_fsync_always() {
             }
         }
     });
-    let killer = {
-        let (server, stop) = (server.clone(), stop.clone());
-        async move {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            // SAFETY of the test: the process is ours; kill -9 it mid-traffic.
-            server.lock().unwrap().signal("KILL");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            stop.store(true, Ordering::SeqCst);
-        }
-    };
+    let killer = kill_mid_traffic(server.clone(), stop.clone());
     tokio::join!(
         futures_util::future::join_all(producers),
         futures_util::future::join_all(consumers),
@@ -396,29 +403,8 @@ async fn sigkill_under_leased_work_with_fsync_always() {
     let leases = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let producers = (0..3).map(|p| {
-        let (url, created, stop) = (format!("{address}/q/work"), created.clone(), stop.clone());
-        async move {
-            let client = Client::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) && i < 100_000 {
-                let body = format!("\"{p}-{i}\"");
-                let sent = client
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status() == StatusCode::CREATED => {
-                        created.lock().unwrap().insert(body);
-                    }
-                    _ => break,
-                }
-                i += 1;
-            }
-        }
-    });
+    let producers =
+        (0..3).map(|p| post_until_stopped(format!("{address}/q/work"), p, &created, &stop));
     let workers = (0..4).map(|_| {
         let (address, acked, unanswered, leases, stop) = (
             address.clone(),
@@ -469,15 +455,7 @@ async fn sigkill_under_leased_work_with_fsync_always() {
             }
         }
     });
-    let killer = {
-        let (server, stop) = (server.clone(), stop.clone());
-        async move {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            server.lock().unwrap().signal("KILL");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            stop.store(true, Ordering::SeqCst);
-        }
-    };
+    let killer = kill_mid_traffic(server.clone(), stop.clone());
     tokio::join!(
         futures_util::future::join_all(producers),
         futures_util::future::join_all(workers),
