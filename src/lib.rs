@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod clock;
+mod hex;
 mod http;
 mod metrics;
 mod names;

@@ -187,18 +187,15 @@ fn generate() -> HeaderValue {
         h.finish() as u32
     });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    // `{prefix:08x}-{n:x}`, by hand: `core::fmt` cost more than the rest of the id.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 8 + 1 + 16];
-    for (i, b) in buf[..8].iter_mut().enumerate() {
-        *b = HEX[(prefix >> (28 - 4 * i) & 0xf) as usize];
-    }
-    buf[8] = b'-';
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-    for i in 0..digits {
-        buf[9 + i] = HEX[(n >> (4 * (digits - 1 - i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&buf[..9 + digits]).unwrap_or(HeaderValue::from_static("-"))
+    // `{prefix:08x}-{n:x}`, without `core::fmt`, which cost more than the rest of the id.
+    let mut id = Text::<25>::default();
+    let mut digits = [0; 16];
+    let prefix = crate::hex::lower_hex(u64::from(prefix), &mut digits);
+    id.push(&"00000000"[prefix.len().min(8)..]);
+    id.push(prefix);
+    id.push("-");
+    id.push(crate::hex::lower_hex(n, &mut digits));
+    HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked with `...` when

@@ -265,8 +265,7 @@ pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
 /// [`query`] on a raw query string.
 pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     if !raw.is_empty() {
-        check_encoding(raw)?;
-        check_params(raw, field_names::<T>())?;
+        check_query(raw, field_names::<T>())?;
     }
     web::Query::<T>::from_query(raw)
         .map(web::Query::into_inner)
@@ -274,35 +273,49 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
 }
 
 /// Refuses a query string with a malformed percent-escape (`%zz`, a lone `%`) or a
-/// name or value that is not UTF-8 once decoded, naming the parameter: the form
-/// decoder would otherwise take the first literally and fold the second into U+FFFD.
-fn check_encoding(raw: &str) -> Result<(), ApiError> {
+/// name or value that is not UTF-8 once decoded, naming the parameter (the form
+/// decoder would otherwise take the first literally and fold the second into
+/// U+FFFD), and one naming a parameter neither in `accepted` nor tolerated. One pass,
+/// and no allocation for the usual plain names and values.
+fn check_query(raw: &str, accepted: &'static [&'static str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<String> = Vec::new();
     for pair in raw.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode(key).map_err(|e| {
+        let name = decoded(key).map_err(|e| {
             ApiError::BadQuery(format!("invalid query string: a parameter name {e}"))
         })?;
-        percent_decode(value)
+        decoded(value)
             .map_err(|e| ApiError::BadQuery(format!("invalid query parameter {name:?}: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Refuses a query string naming a parameter neither in `accepted` nor tolerated.
-fn check_params(raw: &str, accepted: &'static [&'static str]) -> Result<(), ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(raw)
-        .map_err(|e| ApiError::BadQuery(format!("invalid query string: {e}")))?;
-    let mut unknown: Vec<String> = Vec::new();
-    for (key, _) in pairs.into_inner() {
-        let known = accepted.contains(&key.as_str()) || TOLERATED_PARAMS.contains(&key.as_str());
-        if !known && !unknown.contains(&key) {
-            unknown.push(key);
+        // The form decoder skips empty pairs (`a=1&&b=2`) and reads `+` as a space.
+        if pair.is_empty() {
+            continue;
+        }
+        let name: std::borrow::Cow<'_, str> = if key.contains('+') {
+            decoded(&key.replace('+', " "))
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default()
+                .into()
+        } else {
+            name
+        };
+        let known = accepted.contains(&&*name) || TOLERATED_PARAMS.contains(&&*name);
+        if !known && !unknown.iter().any(|u| *u == *name) {
+            unknown.push(name.into_owned());
         }
     }
     if unknown.is_empty() {
         Ok(())
     } else {
         Err(ApiError::UnknownQuery { unknown, accepted })
+    }
+}
+
+/// `raw` percent-decoded, borrowed when there is nothing to decode.
+fn decoded(raw: &str) -> Result<std::borrow::Cow<'_, str>, crate::names::NameError> {
+    if raw.contains('%') {
+        percent_decode(raw).map(Into::into)
+    } else {
+        Ok(raw.into())
     }
 }
 
@@ -637,13 +650,13 @@ mod tests {
     fn query_structs_name_their_parameters() {
         assert_eq!(field_names::<Sample>(), ["delayed", "delay"]);
         assert!(field_names::<NoQuery>().is_empty());
-        assert!(check_params(
+        assert!(check_query(
             "delayed=1&delay=2&worker_id=w&with_desc=1",
             &["delayed", "delay"]
         )
         .is_ok());
         let message = |raw, accepted| {
-            check_params(raw, accepted)
+            check_query(raw, accepted)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
@@ -766,10 +779,10 @@ mod tests {
 
     #[test]
     fn query_encoding_is_strict() {
-        assert!(check_encoding("a=%C3%A9&b=x+y&c").is_ok());
+        assert!(check_query("a=%C3%A9&b=x+y&c", &["a", "b", "c"]).is_ok());
         for bad in ["a=%ff", "a=%zz", "a=%", "a=%4", "%fe=1", "a=1&b=%80"] {
             assert!(
-                matches!(check_encoding(bad), Err(ApiError::BadQuery(_))),
+                matches!(check_query(bad, &["a", "b"]), Err(ApiError::BadQuery(_))),
                 "{bad}"
             );
         }
@@ -799,6 +812,32 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// The names found unknown are the ones the form decoder (which then
+            /// reads the values) sees, in the same spelling.
+            #[test]
+            fn unknown_names_are_the_form_decoders(raw in query_text()) {
+                let accepted: &'static [&'static str] = &["lease", "wait", "worker_id"];
+                let Ok(pairs) = web::Query::<Vec<(String, String)>>::from_query(&raw) else {
+                    return Ok(());
+                };
+                let mut expected: Vec<String> = Vec::new();
+                for (key, _) in pairs.into_inner() {
+                    let known = accepted.contains(&key.as_str())
+                        || TOLERATED_PARAMS.contains(&key.as_str());
+                    if !known && !expected.contains(&key) {
+                        expected.push(key);
+                    }
+                }
+                match check_query(&raw, accepted) {
+                    Ok(()) => prop_assert!(expected.is_empty(), "{raw:?}: {expected:?}"),
+                    Err(ApiError::UnknownQuery { unknown, .. }) => {
+                        prop_assert_eq!(unknown, expected)
+                    }
+                    // Bad encoding, which the form decoder lets through lossily.
+                    Err(_) => {}
+                }
+            }
 
             #[test]
             fn arbitrary_query_strings_never_panic(raw in query_text()) {

@@ -203,9 +203,22 @@ pub struct DeliveryToken {
     pub delivery: u64,
 }
 
+impl DeliveryToken {
+    /// Appends the token's text to `out`: what `Display` writes, without `core::fmt`
+    /// (every lease answer carries one).
+    pub fn push_to(&self, out: &mut String) {
+        let mut buf = [0; 16];
+        out.push_str(crate::hex::lower_hex(self.job.0, &mut buf));
+        out.push('.');
+        out.push_str(crate::hex::lower_hex(self.delivery, &mut buf));
+    }
+}
+
 impl fmt::Display for DeliveryToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}.{:x}", self.job.0, self.delivery)
+        let mut text = String::with_capacity(33);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 
