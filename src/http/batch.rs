@@ -11,7 +11,7 @@ use super::input::{
     batch_size, check_json, due_ms, expires_ms, priority, query, queue_name, read_body,
     require_json, NoQuery,
 };
-use super::queue::{fetch_for, jobs_response, FetchQuery, JOB_ID_HEADER};
+use super::queue::{fetch_for, jobs_response, FetchQuery, JOB_ID_NAME};
 use super::AppState;
 use crate::http::error::ApiError;
 use crate::queue::job::Job;
@@ -46,7 +46,7 @@ struct CreateQuery {
 /// consecutively), however long the batch.
 pub const JOB_ID_RANGE_HEADER: &str = "X-presque-jobid-range";
 
-/// Longest id list [`JOB_ID_HEADER`] carries on `POST /qb`; a longer batch answers
+/// Longest id list [`JOB_ID_NAME`] carries on `POST /qb`; a longer batch answers
 /// only [`JOB_ID_RANGE_HEADER`]. Clients read header lines of limited length (Perl's
 /// `Net::HTTP`, under LWP, dies on a line over 8 KiB; older Node refuses 8 KiB of
 /// headers in all), and an old client posting a big batch must keep working.
@@ -99,7 +99,7 @@ pub async fn fetch(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 /// `POST /qb/NAME[?delayed=EPOCH|delay=S]` with `{"jobs": [...]}`: each job created
 /// in order. The ids go in [`JOB_ID_RANGE_HEADER`], and comma-separated in
-/// [`JOB_ID_HEADER`] when the list fits in [`MAX_ID_LIST_BYTES`].
+/// [`JOB_ID_NAME`] when the list fits in [`MAX_ID_LIST_BYTES`].
 #[utoipa::path(
     post,
     path = "/qb/{name}",
@@ -179,7 +179,7 @@ pub async fn create(
         response.insert_header((JOB_ID_RANGE_HEADER, format!("{}-{}", first.id.0, last.id.0)));
     }
     if let Some(list) = id_list(&jobs, MAX_ID_LIST_BYTES) {
-        response.insert_header((JOB_ID_HEADER, list));
+        response.insert_header((JOB_ID_NAME.clone(), list));
     }
     Ok(response.finish())
 }

@@ -17,20 +17,20 @@ use crate::queue::{Arrival, Enqueue, Handout, LeaseRequest, Purge, QueueError};
 
 /// Response header carrying job ids: of leased jobs on a fetch, of the created job on
 /// `POST`/`PUT /q/NAME`, of the created jobs on `POST /qb/NAME` (comma-separated in
-/// order for batches).
-pub const JOB_ID_HEADER: &str = "X-presque-jobid";
-
-/// [`JOB_ID_HEADER`] as a ready-made name: the create path answers it on every
-/// request, and parsing a name from text costs a check and an allocation each time.
-static JOB_ID_NAME: HeaderName = HeaderName::from_static("x-presque-jobid");
+/// order for batches). `X-presque-jobid` on the wire; a ready-made name, since
+/// parsing one from text costs a check and an allocation on every answer.
+pub(super) static JOB_ID_NAME: HeaderName = HeaderName::from_static("x-presque-jobid");
 
 /// Header carrying delivery tokens: the response to a lease names each job's (in the
-/// order of [`JOB_ID_HEADER`]); an ack, failure report or extension shows it back.
+/// order of [`JOB_ID_NAME`]); an ack, failure report or extension shows it back.
 pub const LEASE_HEADER: &str = "X-presque-lease";
 
+/// [`LEASE_HEADER`] ready-made (see [`JOB_ID_NAME`]).
+static LEASE_NAME: HeaderName = HeaderName::from_static("x-presque-lease");
+
 /// Response header of a lease: each leased job's failed deliveries so far (as lookup's
-/// `attempts`), comma-separated in the order of [`JOB_ID_HEADER`].
-pub const ATTEMPTS_HEADER: &str = "X-presque-attempts";
+/// `attempts`), comma-separated in the order of [`JOB_ID_NAME`].
+static ATTEMPTS_NAME: HeaderName = HeaderName::from_static("x-presque-attempts");
 
 /// Request header choosing how a fetch that finds no job is answered: `204` or `404`
 /// (the default), as the `empty` query parameter does (which wins when both are given).
@@ -138,7 +138,7 @@ fn fetch_request(
     })
 }
 
-/// A 200 answer carrying fetched jobs; leased jobs' ids go in [`JOB_ID_HEADER`], their
+/// A 200 answer carrying fetched jobs; leased jobs' ids go in [`JOB_ID_NAME`], their
 /// delivery tokens in [`LEASE_HEADER`].
 pub(super) fn jobs_response(
     jobs: &Handout,
@@ -151,13 +151,13 @@ pub(super) fn jobs_response(
         // Written by hand: every lease answer pays for these three headers.
         let mut digits = itoa::Buffer::new();
         let ids = comma_list(jobs.iter(), |out, j| out.push_str(digits.format(j.id.0)));
-        response.insert_header((JOB_ID_HEADER, ids));
+        response.insert_header((JOB_ID_NAME.clone(), ids));
         let tokens = comma_list(jobs.tokens.iter(), |out, t| t.push_to(out));
-        response.insert_header((LEASE_HEADER, tokens));
+        response.insert_header((LEASE_NAME.clone(), tokens));
         let attempts = comma_list(jobs.attempts.iter(), |out, a| {
             out.push_str(digits.format(*a))
         });
-        response.insert_header((ATTEMPTS_HEADER, attempts));
+        response.insert_header((ATTEMPTS_NAME.clone(), attempts));
     }
     response.body(body)
 }
@@ -250,7 +250,7 @@ pub async fn name_missing() -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /q/NAME[?delayed=EPOCH|delay=S][&uniq=KEY][&priority=N]`: a new job; its id is answered
-/// in [`JOB_ID_HEADER`].
+/// in [`JOB_ID_NAME`].
 #[utoipa::path(
     post,
     path = "/q/{name}",
@@ -285,7 +285,7 @@ pub async fn create(
 }
 
 /// `PUT /q/NAME`: a worker reports a failed job; it is counted and queued again, as a
-/// new job whose id is answered in [`JOB_ID_HEADER`].
+/// new job whose id is answered in [`JOB_ID_NAME`].
 #[utoipa::path(
     put,
     path = "/q/{name}",
