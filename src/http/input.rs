@@ -148,10 +148,19 @@ pub async fn read_body(
     let deadline = tokio::time::Instant::now() + timeout;
     // Copied out of the connection's read buffer (a job kept as a slice of it would
     // hold the whole buffer). No timer is armed while each read is ready at once, as
-    // a small body that arrived with its head is.
+    // a small body that arrived with its head is once the dispatcher, which runs the
+    // handler, has had one turn to hand it over: a yield costs far less than arming
+    // and dropping a timer.
     let mut body = BytesMut::with_capacity(announced.unwrap_or(0));
+    let mut yielded = false;
     loop {
-        let next = match payload.next().now_or_never() {
+        let mut next = payload.next().now_or_never();
+        if next.is_none() && !yielded {
+            yielded = true;
+            tokio::task::yield_now().await;
+            next = payload.next().now_or_never();
+        }
+        let next = match next {
             Some(next) => next,
             None => tokio::time::timeout_at(deadline, payload.next())
                 .await
