@@ -227,6 +227,11 @@ def measure(proc, url, script, per_request=1, before_each=None, check=None, dura
         p50s.append(r["p50_us"])
         p99s.append(r["p99_us"])
         cpus.append((cpu1 - cpu0) * 1e6 / r["requests"])
+    return medians(rates, p50s, p99s, cpus, others)
+
+
+def medians(rates, p50s, p99s, cpus, others):
+    """A row's figures: the median of each over its runs."""
     return {
         "rate": statistics.median(rates),
         "p50": statistics.median(p50s),
@@ -268,13 +273,7 @@ def measure_lg(server, args, before_each=None, label=""):
         p99s.append(r["p99_us"])
         cpus.append((s1[3] - s0[3]) * 1e6 / r["jobs"])
         others.append(other_pct(s0, s1))
-    return {
-        "rate": statistics.median(rates),
-        "p50": statistics.median(p50s),
-        "p99": statistics.median(p99s),
-        "cpu": statistics.median(cpus),
-        "other": statistics.median(others),
-    }
+    return medians(rates, p50s, p99s, cpus, others)
 
 
 def presque(data_dir, fsync="everysec", extra=()):
